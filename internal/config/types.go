@@ -1,0 +1,166 @@
+// Package config is Gatehouse's static configuration (gatehouse.yaml):
+// listeners, backend pools, routes, TLS policy, status components and limits.
+//
+// Parse reads and fully validates a document; a Config that Parse returned
+// is immutable by convention and is swapped in whole on reload.
+package config
+
+import (
+	"time"
+)
+
+// Config is the whole static configuration.
+type Config struct {
+	// DataDir holds the embedded store, the admin token and the key-encryption key.
+	DataDir   string    `yaml:"data_dir"`
+	Listeners Listeners `yaml:"listeners"`
+	TLS       TLS       `yaml:"tls"`
+	Admin     Admin     `yaml:"admin"`
+	Pools     []Pool    `yaml:"pools"`
+	Routes    []Route   `yaml:"routes"`
+	Status    Status    `yaml:"status"`
+	Limits    Limits    `yaml:"limits"`
+	Log       Log       `yaml:"log"`
+}
+
+// Listeners are the sockets Gatehouse serves on. Admin is never the public
+// listener: validation refuses the same address for both.
+type Listeners struct {
+	HTTPS  Listener `yaml:"https"`
+	HTTP   Listener `yaml:"http"`   // plain HTTP; redirects to HTTPS (except ACME challenges)
+	Status Listener `yaml:"status"` // the status portal
+	Admin  Listener `yaml:"admin"`  // the admin API (HTTPS, bearer token)
+}
+
+// Listener is one listening socket with its limits.
+type Listener struct {
+	// Address is host:port; empty disables the listener (HTTPS and Admin are required).
+	Address           string   `yaml:"address"`
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	ReadTimeout       Duration `yaml:"read_timeout"`
+	WriteTimeout      Duration `yaml:"write_timeout"`
+	IdleTimeout       Duration `yaml:"idle_timeout"`
+	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
+	// MaxConnections caps concurrently open client connections (0: no cap
+	// beyond file descriptors).
+	MaxConnections int `yaml:"max_connections"`
+}
+
+// TLS is the policy of the public HTTPS listener.
+type TLS struct {
+	// UnknownSNI says what to do with a hostname that has no certificate:
+	// "reject" (handshake fails with unrecognized_name) or "default".
+	UnknownSNI string `yaml:"unknown_sni"`
+	// DefaultHostname names the installed certificate served under "default".
+	DefaultHostname string `yaml:"default_hostname"`
+	// MinVersion is "1.2" or "1.3".
+	MinVersion string `yaml:"min_version"`
+	// CacheBytes bounds the decoded-certificate cache.
+	CacheBytes ByteSize `yaml:"cache_bytes"`
+	// KEKFile holds the 32-byte key-encryption key for private keys at rest
+	// (default: <data_dir>/kek, created with mode 0600 on first start).
+	KEKFile string `yaml:"kek_file"`
+	// ExpiryWarning is how close to expiry an added certificate draws a warning.
+	ExpiryWarning Duration `yaml:"expiry_warning"`
+}
+
+// Admin configures the admin API's credentials and its TLS certificate.
+type Admin struct {
+	// TokenFile holds the bearer token (default <data_dir>/admin.token,
+	// generated with mode 0600 on first start).
+	TokenFile string `yaml:"token_file"`
+	// Token, if set, is used instead of TokenFile.
+	Token string `yaml:"token"`
+	// CertFile and KeyFile serve the admin API; when empty a self-signed
+	// certificate is generated into the data directory.
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+// Pool is a named group of backend members.
+type Pool struct {
+	Name string `yaml:"name"`
+	// Algorithm is round_robin, weighted_round_robin or least_requests.
+	Algorithm   string      `yaml:"algorithm"`
+	Members     []Member    `yaml:"members"`
+	HealthCheck HealthCheck `yaml:"health_check"`
+	Timeouts    Timeouts    `yaml:"timeouts"`
+	// Retries is how many other members an idempotent request is retried on
+	// after a connection failure.
+	Retries int `yaml:"retries"`
+	// MaxConnsPerMember caps connections to each member (0: no cap).
+	MaxConnsPerMember int `yaml:"max_conns_per_member"`
+}
+
+// Member is one backend server.
+type Member struct {
+	Address string `yaml:"address"` // host:port
+	Weight  int    `yaml:"weight"`  // default 1
+}
+
+// HealthCheck is an active HTTP health check.
+type HealthCheck struct {
+	// Path is requested on each member; empty disables active checks.
+	Path     string   `yaml:"path"`
+	Interval Duration `yaml:"interval"`
+	Timeout  Duration `yaml:"timeout"`
+	// Rise consecutive successes mark a down member up; Fall consecutive
+	// failures mark an up member down.
+	Rise int `yaml:"rise"`
+	Fall int `yaml:"fall"`
+	// ExpectStatus lists acceptable status codes (default 200-399).
+	ExpectStatus []int `yaml:"expect_status"`
+}
+
+// Timeouts toward the members of a pool.
+type Timeouts struct {
+	Dial           Duration `yaml:"dial"`
+	ResponseHeader Duration `yaml:"response_header"`
+	IdleConn       Duration `yaml:"idle_conn"`
+}
+
+// Route sends requests whose host and path match to a pool. Host is an exact
+// name or a wildcard "*.example.com" (one label); PathPrefix defaults to "/".
+type Route struct {
+	Host       string `yaml:"host"`
+	PathPrefix string `yaml:"path_prefix"`
+	Pool       string `yaml:"pool"`
+}
+
+// Status configures the status portal.
+type Status struct {
+	Title      string      `yaml:"title"`
+	Components []Component `yaml:"components"`
+}
+
+// Component is one (region, service) pair on the status portal, driven by
+// the health of its pools. With no components configured, every pool is one.
+type Component struct {
+	Name        string   `yaml:"name"`
+	Region      string   `yaml:"region"`
+	Description string   `yaml:"description"`
+	Pools       []string `yaml:"pools"`
+}
+
+// Limits are operator-set hard limits (0 means none) and the warning level.
+type Limits struct {
+	MaxCertificates int64 `yaml:"max_certificates"`
+	// WarnPercent is the usage share at which a warning is logged (default 80).
+	WarnPercent float64 `yaml:"warn_percent"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+	Access bool   `yaml:"access"` // access log lines
+}
+
+// Duration is a time.Duration written as "1.5s", "200ms", "2m".
+type Duration time.Duration
+
+// D returns d as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// ByteSize is a size written as a number of bytes or with a unit: "64MiB", "1GB", "512KiB".
+type ByteSize int64

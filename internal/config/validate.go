@@ -1,0 +1,370 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for fields left empty.
+const (
+	DefaultDataDir           = "./gatehouse-data"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+	DefaultCacheBytes        = 256 << 20
+	DefaultExpiryWarning     = 30 * 24 * time.Hour
+	DefaultWarnPercent       = 80
+)
+
+// Algorithms a pool may use.
+var Algorithms = []string{"round_robin", "weighted_round_robin", "least_requests"}
+
+// ApplyDefaults fills every empty field that has a default. Parse calls it.
+func (c *Config) ApplyDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = DefaultDataDir
+	}
+	for _, l := range []*Listener{&c.Listeners.HTTPS, &c.Listeners.HTTP, &c.Listeners.Status, &c.Listeners.Admin} {
+		if l.ReadHeaderTimeout == 0 {
+			l.ReadHeaderTimeout = Duration(DefaultReadHeaderTimeout)
+		}
+		if l.IdleTimeout == 0 {
+			l.IdleTimeout = Duration(DefaultIdleTimeout)
+		}
+		if l.MaxHeaderBytes == 0 {
+			l.MaxHeaderBytes = DefaultMaxHeaderBytes
+		}
+	}
+	// The admin and status listeners serve small documents: bound whole requests.
+	for _, l := range []*Listener{&c.Listeners.Status, &c.Listeners.Admin} {
+		if l.ReadTimeout == 0 {
+			l.ReadTimeout = Duration(30 * time.Second)
+		}
+		if l.WriteTimeout == 0 {
+			l.WriteTimeout = Duration(60 * time.Second)
+		}
+	}
+	if c.TLS.UnknownSNI == "" {
+		c.TLS.UnknownSNI = "reject"
+	}
+	if c.TLS.MinVersion == "" {
+		c.TLS.MinVersion = "1.2"
+	}
+	if c.TLS.CacheBytes == 0 {
+		c.TLS.CacheBytes = DefaultCacheBytes
+	}
+	if c.TLS.ExpiryWarning == 0 {
+		c.TLS.ExpiryWarning = Duration(DefaultExpiryWarning)
+	}
+	for i := range c.Pools {
+		p := &c.Pools[i]
+		if p.Algorithm == "" {
+			p.Algorithm = "round_robin"
+		}
+		for j := range p.Members {
+			if p.Members[j].Weight == 0 {
+				p.Members[j].Weight = 1
+			}
+		}
+		hc := &p.HealthCheck
+		if hc.Path != "" {
+			if hc.Interval == 0 {
+				hc.Interval = Duration(5 * time.Second)
+			}
+			if hc.Timeout == 0 {
+				hc.Timeout = Duration(min(2*time.Second, hc.Interval.D()))
+			}
+			if hc.Rise == 0 {
+				hc.Rise = 2
+			}
+			if hc.Fall == 0 {
+				hc.Fall = 3
+			}
+		}
+		if p.Timeouts.Dial == 0 {
+			p.Timeouts.Dial = Duration(5 * time.Second)
+		}
+		if p.Timeouts.ResponseHeader == 0 {
+			p.Timeouts.ResponseHeader = Duration(60 * time.Second)
+		}
+		if p.Timeouts.IdleConn == 0 {
+			p.Timeouts.IdleConn = Duration(90 * time.Second)
+		}
+	}
+	for i := range c.Routes {
+		if c.Routes[i].PathPrefix == "" {
+			c.Routes[i].PathPrefix = "/"
+		}
+	}
+	if c.Status.Title == "" {
+		c.Status.Title = "Service status"
+	}
+	if c.Limits.WarnPercent == 0 {
+		c.Limits.WarnPercent = DefaultWarnPercent
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "text"
+	}
+}
+
+// Validate reports every problem of an already defaulted configuration,
+// each as "field.path: problem".
+func (c *Config) Validate() error {
+	v := &validator{}
+	if strings.TrimSpace(c.DataDir) == "" {
+		v.add("data_dir", "must not be empty")
+	}
+	c.validateListeners(v)
+	c.validateTLS(v)
+	if c.Admin.Token != "" && len(c.Admin.Token) < 16 {
+		v.add("admin.token", "is %d characters; use at least 16 (or leave it empty to generate one)", len(c.Admin.Token))
+	}
+	if (c.Admin.CertFile == "") != (c.Admin.KeyFile == "") {
+		v.add("admin", "cert_file and key_file go together: give both or neither")
+	}
+	pools := c.validatePools(v)
+	c.validateRoutes(v, pools)
+	for i, comp := range c.Status.Components {
+		p := fmt.Sprintf("status.components[%d]", i)
+		if strings.TrimSpace(comp.Name) == "" {
+			v.add(p+".name", "must not be empty")
+		}
+		for j, name := range comp.Pools {
+			if !pools[name] {
+				v.add(fmt.Sprintf("%s.pools[%d]", p, j), "%q is not a pool defined under pools", name)
+			}
+		}
+	}
+	if c.Limits.MaxCertificates < 0 {
+		v.add("limits.max_certificates", "must not be negative (0 means no limit)")
+	}
+	if c.Limits.WarnPercent <= 0 || c.Limits.WarnPercent >= 100 {
+		v.add("limits.warn_percent", "%v must be between 0 and 100", c.Limits.WarnPercent)
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		v.add("log.level", "%q must be one of debug, info, warn, error", c.Log.Level)
+	}
+	if !slices.Contains([]string{"text", "json"}, c.Log.Format) {
+		v.add("log.format", "%q must be text or json", c.Log.Format)
+	}
+	return v.err()
+}
+
+type validator struct{ errs []error }
+
+func (v *validator) add(path, format string, args ...any) {
+	v.errs = append(v.errs, fmt.Errorf("%s: %s", path, fmt.Sprintf(format, args...)))
+}
+
+func (v *validator) err() error { return errors.Join(v.errs...) }
+
+func (c *Config) validateListeners(v *validator) {
+	type named struct {
+		name string
+		l    *Listener
+	}
+	ls := []named{{"https", &c.Listeners.HTTPS}, {"http", &c.Listeners.HTTP}, {"status", &c.Listeners.Status}, {"admin", &c.Listeners.Admin}}
+	ports := map[string]string{} // port -> listener, to refuse sharing
+	for _, n := range ls {
+		p := "listeners." + n.name
+		if n.l.Address == "" {
+			if n.name == "https" || n.name == "admin" {
+				v.add(p+".address", "is required")
+			}
+			continue
+		}
+		host, port, err := splitHostPort(n.l.Address)
+		if err != nil {
+			v.add(p+".address", "%s", err)
+			continue
+		}
+		if other, ok := ports[port]; ok && addrOverlap(host, other) {
+			v.add(p+".address", "%q uses the same port as listeners.%s; every listener needs its own socket (the admin API is never served on the public listener)", n.l.Address, strings.SplitN(other, "|", 2)[1])
+		}
+		ports[port] = host + "|" + n.name
+		if n.l.MaxHeaderBytes < 1024 || n.l.MaxHeaderBytes > 1<<20 {
+			v.add(p+".max_header_bytes", "%d must be between 1024 and 1048576", n.l.MaxHeaderBytes)
+		}
+		if n.l.MaxConnections < 0 {
+			v.add(p+".max_connections", "must not be negative")
+		}
+	}
+}
+
+// addrOverlap reports whether a host and a recorded "host|name" share a socket space.
+func addrOverlap(host, rec string) bool {
+	other := strings.SplitN(rec, "|", 2)[0]
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return host == other || wild(host) || wild(other)
+}
+
+func splitHostPort(addr string) (host, port string, err error) {
+	host, port, err = net.SplitHostPort(addr)
+	if err != nil {
+		if strings.Contains(err.Error(), "missing port") {
+			return "", "", fmt.Errorf("%q has no port", addr)
+		}
+		return "", "", fmt.Errorf("%q is not host:port", addr)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return "", "", fmt.Errorf("%q: port %q must be a number from 1 to 65535", addr, port)
+	}
+	if host != "" && net.ParseIP(host) == nil && !validHostname(host) {
+		return "", "", fmt.Errorf("%q: %q is not an IP address or hostname", addr, host)
+	}
+	return host, port, nil
+}
+
+func (c *Config) validateTLS(v *validator) {
+	switch c.TLS.UnknownSNI {
+	case "reject":
+	case "default":
+		if c.TLS.DefaultHostname == "" {
+			v.add("tls.default_hostname", "is required when tls.unknown_sni is \"default\"")
+		}
+	default:
+		v.add("tls.unknown_sni", "%q must be reject or default", c.TLS.UnknownSNI)
+	}
+	if c.TLS.DefaultHostname != "" && !validHostname(c.TLS.DefaultHostname) {
+		v.add("tls.default_hostname", "%q is not a valid hostname", c.TLS.DefaultHostname)
+	}
+	if c.TLS.MinVersion != "1.2" && c.TLS.MinVersion != "1.3" {
+		v.add("tls.min_version", "%q must be \"1.2\" or \"1.3\"", c.TLS.MinVersion)
+	}
+	if c.TLS.CacheBytes < 1<<20 {
+		v.add("tls.cache_bytes", "%s is below the minimum of 1MiB", c.TLS.CacheBytes)
+	}
+}
+
+var poolName = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+
+func (c *Config) validatePools(v *validator) map[string]bool {
+	names := map[string]bool{}
+	for i, p := range c.Pools {
+		pp := fmt.Sprintf("pools[%d]", i)
+		switch {
+		case p.Name == "":
+			v.add(pp+".name", "must not be empty")
+		case !poolName.MatchString(p.Name):
+			v.add(pp+".name", "%q may hold only letters, digits, '.', '_' and '-' (at most 63)", p.Name)
+		case names[p.Name]:
+			v.add(pp+".name", "%q is defined twice", p.Name)
+		}
+		names[p.Name] = true
+		if !slices.Contains(Algorithms, p.Algorithm) {
+			v.add(pp+".algorithm", "%q must be one of %s", p.Algorithm, strings.Join(Algorithms, ", "))
+		}
+		if len(p.Members) == 0 {
+			v.add(pp+".members", "a pool needs at least one member")
+		}
+		seen := map[string]bool{}
+		for j, m := range p.Members {
+			mp := fmt.Sprintf("%s.members[%d]", pp, j)
+			if m.Address == "" {
+				v.add(mp+".address", "is required")
+			} else if _, _, err := splitHostPort(m.Address); err != nil {
+				v.add(mp+".address", "%s", err)
+			} else if seen[m.Address] {
+				v.add(mp+".address", "%q is listed twice in this pool", m.Address)
+			}
+			seen[m.Address] = true
+			if m.Weight < 1 || m.Weight > 1000 {
+				v.add(mp+".weight", "%d must be between 1 and 1000", m.Weight)
+			}
+		}
+		hc := p.HealthCheck
+		hp := pp + ".health_check"
+		if hc.Path != "" {
+			if !strings.HasPrefix(hc.Path, "/") {
+				v.add(hp+".path", "%q must start with /", hc.Path)
+			}
+			if hc.Interval.D() < 10*time.Millisecond {
+				v.add(hp+".interval", "%s is below the minimum of 10ms", hc.Interval)
+			}
+			if hc.Timeout.D() > hc.Interval.D() {
+				v.add(hp+".timeout", "%s must not exceed the interval (%s)", hc.Timeout, hc.Interval)
+			}
+			if hc.Rise < 1 || hc.Rise > 100 {
+				v.add(hp+".rise", "%d must be between 1 and 100", hc.Rise)
+			}
+			if hc.Fall < 1 || hc.Fall > 100 {
+				v.add(hp+".fall", "%d must be between 1 and 100", hc.Fall)
+			}
+			for k, s := range hc.ExpectStatus {
+				if s < 100 || s > 599 {
+					v.add(fmt.Sprintf("%s.expect_status[%d]", hp, k), "%d is not an HTTP status code", s)
+				}
+			}
+		} else if hc.Interval != 0 || hc.Rise != 0 || hc.Fall != 0 || len(hc.ExpectStatus) > 0 {
+			v.add(hp+".path", "is required when other health_check fields are set")
+		}
+		if p.Retries < 0 || p.Retries > 10 {
+			v.add(pp+".retries", "%d must be between 0 and 10", p.Retries)
+		}
+		if p.MaxConnsPerMember < 0 {
+			v.add(pp+".max_conns_per_member", "must not be negative")
+		}
+	}
+	return names
+}
+
+func (c *Config) validateRoutes(v *validator, pools map[string]bool) {
+	seen := map[string]int{}
+	for i, r := range c.Routes {
+		rp := fmt.Sprintf("routes[%d]", i)
+		host := strings.ToLower(r.Host)
+		switch {
+		case host == "":
+			v.add(rp+".host", "is required")
+		case strings.HasPrefix(host, "*."):
+			if !validHostname(host[2:]) || !strings.Contains(host[2:], ".") {
+				v.add(rp+".host", "%q is not a valid wildcard (use *.example.com)", r.Host)
+			}
+		case !validHostname(host):
+			v.add(rp+".host", "%q is not a valid hostname", r.Host)
+		}
+		if !strings.HasPrefix(r.PathPrefix, "/") {
+			v.add(rp+".path_prefix", "%q must start with /", r.PathPrefix)
+		}
+		if r.Pool == "" {
+			v.add(rp+".pool", "is required")
+		} else if !pools[r.Pool] {
+			v.add(rp+".pool", "%q is not a pool defined under pools", r.Pool)
+		}
+		key := host + " " + r.PathPrefix
+		if j, dup := seen[key]; dup {
+			v.add(rp, "same host and path_prefix as routes[%d]", j)
+		}
+		seen[key] = i
+	}
+}
+
+// validHostname reports whether s is a DNS hostname (letters, digits, '-' and
+// '_' in labels of 1-63 characters, at most 253 in all).
+func validHostname(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
