@@ -1,0 +1,343 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"gatehouse/internal/admin"
+	"gatehouse/internal/certs"
+	"gatehouse/internal/config"
+)
+
+// clientFlags locate the admin API: by default the node whose data
+// directory is --data, on the default admin address.
+type clientFlags struct {
+	dataDir   string
+	adminURL  string
+	token     string
+	tokenFile string
+	caFile    string
+	jsonOut   bool
+}
+
+func (cf *clientFlags) register(cmd *cobra.Command) {
+	f := cmd.PersistentFlags()
+	f.StringVar(&cf.dataDir, "data", config.DefaultDataDir, "data directory of the node (for its admin token and certificate)")
+	f.StringVar(&cf.adminURL, "admin", envOr("GATEHOUSE_ADMIN", "https://127.0.0.1:9443"), "admin API URL (env GATEHOUSE_ADMIN)")
+	f.StringVar(&cf.token, "token", "", "admin bearer token (env GATEHOUSE_TOKEN; default: read from --token-file)")
+	f.StringVar(&cf.tokenFile, "token-file", "", "file holding the admin token (default <data>/admin.token)")
+	f.StringVar(&cf.caFile, "ca", "", "CA certificate to trust for the admin API (default <data>/admin.crt)")
+	f.BoolVar(&cf.jsonOut, "json", false, "print JSON")
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (cf *clientFlags) client() (*admin.Client, error) {
+	token := cf.token
+	if token == "" {
+		token = os.Getenv("GATEHOUSE_TOKEN")
+	}
+	if token == "" {
+		path := cf.tokenFile
+		if path == "" {
+			path = filepath.Join(cf.dataDir, "admin.token")
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("admin token: %w (give --token, GATEHOUSE_TOKEN or --data of the node)", err)
+		}
+		token = strings.TrimSpace(string(b))
+	}
+	caPath := cf.caFile
+	if caPath == "" {
+		caPath = filepath.Join(cf.dataDir, "admin.crt")
+	}
+	ca, err := os.ReadFile(caPath)
+	if err != nil && cf.caFile != "" {
+		return nil, fmt.Errorf("--ca: %w", err)
+	}
+	return admin.NewClient(cf.adminURL, token, ca)
+}
+
+func newCertCmd(cf *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "cert", Short: "Manage certificates live through the admin API"}
+	cf.register(cmd)
+
+	var certFile, keyFile string
+	add := &cobra.Command{
+		Use:   "add --cert FILE [--key FILE]",
+		Short: "Install a certificate (leaf, chain and key; the key may be in the cert file)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			certPEM, err := os.ReadFile(certFile)
+			if err != nil {
+				return fmt.Errorf("--cert: %w", err)
+			}
+			var keyPEM []byte
+			if keyFile != "" {
+				if keyPEM, err = os.ReadFile(keyFile); err != nil {
+					return fmt.Errorf("--key: %w", err)
+				}
+			}
+			res, err := c.AddCert(cmd.Context(), certPEM, keyPEM)
+			if err != nil {
+				return fmt.Errorf("%s: %w", certFile, err)
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			for _, w := range res.Warnings {
+				fmt.Fprintln(cmd.ErrOrStderr(), "warning:", w)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "added %s for %s (expires %s)\n", res.Cert.ID, strings.Join(res.Cert.Names, ", "), res.Cert.NotAfter.Format(time.DateOnly))
+			return nil
+		},
+	}
+	add.Flags().StringVar(&certFile, "cert", "", "PEM file with the leaf certificate and its chain (and the key)")
+	add.Flags().StringVar(&keyFile, "key", "", "PEM file with the private key")
+	_ = add.MarkFlagRequired("cert")
+
+	var limit int
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List installed certificates with their status",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var all []certs.Info
+			after := ""
+			for {
+				page, err := c.ListCerts(cmd.Context(), after, 1000)
+				if err != nil {
+					return err
+				}
+				all = append(all, page...)
+				if len(page) < 1000 || (limit > 0 && len(all) >= limit) {
+					break
+				}
+				after = page[len(page)-1].ID
+			}
+			if limit > 0 && len(all) > limit {
+				all = all[:limit]
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), all)
+			}
+			printCerts(cmd.OutOrStdout(), all)
+			return nil
+		},
+	}
+	list.Flags().IntVar(&limit, "limit", 0, "show at most this many (0: all)")
+
+	show := &cobra.Command{
+		Use:   "show HOSTNAME|ID",
+		Short: "Show the certificates that serve a hostname (or one bundle by id)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			var list []certs.Info
+			if strings.Contains(args[0], ".") {
+				list, err = c.Lookup(cmd.Context(), args[0])
+			} else {
+				var info certs.Info
+				info, err = c.GetCert(cmd.Context(), args[0])
+				list = []certs.Info{info}
+			}
+			if err != nil {
+				return err
+			}
+			if len(list) == 0 {
+				return fmt.Errorf("no certificate serves %s", args[0])
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			for _, in := range list {
+				printDetail(cmd.OutOrStdout(), in)
+			}
+			return nil
+		},
+	}
+
+	rm := &cobra.Command{
+		Use:   "rm ID",
+		Short: "Remove a certificate bundle; its names stop being served at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveCert(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
+			return nil
+		},
+	}
+
+	var batch int
+	imp := &cobra.Command{
+		Use:   "import DIR",
+		Short: "Import every PEM bundle of a directory; bad files are reported, the rest imported",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			return runImport(cmd.Context(), c, args[0], batch, cmd.OutOrStdout(), cmd.ErrOrStderr())
+		},
+	}
+	imp.Flags().IntVar(&batch, "batch", 200, "bundles per admin API request")
+
+	cmd.AddCommand(add, list, show, rm, imp)
+	return cmd
+}
+
+// importSummary is the outcome of an import.
+type importSummary struct {
+	Files, Imported, Refused int
+}
+
+func runImport(ctx context.Context, c *admin.Client, dir string, batch int, out, errOut io.Writer) error {
+	if batch < 1 || batch > 1000 {
+		return errors.New("--batch: must be from 1 to 1000")
+	}
+	items, ferrs := certs.ScanDir(dir)
+	sum := importSummary{Files: len(items) + len(ferrs), Refused: len(ferrs)}
+	for _, fe := range ferrs {
+		fmt.Fprintf(errOut, "refused %s: %v\n", fe.Path, fe.Err)
+	}
+	start := time.Now()
+	lastReport := start
+	for i := 0; i < len(items); i += batch {
+		end := min(i+batch, len(items))
+		req := make([]admin.BatchItem, 0, end-i)
+		for _, it := range items[i:end] {
+			req = append(req, admin.BatchItem{Source: it.Source, CertPEM: string(it.CertPEM), KeyPEM: string(it.KeyPEM)})
+		}
+		results, err := c.AddCerts(ctx, req)
+		if err != nil {
+			return fmt.Errorf("import stopped after %d of %d bundles (%d imported): %w", i, len(items), sum.Imported, err)
+		}
+		for _, r := range results {
+			if r.Error != "" {
+				sum.Refused++
+				fmt.Fprintf(errOut, "refused %s: %s\n", r.Source, r.Error)
+				continue
+			}
+			sum.Imported++
+			for _, w := range r.Warnings {
+				fmt.Fprintf(errOut, "warning %s: %s\n", r.Source, w)
+			}
+		}
+		if now := time.Now(); now.Sub(lastReport) > 2*time.Second || end == len(items) {
+			lastReport = now
+			elapsed := now.Sub(start).Seconds()
+			rate := float64(end) / max(elapsed, 0.001)
+			eta := time.Duration(float64(len(items)-end)/max(rate, 0.001)) * time.Second
+			fmt.Fprintf(errOut, "progress: %d/%d bundles, %.0f/s, ETA %s\n", end, len(items), rate, eta.Round(time.Second))
+		}
+	}
+	fmt.Fprintf(out, "import of %s: %d files, %d imported, %d refused, in %s\n", dir, sum.Files, sum.Imported, sum.Refused, time.Since(start).Round(time.Millisecond))
+	if sum.Refused > 0 {
+		return fmt.Errorf("%d of %d files refused", sum.Refused, sum.Files)
+	}
+	return nil
+}
+
+func printCerts(w io.Writer, list []certs.Info) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tEXPIRES\tKEY\tNAMES")
+	for _, in := range list {
+		names := strings.Join(in.Names, ",")
+		if len(names) > 60 {
+			names = names[:57] + "..."
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.ID, in.Status, in.NotAfter.Format(time.DateOnly), in.KeyType, names)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "%d certificates\n", len(list))
+}
+
+func printDetail(w io.Writer, in certs.Info) {
+	fmt.Fprintf(w, "ID:        %s\nStatus:    %s\nNames:     %s\nKey:       %s\nSubject:   %s\nIssuer:    %s\nSerial:    %s\nValid:     %s to %s\nAdded:     %s\n\n",
+		in.ID, in.Status, strings.Join(in.Names, ", "), in.KeyType, in.Subject, in.Issuer, in.Serial,
+		in.NotBefore.Format(time.RFC3339), in.NotAfter.Format(time.RFC3339), in.AddedAt.Format(time.RFC3339))
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newPoolsCmd(cf *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "pools",
+		Short: "Show the backend pools and the health of their members",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			raw, err := c.Pools(cmd.Context())
+			if err != nil {
+				return err
+			}
+			var v any
+			_ = json.Unmarshal(raw, &v)
+			return printJSON(cmd.OutOrStdout(), v)
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
+
+func newReloadCmd(cf *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "reload",
+		Short: "Re-read the node's configuration file; a bad file changes nothing",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			if err := c.Reload(cmd.Context()); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "reloaded")
+			return nil
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"gatehouse/internal/config"
+	"gatehouse/internal/demo"
+)
+
+func newDemoCmd() *cobra.Command {
+	var dataDir string
+	addrs := demo.Addrs{}
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the quickstart: a local CA, three tenant hostnames, demo backends, the status page",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runDemo(cmd.Context(), dataDir, addrs, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&dataDir, "data", config.DefaultDataDir, "data directory")
+	f.StringVar(&addrs.HTTPS, "https", "127.0.0.1:8443", "public HTTPS listener")
+	f.StringVar(&addrs.Status, "status", "127.0.0.1:8080", "status page listener")
+	f.StringVar(&addrs.Admin, "admin", "127.0.0.1:9443", "admin API listener")
+	return cmd
+}
+
+func runDemo(ctx context.Context, dataDir string, addrs demo.Addrs, out io.Writer) error {
+	abs, err := filepath.Abs(dataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(abs, 0o700); err != nil {
+		return fmt.Errorf("--data %s: %w", dataDir, err)
+	}
+	ca, err := demo.LoadOrCreateCA(abs)
+	if err != nil {
+		return fmt.Errorf("demo CA: %w", err)
+	}
+	backends, err := demo.StartBackends()
+	if err != nil {
+		return err
+	}
+	defer backends.Close(context.Background())
+	cfg, err := demo.Config(abs, addrs, backends.Members)
+	if err != nil {
+		return fmt.Errorf("demo config: %w", err)
+	}
+	log := newLogger(cfg.Log, os.Stderr)
+	n, err := startNode(ctx, cfg, log, nil)
+	if err != nil {
+		return err
+	}
+	// Install a certificate for each tenant unless one is already served.
+	for _, t := range demo.Tenants {
+		if len(n.certs.Lookup(t.Example)) > 0 {
+			continue
+		}
+		certPEM, keyPEM, err := ca.Issue(t.Host)
+		if err != nil {
+			return err
+		}
+		info, _, err := n.certs.Add(ctx, certPEM, keyPEM)
+		if err != nil {
+			return fmt.Errorf("installing the demo certificate for %s: %w", t.Host, err)
+		}
+		log.Info("installed demo certificate", "host", t.Host, "id", info.ID)
+	}
+	printDemoHelp(out, n, ca.Path, abs)
+	return n.wait(ctx)
+}
+
+func printDemoHelp(out io.Writer, n *node, caPath, dataDir string) {
+	https := n.srv.Addr("https")
+	host, port, _ := strings.Cut(https, ":")
+	var b strings.Builder
+	fmt.Fprintf(&b, "\nGatehouse demo is running. Try:\n\n")
+	for _, t := range demo.Tenants {
+		fmt.Fprintf(&b, "  curl --resolve %s:%s:%s --cacert %s https://%s:%s/\n", t.Example, port, host, caPath, t.Example, port)
+	}
+	fmt.Fprintf(&b, "  curl --resolve other.uni-c.test:%s:%s --cacert %s https://other.uni-c.test:%s/   # wildcard\n", port, host, caPath, port)
+	fmt.Fprintf(&b, "\nStatus page:  http://%s/\n", n.srv.Addr("status"))
+	fmt.Fprintf(&b, "Admin API:    https://%s/ (token in %s)\n", n.srv.Addr("admin"), filepath.Join(dataDir, "admin.token"))
+	fmt.Fprintf(&b, "CLI:          go run ./cmd/gatehouse cert list --data %s\n", dataDir)
+	fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
+	fmt.Fprint(out, b.String())
+}

@@ -1,0 +1,42 @@
+// Command gatehouse is the Gatehouse HTTPS edge and status portal, and the
+// CLI for its admin API.
+//
+//	gatehouse demo                      run the quickstart
+//	gatehouse serve --config FILE       run from a configuration file
+//	gatehouse cert add|list|show|rm|import   manage certificates live
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "gatehouse:", err)
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "gatehouse",
+		Short:         "The HTTPS edge for many customer domains, with a status portal",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Version:       version,
+	}
+	cf := &clientFlags{}
+	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newPoolsCmd(cf), newReloadCmd(cf))
+	return root
+}

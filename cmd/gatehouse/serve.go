@@ -1,0 +1,262 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"gatehouse/internal/admin"
+	"gatehouse/internal/certs"
+	"gatehouse/internal/config"
+	"gatehouse/internal/proxy"
+	"gatehouse/internal/server"
+	"gatehouse/internal/status"
+	"gatehouse/internal/store/bolt"
+)
+
+func newServeCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the edge from a configuration file",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := config.Load(path)
+			if err != nil {
+				return err
+			}
+			log := newLogger(cfg.Log, os.Stderr)
+			reload := func() (*config.Config, error) { return config.Load(path) }
+			n, err := startNode(cmd.Context(), cfg, log, reload)
+			if err != nil {
+				return err
+			}
+			return n.wait(cmd.Context())
+		},
+	}
+	cmd.Flags().StringVarP(&path, "config", "c", "gatehouse.yaml", "configuration file")
+	return cmd
+}
+
+func newLogger(lc config.Log, w io.Writer) *slog.Logger {
+	var level slog.Level
+	_ = level.UnmarshalText([]byte(lc.Level))
+	opts := &slog.HandlerOptions{Level: level}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// node is one running Gatehouse process: store, certificates, proxy, status
+// portal, admin API and their listeners.
+type node struct {
+	log    *slog.Logger
+	cfg    atomic.Pointer[config.Config]
+	store  *bolt.Store
+	certs  *certs.Manager
+	edge   atomic.Pointer[proxy.Proxy]
+	srv    *server.Server
+	reload func() (*config.Config, error)
+	// reloadMu serialises reloads.
+	reloadMu sync.Mutex
+}
+
+// startNode wires every part from cfg and starts serving. reload, if not
+// nil, re-reads the configuration on SIGHUP or the admin API's reload.
+func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload func() (*config.Config, error)) (*node, error) {
+	n := &node{log: log, reload: reload}
+	n.cfg.Store(cfg)
+	soft, hard, err := server.RaiseFileLimit()
+	if err != nil {
+		log.Warn("could not raise the file descriptor limit", "soft", soft, "hard", hard, "err", err)
+	} else {
+		log.Info("file descriptor limit", "soft", soft, "hard", hard)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
+	}
+	kekPath := cfg.TLS.KEKFile
+	if kekPath == "" {
+		kekPath = filepath.Join(cfg.DataDir, "kek")
+	}
+	kek, err := certs.LoadOrCreateKEK(kekPath)
+	if err != nil {
+		return nil, err
+	}
+	n.store, err = bolt.Open(filepath.Join(cfg.DataDir, "gatehouse.db"), bolt.Options{Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			n.close()
+		}
+	}()
+	n.certs = certs.NewManager(n.store, kek, certs.Options{
+		Logger:          log,
+		CacheBytes:      int64(cfg.TLS.CacheBytes),
+		UnknownSNI:      cfg.TLS.UnknownSNI,
+		DefaultHostname: cfg.TLS.DefaultHostname,
+		MaxCertificates: cfg.Limits.MaxCertificates,
+		ExpiryWarning:   cfg.TLS.ExpiryWarning.D(),
+	})
+	start := time.Now()
+	if err := n.certs.Start(ctx); err != nil {
+		return nil, err
+	}
+	log.Info("certificate index loaded", "certificates", n.certs.Count(), "duration", time.Since(start).Round(time.Millisecond))
+
+	p, err := proxy.New(cfg, proxy.Options{Logger: log, AccessLog: cfg.Log.Access})
+	if err != nil {
+		return nil, err
+	}
+	n.edge.Store(p)
+
+	token := cfg.Admin.Token
+	if token == "" {
+		path := cfg.Admin.TokenFile
+		if path == "" {
+			path = filepath.Join(cfg.DataDir, "admin.token")
+		}
+		var created bool
+		token, created, err = server.LoadOrCreateToken(path)
+		if err != nil {
+			return nil, err
+		}
+		if created {
+			log.Info("generated admin token", "file", path)
+		}
+	}
+	certFile, keyFile := cfg.Admin.CertFile, cfg.Admin.KeyFile
+	if certFile == "" {
+		certFile, keyFile = filepath.Join(cfg.DataDir, "admin.crt"), filepath.Join(cfg.DataDir, "admin.key")
+	}
+	adminCert, err := server.LoadOrCreateAdminCert(certFile, keyFile)
+	if err != nil {
+		return nil, err
+	}
+	adminAPI, err := admin.NewServer(admin.Options{
+		Logger: log,
+		Token:  token,
+		Certs:  n.certs,
+		Pools:  func() any { return n.edge.Load().Pools() },
+		Reload: func(ctx context.Context) error { return n.doReload() },
+	})
+	if err != nil {
+		return nil, err
+	}
+	portal := status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log})
+
+	minVer := uint16(tls.VersionTLS12)
+	if cfg.TLS.MinVersion == "1.3" {
+		minVer = tls.VersionTLS13
+	}
+	publicTLS := n.certs.TLSConfig(&tls.Config{MinVersion: minVer, NextProtos: []string{"h2", "http/1.1"}})
+	n.srv = server.New(cfg, server.Options{
+		Logger:    log,
+		PublicTLS: publicTLS,
+		Edge:      http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.edge.Load().ServeHTTP(w, r) }),
+		Status:    portal,
+		AdminTLS:  &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{adminCert}},
+		Admin:     adminAPI,
+	})
+	if err := n.srv.Start(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return n, nil
+}
+
+// poolHealth adapts the live proxy state for the status portal.
+func (n *node) poolHealth() []status.Pool {
+	ps := n.edge.Load().Pools()
+	out := make([]status.Pool, len(ps))
+	for i, p := range ps {
+		out[i].Name = p.Name
+		for _, m := range p.Members {
+			out[i].Members = append(out[i].Members, status.Member{Address: m.Address, Up: m.Up})
+		}
+	}
+	return out
+}
+
+// doReload re-reads the configuration and swaps in a new proxy. A config
+// that fails validation changes nothing. Listener addresses, the data
+// directory and TLS policy need a restart; a change to them is reported.
+func (n *node) doReload() error {
+	if n.reload == nil {
+		return errors.New("this node was not started from a configuration file")
+	}
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
+	cfg, err := n.reload()
+	if err != nil {
+		n.log.Error("reload refused; the running configuration stays", "err", err)
+		return err
+	}
+	old := n.cfg.Load()
+	if cfg.Listeners != old.Listeners || cfg.DataDir != old.DataDir || cfg.TLS != old.TLS {
+		n.log.Warn("reload: listener, data_dir and tls changes take effect at the next restart")
+	}
+	prev := n.edge.Load()
+	p, err := proxy.New(cfg, proxy.Options{Logger: n.log, AccessLog: cfg.Log.Access, Previous: prev})
+	if err != nil {
+		return err
+	}
+	n.edge.Store(p)
+	n.cfg.Store(cfg)
+	// In-flight requests hold their own reference to the old proxy's pools;
+	// closing it stops only its health checks.
+	prev.Close()
+	n.log.Info("configuration reloaded", "pools", len(cfg.Pools), "routes", len(cfg.Routes))
+	return nil
+}
+
+// wait serves until ctx is done, reloading on SIGHUP, then shuts down
+// gracefully, draining in-flight requests.
+func (n *node) wait(ctx context.Context) error {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-hup:
+			_ = n.doReload()
+		case <-ctx.Done():
+			n.log.Info("shutting down: draining in-flight requests", "timeout", server.ShutdownTimeout)
+			sctx, cancel := context.WithTimeout(context.Background(), server.ShutdownTimeout)
+			defer cancel()
+			err := n.srv.Shutdown(sctx)
+			n.close()
+			n.log.Info("stopped")
+			return err
+		}
+	}
+}
+
+func (n *node) close() {
+	if p := n.edge.Load(); p != nil {
+		p.Close()
+	}
+	if n.certs != nil {
+		n.certs.Close()
+	}
+	if n.store != nil {
+		n.store.Close()
+	}
+}

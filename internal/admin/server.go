@@ -1,0 +1,331 @@
+// Package admin is Gatehouse's admin API: JSON over HTTPS on its own
+// listener, every request authenticated with a bearer token. The same
+// package holds the Go client that the CLI uses.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"gatehouse/internal/certs"
+	"gatehouse/internal/store"
+)
+
+// Request body limits.
+const (
+	maxCertBody  = 1 << 20  // one bundle
+	maxBatchBody = 64 << 20 // a batch of bundles
+	maxBatchSize = 1000     // bundles per batch request
+)
+
+// Certs is what the admin API needs of the certificate manager.
+type Certs interface {
+	Add(ctx context.Context, certPEM, keyPEM []byte) (certs.Info, []string, error)
+	AddBatch(ctx context.Context, items []certs.Item) []certs.Result
+	Remove(ctx context.Context, id string) error
+	List(ctx context.Context, after string, limit int) ([]certs.Info, error)
+	Get(ctx context.Context, id string) (certs.Info, error)
+	Lookup(hostname string) []certs.Info
+}
+
+// Options configures a Server. Every hook is optional: a nil hook's
+// endpoint answers 404.
+type Options struct {
+	Logger *slog.Logger
+	// Token is the bearer token every request must carry.
+	Token string
+	Certs Certs
+	// Pools returns the live state of the backend pools.
+	Pools func() any
+	// Reload re-reads the static configuration and swaps it in.
+	Reload func(ctx context.Context) error
+}
+
+// Server is the admin API's http.Handler.
+type Server struct {
+	log   *slog.Logger
+	token []byte
+	opts  Options
+	mux   *http.ServeMux
+}
+
+// NewServer returns the admin API handler. It refuses to build without a token.
+func NewServer(opts Options) (*Server, error) {
+	if len(opts.Token) < 16 {
+		return nil, errors.New("admin: a bearer token of at least 16 characters is required")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{log: log.With("component", "admin"), token: []byte(opts.Token), opts: opts, mux: http.NewServeMux()}
+	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	if opts.Certs != nil {
+		s.mux.HandleFunc("GET /v1/certs", s.listCerts)
+		s.mux.HandleFunc("POST /v1/certs", s.addCert)
+		s.mux.HandleFunc("POST /v1/certs/batch", s.addCerts)
+		s.mux.HandleFunc("GET /v1/certs/{id}", s.getCert)
+		s.mux.HandleFunc("DELETE /v1/certs/{id}", s.removeCert)
+		s.mux.HandleFunc("GET /v1/hosts/{hostname}", s.lookup)
+	}
+	if opts.Pools != nil {
+		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, opts.Pools())
+		})
+	}
+	if opts.Reload != nil {
+		s.mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+			if err := opts.Reload(r.Context()); err != nil {
+				// A refused config is the operator's input: say exactly why.
+				writeError(w, http.StatusBadRequest, "invalid_config", err.Error())
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+		})
+	}
+	return s, nil
+}
+
+// ServeHTTP authenticates the request and dispatches it.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	w.Header().Set("Cache-Control", "no-store")
+	auth := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(auth, "Bearer ")
+	if !ok || subtle.ConstantTimeCompare([]byte(tok), s.token) != 1 {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse-admin"`)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
+		s.log.Warn("admin request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", authReason(auth, ok))
+		return
+	}
+	s.mux.ServeHTTP(w, r)
+	s.log.Debug("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "duration", time.Since(start))
+}
+
+func authReason(header string, bearer bool) string {
+	switch {
+	case header == "":
+		return "no Authorization header"
+	case !bearer:
+		return "not a bearer token"
+	}
+	return "wrong token"
+}
+
+// certRequest is the body of POST /v1/certs: PEM text, the key either in
+// key_pem or inside cert_pem.
+type certRequest struct {
+	CertPEM string `json:"cert_pem"`
+	KeyPEM  string `json:"key_pem,omitempty"`
+}
+
+// CertResponse is the answer to an added certificate.
+type CertResponse struct {
+	Cert     certs.Info `json:"cert"`
+	Warnings []string   `json:"warnings,omitempty"`
+}
+
+// BatchItem is one bundle of a batch, named by its source (a file path).
+type BatchItem struct {
+	Source  string `json:"source"`
+	CertPEM string `json:"cert_pem"`
+	KeyPEM  string `json:"key_pem,omitempty"`
+}
+
+// BatchResult is the outcome of one bundle of a batch.
+type BatchResult struct {
+	Source   string      `json:"source"`
+	Cert     *certs.Info `json:"cert,omitempty"`
+	Warnings []string    `json:"warnings,omitempty"`
+	Error    string      `json:"error,omitempty"`
+}
+
+func (s *Server) addCert(w http.ResponseWriter, r *http.Request) {
+	var req certRequest
+	if !s.readJSON(w, r, maxCertBody, &req) {
+		return
+	}
+	if req.CertPEM == "" {
+		writeError(w, http.StatusBadRequest, "invalid_input", "cert_pem: is required")
+		return
+	}
+	info, warnings, err := s.opts.Certs.Add(r.Context(), []byte(req.CertPEM), []byte(req.KeyPEM))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("certificate added", "id", info.ID, "names", info.Names, "warnings", len(warnings))
+	writeJSON(w, http.StatusCreated, CertResponse{Cert: info, Warnings: warnings})
+}
+
+func (s *Server) addCerts(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Items []BatchItem `json:"items"`
+	}
+	if !s.readJSON(w, r, maxBatchBody, &req) {
+		return
+	}
+	if len(req.Items) > maxBatchSize {
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "items: "+strconv.Itoa(len(req.Items))+" bundles exceed the batch limit of "+strconv.Itoa(maxBatchSize))
+		return
+	}
+	items := make([]certs.Item, len(req.Items))
+	for i, it := range req.Items {
+		items[i] = certs.Item{Source: it.Source, CertPEM: []byte(it.CertPEM), KeyPEM: []byte(it.KeyPEM)}
+	}
+	results := s.opts.Certs.AddBatch(r.Context(), items)
+	out := make([]BatchResult, len(results))
+	added := 0
+	for i, res := range results {
+		out[i] = BatchResult{Source: req.Items[i].Source, Warnings: res.Warnings}
+		if res.Err != nil {
+			out[i].Error = publicError(res.Err)
+			continue
+		}
+		info := res.Info
+		out[i].Cert = &info
+		added++
+	}
+	s.log.Info("certificate batch", "items", len(items), "added", added)
+	writeJSON(w, http.StatusOK, map[string]any{"results": out})
+}
+
+func (s *Server) listCerts(w http.ResponseWriter, r *http.Request) {
+	limit := 100
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 10000 {
+			writeError(w, http.StatusBadRequest, "invalid_input", "limit: must be a number from 1 to 10000")
+			return
+		}
+		limit = n
+	}
+	list, err := s.opts.Certs.List(r.Context(), r.URL.Query().Get("after"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []certs.Info{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"certs": list})
+}
+
+func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
+	info, err := s.opts.Certs.Get(r.Context(), r.PathValue("id"))
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (s *Server) removeCert(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := s.opts.Certs.Remove(r.Context(), id); err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.log.Info("certificate removed", "id", id)
+	writeJSON(w, http.StatusOK, map[string]string{"removed": id})
+}
+
+func (s *Server) lookup(w http.ResponseWriter, r *http.Request) {
+	host := strings.ToLower(r.PathValue("hostname"))
+	list := s.opts.Certs.Lookup(host)
+	if list == nil {
+		list = []certs.Info{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"hostname": host, "certs": list})
+}
+
+func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		writeError(w, http.StatusUnsupportedMediaType, "invalid_input", "Content-Type must be application/json")
+		return false
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, limit))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", "request body exceeds "+strconv.FormatInt(limit, 10)+" bytes")
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "invalid_input", "request body: "+err.Error())
+		return false
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		writeError(w, http.StatusBadRequest, "invalid_input", "request body: more than one JSON value")
+		return false
+	}
+	return true
+}
+
+// fail maps an error to a status and a message that is safe to show.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	status, code := classify(err)
+	if status >= 500 {
+		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	writeError(w, status, code, publicError(err))
+}
+
+func classify(err error) (int, string) {
+	var in *certs.InputError
+	var lim *certs.LimitError
+	switch {
+	case errors.As(err, &in):
+		return http.StatusBadRequest, "invalid_input"
+	case errors.As(err, &lim):
+		return http.StatusConflict, "limit_exceeded"
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, "not_found"
+	case errors.Is(err, store.ErrTooLarge):
+		return http.StatusInsufficientStorage, "quota_exceeded"
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrClosed):
+		return http.StatusServiceUnavailable, "store_unavailable"
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusServiceUnavailable, "timeout"
+	}
+	return http.StatusInternalServerError, "internal"
+}
+
+func publicError(err error) string {
+	if status, _ := classify(err); status == http.StatusInternalServerError {
+		return "internal error (see the server log)"
+	}
+	return err.Error()
+}
+
+// ErrorBody is the JSON body of every error answer.
+type ErrorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, msg
+	writeJSON(w, status, b)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,986 @@
+package certs
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/singleflight"
+
+	"gatehouse/internal/store"
+)
+
+// Unknown-name policies (Options.UnknownSNI).
+const (
+	// UnknownReject fails the handshake with the unrecognized_name alert.
+	UnknownReject = "reject"
+	// UnknownDefault serves the certificate of Options.DefaultHostname.
+	UnknownDefault = "default"
+)
+
+// DefaultCacheBytes bounds the decoded-certificate cache when
+// Options.CacheBytes is zero.
+const DefaultCacheBytes = 256 << 20
+
+const (
+	listPageSize = 10000
+	// maxTxnOps bounds the operations AddBatch puts in one transaction.
+	maxTxnOps = 64
+	// maxAttempts bounds retries of a write that lost a race with another writer.
+	maxAttempts = 5
+	// loadTimeout bounds loading one bundle from the store for a handshake.
+	loadTimeout = 10 * time.Second
+)
+
+// Options configure a Manager. The zero value is usable.
+type Options struct {
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// CacheBytes bounds the decoded-certificate cache (0: DefaultCacheBytes).
+	CacheBytes int64
+	// UnknownSNI is the policy for a hostname with no certificate, and for a
+	// handshake without SNI: UnknownReject ("", the default) or UnknownDefault.
+	UnknownSNI string
+	// DefaultHostname names the installed certificate served under
+	// UnknownDefault (an exact name or a wildcard such as "*.example.com").
+	DefaultHostname string
+	// MaxCertificates caps the number of installed bundles (0: no cap).
+	MaxCertificates int64
+	// ExpiryWarning is how close to expiry a certificate is reported as
+	// expiring (0: DefaultExpiryWarning).
+	ExpiryWarning time.Duration
+	// Now returns the current time (nil: time.Now).
+	Now func() time.Time
+}
+
+// Manager installs, removes and serves certificates. It keeps the hostname
+// index of the store in memory, follows changes by any writer through a
+// watch, and selects a certificate for each TLS handshake. It is safe for
+// concurrent use.
+type Manager struct {
+	st    store.Store
+	kek   *KEK
+	log   *slog.Logger
+	opts  Options
+	now   func() time.Time
+	idx   *index
+	cache *cache
+	// flight makes concurrent loads of one bundle share a single store read.
+	flight singleflight.Group
+
+	// writeMu serializes this process's writes (Add, AddBatch, Remove), so
+	// the limit check and replacement planning see each other's results.
+	writeMu sync.Mutex
+
+	// pmu guards pending and orders local index updates with watch events.
+	pmu sync.Mutex
+	// pending holds this process's writes to certs/names/ that the watch has
+	// not delivered yet, so that older watch events do not undo them.
+	pending map[string]pendingWrite
+
+	runMu  sync.Mutex // guards cancel and done
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+type pendingWrite struct {
+	rev  int64
+	put  bool
+	host string
+	e    entry
+}
+
+// NewManager returns a Manager over st that seals private keys with kek.
+// Call Start to load the index and follow changes, and Close to stop.
+func NewManager(st store.Store, kek *KEK, opts Options) *Manager {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if opts.CacheBytes <= 0 {
+		opts.CacheBytes = DefaultCacheBytes
+	}
+	if opts.UnknownSNI == "" {
+		opts.UnknownSNI = UnknownReject
+	}
+	if opts.ExpiryWarning <= 0 {
+		opts.ExpiryWarning = DefaultExpiryWarning
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Manager{
+		st:      st,
+		kek:     kek,
+		log:     opts.Logger.With("component", "certs"),
+		opts:    opts,
+		now:     now,
+		idx:     newIndex(),
+		cache:   newCache(opts.CacheBytes),
+		pending: make(map[string]pendingWrite),
+	}
+}
+
+// Info describes an installed bundle.
+type Info struct {
+	ID string `json:"id"`
+	// Names are the names the bundle serves: its leaf's names less any that
+	// a later bundle of the same key family took over.
+	Names     []string  `json:"names"`
+	KeyType   string    `json:"key_type"`
+	Subject   string    `json:"subject"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serial"` // lowercase hex
+	NotBefore time.Time `json:"not_before"`
+	NotAfter  time.Time `json:"not_after"`
+	AddedAt   time.Time `json:"added_at"`
+	// Status is "valid", "expiring" (within the expiry warning) or "expired".
+	Status string `json:"status"`
+}
+
+// ErrLimit is wrapped by a *LimitError.
+var ErrLimit = errors.New("certificate limit reached")
+
+// LimitError refuses an addition that would cross Options.MaxCertificates.
+type LimitError struct {
+	Limit     int64 // limits.max_certificates
+	Installed int64 // bundles installed before the request
+	Adding    int64 // bundles the request would add
+	Removing  int64 // bundles the request would replace entirely
+}
+
+func (e *LimitError) Error() string {
+	msg := fmt.Sprintf("certificate limit reached: %d of %d installed; adding %d would exceed limits.max_certificates", e.Installed, e.Limit, e.Adding)
+	if over := e.Installed - e.Removing + e.Adding - e.Limit; over != e.Adding {
+		msg += fmt.Sprintf(" by %d", over)
+	}
+	return msg
+}
+
+// Unwrap returns ErrLimit.
+func (e *LimitError) Unwrap() error { return ErrLimit }
+
+func (m *Manager) checkLimit(adding, removing int64) error {
+	if m.opts.MaxCertificates <= 0 || adding == 0 {
+		return nil
+	}
+	installed := m.Count()
+	if installed-removing+adding > m.opts.MaxCertificates {
+		return &LimitError{Limit: m.opts.MaxCertificates, Installed: installed, Adding: adding, Removing: removing}
+	}
+	return nil
+}
+
+// Count returns the number of installed bundles known to this process.
+func (m *Manager) Count() int64 { return m.idx.bundles.Load() }
+
+// CacheStats reports the decoded-certificate cache: bytes used (estimated),
+// the byte limit, entries, and hit and miss counts.
+func (m *Manager) CacheStats() (bytes, limitBytes, entries int64, hits, misses uint64) {
+	bytes, entries, hits, misses = m.cache.stats()
+	return bytes, m.cache.limit, entries, hits, misses
+}
+
+// Start loads the hostname index by listing certs/names/ (never the bundles
+// themselves), then follows changes by any writer with a watch until Close.
+// ctx bounds only the initial listing.
+func (m *Manager) Start(ctx context.Context) error {
+	m.runMu.Lock()
+	defer m.runMu.Unlock()
+	if m.done != nil {
+		return errors.New("certs: manager already started")
+	}
+	rev, err := m.relist(ctx)
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.done = make(chan struct{})
+	go m.run(runCtx, rev)
+	m.log.Info("certificate index loaded", "bundles", m.Count(), "rev", rev)
+	return nil
+}
+
+// Close stops following the store and waits for the watch to end. It does
+// not close the store.
+func (m *Manager) Close() error {
+	m.runMu.Lock()
+	cancel, done := m.cancel, m.done
+	m.runMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+// relist rebuilds the index from certs/names/ and returns the revision to
+// watch from.
+func (m *Manager) relist(ctx context.Context) (int64, error) {
+	all := make(map[string][]entry)
+	var firstRev int64
+	after := ""
+	for {
+		kvs, rev, err := m.st.List(ctx, prefixNames, after, listPageSize)
+		if err != nil {
+			return 0, fmt.Errorf("listing certificate names: %w", err)
+		}
+		if firstRev == 0 {
+			firstRev = rev
+		}
+		for _, kv := range kvs {
+			host, id, ok := parseNameKey(kv.Key)
+			if !ok {
+				m.log.Warn("ignoring malformed name index key", "key", kv.Key)
+				continue
+			}
+			ne, err := decodeNameEntry(kv.Value)
+			if err != nil {
+				m.log.Warn("ignoring malformed name index entry", "key", kv.Key, "err", err)
+				continue
+			}
+			all[host] = append(all[host], entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
+		}
+		if len(kvs) < listPageSize {
+			break
+		}
+		after = kvs[len(kvs)-1].Key
+	}
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	for _, p := range m.pending {
+		if p.rev <= firstRev {
+			continue
+		}
+		es := slices.DeleteFunc(all[p.host], func(o entry) bool { return o.id == p.e.id })
+		if p.put {
+			es = append(es, p.e)
+		}
+		all[p.host] = es
+		if len(es) == 0 {
+			delete(all, p.host)
+		}
+	}
+	m.idx.replaceAll(all)
+	return firstRev, nil
+}
+
+// run follows certs/names/ from rev until ctx is done.
+func (m *Manager) run(ctx context.Context, rev int64) {
+	defer close(m.done)
+	backoff := 100 * time.Millisecond
+	for {
+		wctx, cancel := context.WithCancel(ctx)
+		var werr error
+		for resp := range m.st.Watch(wctx, prefixNames, rev) {
+			if resp.Err != nil {
+				werr = resp.Err
+				break
+			}
+			m.applyWatch(resp)
+			rev = resp.Rev
+			backoff = 100 * time.Millisecond
+		}
+		cancel()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case werr == nil || errors.Is(werr, store.ErrClosed):
+			m.log.Warn("certificate watch ended: store closed")
+			return
+		case errors.Is(werr, store.ErrCompacted):
+			m.log.Info("certificate watch compacted; relisting", "rev", rev)
+			r, err := m.relist(ctx)
+			if err == nil {
+				rev = r
+				continue
+			}
+			werr = err
+		}
+		m.log.Warn("certificate watch failed; retrying", "err", werr, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+// applyWatch applies one watched transaction to the index, skipping keys
+// that this process has since written itself.
+func (m *Manager) applyWatch(resp store.WatchResponse) {
+	m.pmu.Lock()
+	defer m.pmu.Unlock()
+	for _, ev := range resp.Events {
+		if p, ok := m.pending[ev.KV.Key]; ok && resp.Rev <= p.rev {
+			continue
+		}
+		host, id, ok := parseNameKey(ev.KV.Key)
+		if !ok {
+			continue
+		}
+		switch ev.Type {
+		case store.EventPut:
+			ne, err := decodeNameEntry(ev.KV.Value)
+			if err != nil {
+				m.log.Warn("ignoring malformed name index entry", "key", ev.KV.Key, "err", err)
+				continue
+			}
+			m.idx.put(host, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
+		case store.EventDelete:
+			m.idx.remove(host, id)
+			m.cacheDropIfUnused(id)
+		}
+	}
+	for k, p := range m.pending {
+		if p.rev <= resp.Rev {
+			delete(m.pending, k)
+		}
+	}
+}
+
+// cacheDropIfUnused drops bundle id from the decoded cache once no name uses it.
+func (m *Manager) cacheDropIfUnused(id string) {
+	if !m.idx.has(id) {
+		m.cache.remove(id)
+	}
+}
+
+// nameChange is one change to the hostname index made by a plan.
+type nameChange struct {
+	put  bool
+	host string
+	e    entry
+}
+
+// applyLocal applies this process's committed changes to the index at once,
+// so the next handshake sees them without waiting for the watch.
+func (m *Manager) applyLocal(rev int64, changes []nameChange, dropped []string) {
+	m.pmu.Lock()
+	for _, c := range changes {
+		if c.put {
+			m.idx.put(c.host, c.e)
+		} else {
+			m.idx.remove(c.host, c.e.id)
+		}
+		m.pending[nameKey(c.host, c.e.id)] = pendingWrite{rev: rev, put: c.put, host: c.host, e: c.e}
+	}
+	m.pmu.Unlock()
+	for _, id := range dropped {
+		m.cache.remove(id)
+	}
+}
+
+// plan is the store transaction that installs one bundle.
+type plan struct {
+	b        *Bundle
+	rec      *record
+	existing *record // the bundle is already installed (Add is a no-op)
+	conds    []store.Cond
+	ops      []store.Op
+	changes  []nameChange
+	// touched are the bundles whose records the plan rewrites or deletes;
+	// dropped those it deletes (they leave the decoded cache).
+	touched  []string
+	dropped  []string
+	chains   []string // chain keys the plan puts
+	warnings []string
+}
+
+// plan reads what the store holds for b's names and builds the transaction
+// that installs b, replacing bundles of the same key family on those names.
+func (m *Manager) plan(ctx context.Context, b *Bundle, now time.Time) (*plan, error) {
+	p := &plan{b: b}
+	kv, err := m.st.Get(ctx, bundleKey(b.ID))
+	switch {
+	case err == nil:
+		rec, derr := decodeRecord(kv.Value)
+		if derr != nil {
+			return nil, fmt.Errorf("reading installed bundle %s: %w", b.ID, derr)
+		}
+		p.existing = rec
+		return p, nil
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("reading bundle %s: %w", b.ID, err)
+	}
+
+	rec := &record{
+		Leaf:      b.Leaf.Raw,
+		KeyType:   b.KeyType,
+		Names:     b.Names,
+		NotBefore: b.NotBefore,
+		NotAfter:  b.NotAfter,
+		AddedAt:   now,
+	}
+	for _, c := range b.Chain {
+		sum := sha256.Sum256(c.Raw)
+		key := chainKeyOf(sum)
+		rec.Chain = append(rec.Chain, sum)
+		if slices.Contains(p.chains, key) {
+			continue
+		}
+		kv, err := m.st.Get(ctx, key)
+		switch {
+		case err == nil:
+			// Rewrite it so that a concurrent SweepChains, which deletes on
+			// the revision it saw, cannot remove it under this bundle.
+			p.conds = append(p.conds, store.Cond{Key: key, ModRev: kv.ModRev})
+		case errors.Is(err, store.ErrNotFound):
+			p.conds = append(p.conds, store.Absent(key))
+		default:
+			return nil, fmt.Errorf("reading chain certificate %s: %w", key, err)
+		}
+		p.ops = append(p.ops, store.Put(key, c.Raw))
+		p.chains = append(p.chains, key)
+	}
+
+	// Bundles of the same key family serving one of b's names lose that name.
+	family := keyFamily(b.KeyType)
+	lost := make(map[string][]string) // bundle id -> names it loses
+	var lostOrder []string
+	for _, name := range b.Names {
+		kvs, _, err := m.st.List(ctx, namePrefix(name), "", 0)
+		if err != nil {
+			return nil, fmt.Errorf("reading bundles for %q: %w", name, err)
+		}
+		for _, kv := range kvs {
+			_, id, ok := parseNameKey(kv.Key)
+			if !ok || id == b.ID {
+				continue
+			}
+			ne, err := decodeNameEntry(kv.Value)
+			if err != nil || keyFamily(ne.KeyType) != family {
+				continue
+			}
+			if _, seen := lost[id]; !seen {
+				lostOrder = append(lostOrder, id)
+			}
+			lost[id] = append(lost[id], name)
+			if ne.NotAfter.After(b.NotAfter) {
+				p.warnings = append(p.warnings, fmt.Sprintf("replaces certificate %s for %q, which expires later (%s)", id, name, ne.NotAfter.UTC().Format(time.RFC3339)))
+			}
+		}
+	}
+	for _, id := range lostOrder {
+		names := lost[id]
+		for _, n := range names {
+			p.ops = append(p.ops, store.Delete(nameKey(n, id)))
+			p.changes = append(p.changes, nameChange{host: n, e: entry{id: id}})
+		}
+		p.touched = append(p.touched, id)
+		kv, err := m.st.Get(ctx, bundleKey(id))
+		if errors.Is(err, store.ErrNotFound) {
+			continue // index entries without a bundle: just remove them
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading replaced bundle %s: %w", id, err)
+		}
+		old, err := decodeRecord(kv.Value)
+		if err != nil {
+			return nil, fmt.Errorf("reading replaced bundle %s: %w", id, err)
+		}
+		p.conds = append(p.conds, store.Cond{Key: bundleKey(id), ModRev: kv.ModRev})
+		old.Names = slices.DeleteFunc(old.Names, func(n string) bool { return slices.Contains(names, n) })
+		if len(old.Names) == 0 {
+			p.ops = append(p.ops, store.Delete(bundleKey(id)))
+			p.dropped = append(p.dropped, id)
+		} else {
+			p.ops = append(p.ops, store.Put(bundleKey(id), old.encode()))
+		}
+	}
+
+	pkcs8, err := x509.MarshalPKCS8PrivateKey(b.Key)
+	if err != nil {
+		return nil, &InputError{Part: "private key", Problem: fmt.Sprintf("cannot encode: %v", err), Err: err}
+	}
+	rec.SealedKey = m.kek.seal(b.ID, pkcs8)
+	clear(pkcs8)
+	p.rec = rec
+	p.conds = append(p.conds, store.Absent(bundleKey(b.ID)))
+	p.ops = append(p.ops, store.Put(bundleKey(b.ID), rec.encode()))
+	ne := nameEntry{KeyType: b.KeyType, NotAfter: b.NotAfter}
+	val := ne.encode()
+	for _, n := range b.Names {
+		p.ops = append(p.ops, store.Put(nameKey(n, b.ID), val))
+		p.changes = append(p.changes, nameChange{put: true, host: n, e: entry{id: b.ID, keyType: b.KeyType, notAfter: b.NotAfter}})
+	}
+	return p, nil
+}
+
+// Add validates and installs a bundle (see ParseBundle for the inputs) and
+// returns its Info and any warnings. For each name of the new bundle, a
+// bundle of the same key family (ECDSA, RSA, Ed25519) that serves that name
+// stops serving it, in the same transaction; a bundle left with no names is
+// deleted. Adding a leaf that is already installed changes nothing and
+// returns the installed bundle's Info without error. Once Add returns, the
+// next handshake on this process sees the change. Invalid input is an
+// *InputError; crossing Options.MaxCertificates is a *LimitError.
+func (m *Manager) Add(ctx context.Context, certPEM, keyPEM []byte) (Info, []string, error) {
+	now := m.now()
+	b, err := ParseBundle(certPEM, keyPEM)
+	if err != nil {
+		return Info{}, nil, err
+	}
+	warnings, err := Validate(b, now, ValidateOptions{ExpiryWarning: m.opts.ExpiryWarning})
+	if err != nil {
+		return Info{}, nil, err
+	}
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	info, more, err := m.addLocked(ctx, b, now, true)
+	return info, append(warnings, more...), err
+}
+
+func (m *Manager) addLocked(ctx context.Context, b *Bundle, now time.Time, limit bool) (Info, []string, error) {
+	for range maxAttempts {
+		p, err := m.plan(ctx, b, now)
+		if err != nil {
+			return Info{}, nil, err
+		}
+		if p.existing != nil {
+			return m.info(b.ID, p.existing), nil, nil
+		}
+		if limit {
+			if err := m.checkLimit(1, int64(len(p.dropped))); err != nil {
+				return Info{}, nil, err
+			}
+		}
+		rev, err := m.st.Txn(ctx, p.conds, p.ops)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Info{}, nil, fmt.Errorf("installing bundle %s: %w", b.ID, err)
+		}
+		// A re-added leaf may come with another chain: drop its old decoding too.
+		m.applyLocal(rev, p.changes, append(p.dropped, b.ID))
+		m.log.Info("certificate added", "id", b.ID, "names", b.Names, "key_type", b.KeyType, "replaced", p.touched)
+		return m.info(b.ID, p.rec), p.warnings, nil
+	}
+	return Info{}, nil, fmt.Errorf("installing bundle %s: gave up after %d conflicting concurrent changes: %w", b.ID, maxAttempts, store.ErrConflict)
+}
+
+// Remove deletes bundle id and its index entries. Once it returns, this
+// process no longer serves it. An unknown id is an error wrapping
+// store.ErrNotFound.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	if !isBundleID(id) {
+		return fmt.Errorf("certificate %q: %w", id, store.ErrNotFound)
+	}
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	for range maxAttempts {
+		kv, err := m.st.Get(ctx, bundleKey(id))
+		if err != nil {
+			return fmt.Errorf("certificate %q: %w", id, err)
+		}
+		ops := []store.Op{store.Delete(bundleKey(id))}
+		var changes []nameChange
+		rec, err := decodeRecord(kv.Value)
+		if err != nil {
+			m.log.Warn("removing corrupt bundle record", "id", id, "err", err)
+		} else {
+			for _, n := range rec.Names {
+				ops = append(ops, store.Delete(nameKey(n, id)))
+				changes = append(changes, nameChange{host: n, e: entry{id: id}})
+			}
+		}
+		rev, err := m.st.Txn(ctx, []store.Cond{{Key: bundleKey(id), ModRev: kv.ModRev}}, ops)
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("removing certificate %q: %w", id, err)
+		}
+		m.applyLocal(rev, changes, []string{id})
+		m.log.Info("certificate removed", "id", id)
+		return nil
+	}
+	return fmt.Errorf("removing certificate %q: gave up after %d conflicting concurrent changes: %w", id, maxAttempts, store.ErrConflict)
+}
+
+// Get returns the Info of bundle id, or an error wrapping store.ErrNotFound.
+func (m *Manager) Get(ctx context.Context, id string) (Info, error) {
+	if !isBundleID(id) {
+		return Info{}, fmt.Errorf("certificate %q: %w", id, store.ErrNotFound)
+	}
+	kv, err := m.st.Get(ctx, bundleKey(id))
+	if err != nil {
+		return Info{}, fmt.Errorf("certificate %q: %w", id, err)
+	}
+	rec, err := decodeRecord(kv.Value)
+	if err != nil {
+		return Info{}, fmt.Errorf("certificate %q: %w", id, err)
+	}
+	return m.info(id, rec), nil
+}
+
+// List returns up to limit bundles (0: 100) in ID order, starting after the
+// ID after ("" for the first page).
+func (m *Manager) List(ctx context.Context, after string, limit int) ([]Info, error) {
+	if limit <= 0 {
+		limit = 100
+	}
+	start := ""
+	if after != "" {
+		start = bundleKey(after)
+	}
+	kvs, _, err := m.st.List(ctx, prefixBundles, start, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing certificates: %w", err)
+	}
+	infos := make([]Info, 0, len(kvs))
+	for _, kv := range kvs {
+		id := idFromBundleKey(kv.Key)
+		rec, err := decodeRecord(kv.Value)
+		if err != nil {
+			m.log.Warn("skipping corrupt bundle record", "id", id, "err", err)
+			continue
+		}
+		infos = append(infos, m.info(id, rec))
+	}
+	return infos, nil
+}
+
+// Lookup returns the bundles that would serve hostname, best first: those
+// of the exact name if any, else those of its wildcard parent.
+func (m *Manager) Lookup(hostname string) []Info {
+	es, name := m.lookup(normalizeName(hostname))
+	if len(es) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+	defer cancel()
+	infos := make([]Info, 0, len(es))
+	for _, e := range es {
+		info, err := m.Get(ctx, e.id)
+		if err != nil {
+			info = Info{ID: e.id, Names: []string{name}, KeyType: e.keyType, NotAfter: e.notAfter, Status: m.status(e.notAfter)}
+		}
+		infos = append(infos, info)
+	}
+	return infos
+}
+
+func (m *Manager) status(notAfter time.Time) string {
+	now := m.now()
+	switch {
+	case !now.Before(notAfter):
+		return "expired"
+	case notAfter.Sub(now) < m.opts.ExpiryWarning:
+		return "expiring"
+	}
+	return "valid"
+}
+
+func (m *Manager) info(id string, rec *record) Info {
+	info := Info{
+		ID:        id,
+		Names:     slices.Clone(rec.Names),
+		KeyType:   rec.KeyType,
+		NotBefore: rec.NotBefore,
+		NotAfter:  rec.NotAfter,
+		AddedAt:   rec.AddedAt,
+		Status:    m.status(rec.NotAfter),
+	}
+	if leaf, err := x509.ParseCertificate(rec.Leaf); err == nil {
+		info.Subject = leaf.Subject.String()
+		info.Issuer = leaf.Issuer.String()
+		info.Serial = leaf.SerialNumber.Text(16)
+	}
+	return info
+}
+
+// Item is one bundle to import: its PEM inputs (see ParseBundle) and where
+// they came from, for reporting.
+type Item struct {
+	Source  string
+	CertPEM []byte
+	KeyPEM  []byte
+}
+
+// Result is the outcome of one Item of AddBatch.
+type Result struct {
+	Source   string
+	Info     Info     // set when Err is nil
+	Warnings []string // set when Err is nil
+	Err      error
+}
+
+// AddBatch installs many bundles, each validated on its own and with the
+// semantics of Add, writing them in transactions of at most 64 operations
+// (one bundle is never split across transactions). The limit check covers
+// the whole batch up front: if installing every valid new bundle would
+// cross Options.MaxCertificates, nothing is written and every valid item
+// reports the *LimitError. Results are in the order of items.
+func (m *Manager) AddBatch(ctx context.Context, items []Item) []Result {
+	now := m.now()
+	results := make([]Result, len(items))
+	bundles := make([]*Bundle, len(items))
+	firstOf := make(map[string]int) // bundle id -> first item with it
+	dupOf := make([]int, len(items))
+	for i, it := range items {
+		results[i].Source = it.Source
+		dupOf[i] = -1
+		b, err := ParseBundle(it.CertPEM, it.KeyPEM)
+		if err == nil {
+			results[i].Warnings, err = Validate(b, now, ValidateOptions{ExpiryWarning: m.opts.ExpiryWarning})
+		}
+		if err != nil {
+			results[i].Err = err
+			continue
+		}
+		if j, ok := firstOf[b.ID]; ok {
+			dupOf[i] = j
+			continue
+		}
+		firstOf[b.ID] = i
+		bundles[i] = b
+	}
+
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	if err := m.checkLimit(m.estimateBatch(bundles)); err != nil {
+		for i := range results {
+			if results[i].Err == nil {
+				results[i].Err = err
+				results[i].Warnings = nil
+			}
+		}
+		return results
+	}
+
+	var group []*plan
+	var groupIdx []int
+	var groupOps int
+	groupNames := make(map[string]bool) // family + "/" + name
+	groupTouched := make(map[string]bool)
+	flush := func() {
+		if len(group) == 0 {
+			return
+		}
+		m.flush(ctx, group, groupIdx, results, now)
+		group, groupIdx, groupOps = nil, nil, 0
+		clear(groupNames)
+		clear(groupTouched)
+	}
+	conflicts := func(p *plan) bool {
+		if groupOps+len(p.ops) > maxTxnOps {
+			return true
+		}
+		fam := keyFamily(p.b.KeyType)
+		for _, n := range p.b.Names {
+			if groupNames[fam+"/"+n] {
+				return true
+			}
+		}
+		for _, id := range p.touched {
+			if groupTouched[id] {
+				return true
+			}
+		}
+		return false
+	}
+	for i, b := range bundles {
+		if b == nil {
+			continue
+		}
+		p, err := m.plan(ctx, b, now)
+		if err == nil && p.existing == nil && len(group) > 0 && conflicts(p) {
+			// Plan again once the store reflects the group.
+			flush()
+			p, err = m.plan(ctx, b, now)
+		}
+		switch {
+		case err != nil:
+			results[i].Err = err
+			continue
+		case p.existing != nil:
+			results[i].Info = m.info(b.ID, p.existing)
+			continue
+		}
+		// Chains already written by the group need no second put.
+		p.conds, p.ops = dropChainOps(p, group)
+		group = append(group, p)
+		groupIdx = append(groupIdx, i)
+		groupOps += len(p.ops)
+		fam := keyFamily(b.KeyType)
+		for _, n := range b.Names {
+			groupNames[fam+"/"+n] = true
+		}
+		for _, id := range p.touched {
+			groupTouched[id] = true
+		}
+	}
+	flush()
+	for i, j := range dupOf {
+		if j >= 0 {
+			results[i].Info, results[i].Err = results[j].Info, results[j].Err
+		}
+	}
+	return results
+}
+
+// dropChainOps removes from p the chain puts and conditions that an earlier
+// plan of the group already carries.
+func dropChainOps(p *plan, group []*plan) ([]store.Cond, []store.Op) {
+	have := func(key string) bool {
+		for _, q := range group {
+			if slices.Contains(q.chains, key) {
+				return true
+			}
+		}
+		return false
+	}
+	conds := p.conds[:0:0]
+	for _, c := range p.conds {
+		if !strings.HasPrefix(c.Key, prefixChains) || !have(c.Key) {
+			conds = append(conds, c)
+		}
+	}
+	ops := p.ops[:0:0]
+	for _, o := range p.ops {
+		if !strings.HasPrefix(o.Key, prefixChains) || !have(o.Key) {
+			ops = append(ops, o)
+		}
+	}
+	return conds, ops
+}
+
+// flush writes a group of plans in one transaction. If another writer got in
+// the way, each bundle is installed on its own instead.
+func (m *Manager) flush(ctx context.Context, group []*plan, idx []int, results []Result, now time.Time) {
+	var conds []store.Cond
+	var ops []store.Op
+	for _, p := range group {
+		conds = append(conds, p.conds...)
+		ops = append(ops, p.ops...)
+	}
+	rev, err := m.st.Txn(ctx, conds, ops)
+	if err == nil {
+		for k, p := range group {
+			m.applyLocal(rev, p.changes, append(p.dropped, p.b.ID))
+			r := &results[idx[k]]
+			r.Info = m.info(p.b.ID, p.rec)
+			r.Warnings = append(r.Warnings, p.warnings...)
+		}
+		m.log.Info("certificates imported", "count", len(group), "rev", rev)
+		return
+	}
+	for k, p := range group {
+		r := &results[idx[k]]
+		if !errors.Is(err, store.ErrConflict) {
+			r.Err = fmt.Errorf("installing bundle %s: %w", p.b.ID, err)
+			r.Warnings = nil
+			continue
+		}
+		info, more, err := m.addLocked(ctx, p.b, now, false)
+		r.Info, r.Err = info, err
+		r.Warnings = append(r.Warnings, more...)
+	}
+}
+
+// estimateBatch returns how many bundles a batch would add and how many it
+// would replace entirely, judged from the local index.
+func (m *Manager) estimateBatch(bundles []*Bundle) (adding, removing int64) {
+	left := make(map[string]int) // replaced bundle id -> names it still serves
+	inBatch := make(map[string]bool)
+	for _, b := range bundles {
+		if b != nil {
+			inBatch[b.ID] = true
+		}
+	}
+	for _, b := range bundles {
+		if b == nil || m.idx.has(b.ID) {
+			continue
+		}
+		adding++
+		fam := keyFamily(b.KeyType)
+		for _, n := range b.Names {
+			for _, e := range m.idx.lookup(n) {
+				if e.id == b.ID || inBatch[e.id] || keyFamily(e.keyType) != fam {
+					continue
+				}
+				c, ok := left[e.id]
+				if !ok {
+					c = m.idx.nameCount(e.id)
+				}
+				if c--; c == 0 {
+					removing++
+				}
+				left[e.id] = c
+			}
+		}
+	}
+	return adding, removing
+}
+
+// SweepChains deletes stored intermediates that no bundle references and
+// returns how many it deleted. It is safe to run while bundles are added
+// anywhere: a chain entry that an addition reuses is rewritten by it, so the
+// sweep's conditional delete of that entry fails and the entry stays.
+func (m *Manager) SweepChains(ctx context.Context) (int, error) {
+	chains := make(map[string]int64) // key -> mod revision
+	after := ""
+	for {
+		kvs, _, err := m.st.List(ctx, prefixChains, after, listPageSize)
+		if err != nil {
+			return 0, fmt.Errorf("listing chain certificates: %w", err)
+		}
+		for _, kv := range kvs {
+			chains[kv.Key] = kv.ModRev
+		}
+		if len(kvs) < listPageSize {
+			break
+		}
+		after = kvs[len(kvs)-1].Key
+	}
+	if len(chains) == 0 {
+		return 0, nil
+	}
+	after = ""
+	for {
+		kvs, _, err := m.st.List(ctx, prefixBundles, after, 1000)
+		if err != nil {
+			return 0, fmt.Errorf("listing certificates: %w", err)
+		}
+		for _, kv := range kvs {
+			rec, err := decodeRecord(kv.Value)
+			if err != nil {
+				return 0, fmt.Errorf("sweeping chains: bundle %s: %w", idFromBundleKey(kv.Key), err)
+			}
+			for _, h := range rec.Chain {
+				delete(chains, chainKeyOf(h))
+			}
+		}
+		if len(kvs) < 1000 {
+			break
+		}
+		after = kvs[len(kvs)-1].Key
+	}
+	deleted := 0
+	for key, rev := range chains {
+		_, err := m.st.Txn(ctx, []store.Cond{{Key: key, ModRev: rev}}, []store.Op{store.Delete(key)})
+		switch {
+		case err == nil:
+			deleted++
+		case errors.Is(err, store.ErrConflict):
+		default:
+			return deleted, fmt.Errorf("deleting chain certificate %s: %w", key, err)
+		}
+	}
+	return deleted, nil
+}

@@ -1,0 +1,246 @@
+package certs
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"strings"
+
+	"gatehouse/internal/store"
+)
+
+// TLSConfig returns a copy of base (nil: an empty config) whose certificate
+// is chosen per handshake by GetCertificate. Its Certificates and
+// NameToCertificate are cleared: with no certificate chosen, crypto/tls then
+// fails the handshake with the unrecognized_name alert.
+func (m *Manager) TLSConfig(base *tls.Config) *tls.Config {
+	var c *tls.Config
+	if base != nil {
+		c = base.Clone()
+	} else {
+		c = &tls.Config{}
+	}
+	c.Certificates = nil
+	c.NameToCertificate = nil
+	c.GetCertificate = m.GetCertificate
+	return c
+}
+
+// GetCertificate selects the certificate for a handshake by SNI: the bundles
+// of the exact name, else those of its wildcard parent ("x.example.com" →
+// "*.example.com", one label only), else the unknown-name policy, which also
+// applies to a handshake without SNI. Among several bundles it takes the
+// first the client supports in the order ECDSA, RSA, others, then latest
+// expiry. It returns (nil, nil) for a name to reject, which with no
+// Certificates in the config makes crypto/tls send unrecognized_name.
+func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	var buf [256]byte
+	if es := m.match(hello.ServerName, &buf); len(es) > 0 {
+		if cert, err := m.choose(hello, es); cert != nil || err != nil {
+			return cert, err
+		}
+	}
+	if m.opts.UnknownSNI == UnknownDefault && m.opts.DefaultHostname != "" {
+		if es, _ := m.lookup(m.opts.DefaultHostname); len(es) > 0 {
+			// Judge the client's capabilities only, not the name it asked for.
+			h := *hello
+			h.ServerName = ""
+			return m.choose(&h, es)
+		}
+	}
+	return nil, nil
+}
+
+// match returns the entries for a server name as sent by a client, or for
+// its wildcard parent, using buf as scratch space instead of allocating.
+func (m *Manager) match(name string, buf *[256]byte) []entry {
+	if name == "" || len(name) > 253 {
+		return nil
+	}
+	if needsNormalizing(name) {
+		return m.lookupBytes(appendNormalized(buf[:0], name), buf[:])
+	}
+	if es := m.idx.lookup(name); len(es) > 0 {
+		return es
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		return m.idx.lookupBytes(append(append(buf[:0], '*'), name[i:]...))
+	}
+	return nil
+}
+
+// lookupBytes looks up a normalized name held in b, then its wildcard
+// parent, which it builds in scratch (b's own backing array).
+func (m *Manager) lookupBytes(b, scratch []byte) []entry {
+	if es := m.idx.lookupBytes(b); len(es) > 0 {
+		return es
+	}
+	i := indexByte(b, '.')
+	if i <= 0 {
+		return nil
+	}
+	// Shift "x.rest" to "*.rest" in place: the label is at least one byte.
+	w := scratch[i-1 : len(b)]
+	w[0] = '*'
+	return m.idx.lookupBytes(w)
+}
+
+func indexByte(b []byte, c byte) int {
+	for i, x := range b {
+		if x == c {
+			return i
+		}
+	}
+	return -1
+}
+
+// lookup returns the entries for a normalized name or its wildcard parent,
+// and which of the two matched.
+func (m *Manager) lookup(name string) ([]entry, string) {
+	if es := m.idx.lookup(name); len(es) > 0 {
+		return es, name
+	}
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		w := "*" + name[i:]
+		if es := m.idx.lookup(w); len(es) > 0 {
+			return es, w
+		}
+	}
+	return nil, ""
+}
+
+func needsNormalizing(name string) bool {
+	if name[len(name)-1] == '.' {
+		return true
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; 'A' <= c && c <= 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// appendNormalized appends name lowercased and without a trailing dot.
+func appendNormalized(b []byte, name string) []byte {
+	name = strings.TrimSuffix(name, ".")
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// normalizeName lowercases a hostname and drops a trailing dot.
+func normalizeName(name string) string {
+	if name == "" || !needsNormalizing(name) {
+		return name
+	}
+	return string(appendNormalized(nil, name))
+}
+
+// choose returns the first of es, in preference order, that the client
+// supports; if it supports none, the first that loads.
+func (m *Manager) choose(hello *tls.ClientHelloInfo, es []entry) (*tls.Certificate, error) {
+	ctx := hello.Context()
+	var first *tls.Certificate
+	var lastErr error
+	for _, e := range es {
+		cert, err := m.certificate(ctx, e.id)
+		if err != nil {
+			if !errors.Is(err, store.ErrNotFound) {
+				lastErr = err
+			}
+			continue
+		}
+		if len(es) == 1 {
+			return cert, nil
+		}
+		if first == nil {
+			first = cert
+		}
+		if hello.SupportsCertificate(cert) == nil {
+			return cert, nil
+		}
+	}
+	if first != nil {
+		return first, nil
+	}
+	if lastErr != nil {
+		m.log.Warn("no certificate could be loaded for a handshake", "server_name", hello.ServerName, "err", lastErr)
+		return nil, lastErr
+	}
+	return nil, nil
+}
+
+// certificate returns the decoded certificate of bundle id from the cache,
+// loading it from the store on a miss. Concurrent misses for one id share one
+// load, which outlives the cancellation of the handshake that started it.
+func (m *Manager) certificate(ctx context.Context, id string) (*tls.Certificate, error) {
+	if c := m.cache.get(id); c != nil {
+		return c, nil
+	}
+	ch := m.flight.DoChan(id, func() (any, error) {
+		if c := m.cache.peek(id); c != nil {
+			return c, nil
+		}
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		defer cancel()
+		cert, size, err := m.load(lctx, id)
+		if err != nil {
+			return nil, err
+		}
+		m.cache.add(id, cert, size)
+		return cert, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*tls.Certificate), nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// load reads and decodes bundle id: its record, its chain and its key.
+func (m *Manager) load(ctx context.Context, id string) (*tls.Certificate, int64, error) {
+	kv, err := m.st.Get(ctx, bundleKey(id))
+	if err != nil {
+		return nil, 0, fmt.Errorf("loading bundle %s: %w", id, err)
+	}
+	rec, err := decodeRecord(kv.Value)
+	if err != nil {
+		return nil, 0, fmt.Errorf("loading bundle %s: %w", id, err)
+	}
+	leaf, err := x509.ParseCertificate(rec.Leaf)
+	if err != nil {
+		return nil, 0, fmt.Errorf("loading bundle %s: leaf: %w", id, err)
+	}
+	ders := make([][]byte, 0, 1+len(rec.Chain))
+	ders = append(ders, rec.Leaf)
+	for _, h := range rec.Chain {
+		kv, err := m.st.Get(ctx, chainKeyOf(h))
+		if err != nil {
+			return nil, 0, fmt.Errorf("loading bundle %s: chain: %w", id, err)
+		}
+		ders = append(ders, kv.Value)
+	}
+	pkcs8, err := m.kek.open(id, rec.SealedKey)
+	if err != nil {
+		return nil, 0, fmt.Errorf("loading bundle %s: %w", id, err)
+	}
+	key, err := x509.ParsePKCS8PrivateKey(pkcs8)
+	clear(pkcs8)
+	if err != nil {
+		return nil, 0, fmt.Errorf("loading bundle %s: private key: %w", id, err)
+	}
+	cert := &tls.Certificate{Certificate: ders, PrivateKey: key, Leaf: leaf}
+	return cert, certSize(cert, rec.KeyType), nil
+}

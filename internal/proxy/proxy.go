@@ -1,0 +1,401 @@
+// Package proxy routes requests by host and path to backend pools,
+// balances them over the healthy members and reverse-proxies them with
+// net/http/httputil.ReverseProxy.
+//
+// A Proxy is built from one config snapshot and is immutable apart from
+// member health; a reload builds a new Proxy (passing the old one as
+// Options.Previous so member health carries over), swaps it in and closes
+// the old one once its requests have finished.
+//
+// Toward members: HTTP/1.1 only, the inbound Host header kept,
+// X-Forwarded-For (the client address; values sent by the client are
+// dropped), X-Forwarded-Host and X-Forwarded-Proto set, and X-Request-Id
+// kept when the client sent a sane one or generated (also returned to the
+// client). Accept-Encoding and bodies pass through untouched.
+//
+// Failures: no route answers 404, a pool without a healthy member answers
+// 503 at once with Retry-After, a failed member 502, a member that does not
+// send response headers in time 504. A body-less request whose connection
+// to a member failed before any response (refused, reset, dial timeout) is
+// retried on other healthy members, Pool.Retries times (default 1; a
+// negative value disables retries). With active checks configured, Fall
+// (default 3) consecutive connection failures of live traffic eject a
+// member until its next successful check (passive ejection).
+package proxy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"time"
+
+	"gatehouse/internal/config"
+	"gatehouse/internal/health"
+)
+
+// Log attribute keys.
+const (
+	keyPool      = "pool"
+	keyMember    = "member"
+	keyRequestID = "request_id"
+	keyStatus    = "status"
+	keyError     = "error"
+)
+
+// headerRequestID carries the request id to members and back to clients.
+const headerRequestID = "X-Request-Id"
+
+// RetryAfter is the Retry-After value, in seconds, of a 503 for a pool
+// without a healthy member.
+const RetryAfter = 5
+
+// Options configure a Proxy. The zero value is usable.
+type Options struct {
+	// Logger receives errors and, with AccessLog, one line per request;
+	// nil discards.
+	Logger *slog.Logger
+	// Health runs the active checks. Nil means the Proxy starts its own
+	// checker and closes it in Close.
+	Health *health.Checker
+	// AccessLog logs every request at level Info.
+	AccessLog bool
+	// StatusURL, if set, is linked from the 503 page.
+	StatusURL string
+	// Previous is the Proxy this one replaces: members with the same pool
+	// name and address start in the state they had there.
+	Previous *Proxy
+	// OnHealthChange, if set, is called after every member transition.
+	OnHealthChange func(pool, address string, up bool)
+}
+
+// Proxy is an http.Handler that routes and proxies requests.
+type Proxy struct {
+	log        *slog.Logger
+	router     *router
+	pools      []*pool
+	byName     map[string]*pool
+	checker    *health.Checker
+	ownChecker bool
+	ids        *idGen
+	accessLog  bool
+	page503    []byte
+	closeOnce  sync.Once
+}
+
+// New builds a Proxy from cfg's pools and routes and starts the active
+// health checks of its members.
+func New(cfg *config.Config, opts Options) (*Proxy, error) {
+	px := &Proxy{
+		log:       opts.Logger,
+		router:    newRouter(),
+		byName:    make(map[string]*pool, len(cfg.Pools)),
+		ids:       newIDGen(),
+		accessLog: opts.AccessLog,
+		page503:   unavailablePage(opts.StatusURL),
+	}
+	if px.log == nil {
+		px.log = slog.New(slog.DiscardHandler)
+	}
+	px.log = px.log.With("component", "proxy")
+	errorLog := slog.NewLogLogger(px.log.Handler(), slog.LevelWarn)
+	buffers := newBufferPool()
+
+	for i, pc := range cfg.Pools {
+		if pc.Name == "" {
+			return nil, fmt.Errorf("pools[%d]: name is empty", i)
+		}
+		if px.byName[pc.Name] != nil {
+			return nil, fmt.Errorf("pools[%d]: duplicate pool name %q", i, pc.Name)
+		}
+		p := newPool(pc)
+		switch p.algo {
+		case RoundRobin, WeightedRoundRobin, LeastRequests:
+		default:
+			return nil, fmt.Errorf("pool %q: unknown algorithm %q (want %s, %s or %s)",
+				pc.Name, pc.Algorithm, RoundRobin, WeightedRoundRobin, LeastRequests)
+		}
+		if len(p.members) != len(p.byAddr) {
+			return nil, fmt.Errorf("pool %q: duplicate member address", pc.Name)
+		}
+		p.onChange = opts.OnHealthChange
+		if opts.Previous != nil {
+			if old := opts.Previous.byName[p.name]; old != nil {
+				for _, m := range p.members {
+					if om := old.byAddr[m.addr]; om != nil {
+						m.up.Store(om.up.Load())
+					}
+				}
+			}
+		}
+		p.rebuild()
+		p.transport = &poolTransport{pool: p, base: newTransport(pc)}
+		p.rp = &httputil.ReverseProxy{
+			Rewrite:        rewrite,
+			Transport:      p.transport,
+			BufferPool:     buffers,
+			ErrorLog:       errorLog,
+			ErrorHandler:   px.errorHandler(p),
+			ModifyResponse: modifyResponse,
+		}
+		px.pools = append(px.pools, p)
+		px.byName[p.name] = p
+	}
+	for i, rc := range cfg.Routes {
+		p := px.byName[rc.Pool]
+		if p == nil {
+			return nil, fmt.Errorf("routes[%d]: unknown pool %q", i, rc.Pool)
+		}
+		px.router.add(rc.Host, rc.PathPrefix, p)
+	}
+
+	px.checker = opts.Health
+	if px.checker == nil {
+		px.checker = health.New(health.Options{Logger: opts.Logger})
+		px.ownChecker = true
+	}
+	for i, p := range px.pools {
+		hc := cfg.Pools[i].HealthCheck
+		if hc.Path == "" {
+			continue
+		}
+		for _, m := range p.members {
+			m.watch = px.checker.Watch(health.Target{
+				Pool: p.name, Address: m.addr, Check: hc, Down: !m.up.Load(),
+			}, m.setUp)
+		}
+	}
+	return px, nil
+}
+
+// Close stops the health checks of this Proxy and closes idle connections
+// to members. Call it after the requests it serves have finished.
+func (px *Proxy) Close() {
+	px.closeOnce.Do(func() {
+		for _, p := range px.pools {
+			for _, m := range p.members {
+				if m.watch != nil {
+					m.watch.Stop()
+				}
+			}
+		}
+		if px.ownChecker {
+			px.checker.Close()
+		}
+		for _, p := range px.pools {
+			p.transport.base.CloseIdleConnections()
+		}
+	})
+}
+
+// ServeHTTP routes and proxies one request.
+func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if px.accessLog {
+		px.serveLogged(w, r)
+		return
+	}
+	px.serve(w, r)
+}
+
+func (px *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	p := px.router.match(r.Host, r.URL.Path)
+	if p == nil {
+		writePage(w, http.StatusNotFound, "text/plain; charset=utf-8", pageNotFound)
+		return
+	}
+	m := p.pick()
+	if m == nil {
+		w.Header()["Retry-After"] = []string{strconv.Itoa(RetryAfter)}
+		writePage(w, http.StatusServiceUnavailable, "text/html; charset=utf-8", px.page503)
+		return
+	}
+	m.inflight.Add(1)
+	defer m.inflight.Add(-1)
+
+	ids := r.Header[headerRequestID]
+	if len(ids) != 1 || !saneID(ids[0]) {
+		ids = []string{px.ids.next()}
+		r.Header[headerRequestID] = ids
+	}
+	w.Header()[headerRequestID] = ids
+
+	if r.Header["Upgrade"] != nil {
+		// An upgraded connection (WebSocket) lives as long as its peers
+		// want: lift the server's read and write deadlines.
+		rc := http.NewResponseController(w)
+		_ = rc.SetReadDeadline(time.Time{})
+		_ = rc.SetWriteDeadline(time.Time{})
+	}
+	// The outbound request is a clone of r: pointing r's URL at the member
+	// saves passing per-request state to Rewrite through the context.
+	r.URL.Scheme = "http"
+	r.URL.Host = m.addr
+	p.rp.ServeHTTP(w, r)
+}
+
+// forwarded holds the values of the forwarding headers of one request, so
+// that setting them costs one allocation.
+type forwarded struct {
+	forIP, host, proto [1]string
+}
+
+// rewrite is the ReverseProxy.Rewrite of every pool; it has the semantics
+// of ProxyRequest.SetXForwarded without its per-header allocations.
+func rewrite(pr *httputil.ProxyRequest) {
+	f := new(forwarded)
+	h := pr.Out.Header
+	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+		f.forIP[0] = ip
+		h["X-Forwarded-For"] = f.forIP[:]
+	}
+	f.host[0] = pr.In.Host
+	h["X-Forwarded-Host"] = f.host[:]
+	f.proto[0] = "http"
+	if pr.In.TLS != nil {
+		f.proto[0] = "https"
+	}
+	h["X-Forwarded-Proto"] = f.proto[:]
+}
+
+// modifyResponse drops a member's own X-Request-Id: the client gets the
+// one the member was sent, set before proxying.
+func modifyResponse(res *http.Response) error {
+	if _, ok := res.Header[headerRequestID]; ok {
+		delete(res.Header, headerRequestID)
+	}
+	return nil
+}
+
+func (px *Proxy) errorHandler(p *pool) func(http.ResponseWriter, *http.Request, error) {
+	return func(w http.ResponseWriter, r *http.Request, err error) {
+		id := ""
+		if ids := r.Header[headerRequestID]; len(ids) > 0 {
+			id = ids[0]
+		}
+		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+			// The client went away; nobody reads the answer.
+			px.log.Debug("client canceled request", keyPool, p.name, keyMember, r.URL.Host, keyRequestID, id)
+			w.WriteHeader(499)
+			return
+		}
+		status, page := http.StatusBadGateway, pageBadGateway
+		if timeoutError(err) {
+			status, page = http.StatusGatewayTimeout, pageGatewayTimeout
+		}
+		px.log.Warn("backend request failed", keyPool, p.name, keyMember, r.URL.Host,
+			keyRequestID, id, keyStatus, status, keyError, err)
+		writePage(w, status, "text/plain; charset=utf-8", page)
+	}
+}
+
+// MemberStatus is the state of one member.
+type MemberStatus struct {
+	Address  string
+	Up       bool
+	InFlight int64
+	Weight   int
+}
+
+// PoolStatus is the state of one pool and its members.
+type PoolStatus struct {
+	Name      string
+	Algorithm string
+	Members   []MemberStatus
+}
+
+// Pools returns the state of every pool, in config order.
+func (px *Proxy) Pools() []PoolStatus {
+	out := make([]PoolStatus, 0, len(px.pools))
+	for _, p := range px.pools {
+		ps := PoolStatus{Name: p.name, Algorithm: p.algo, Members: make([]MemberStatus, 0, len(p.members))}
+		for _, m := range p.members {
+			ps.Members = append(ps.Members, MemberStatus{
+				Address: m.addr, Up: m.up.Load(), InFlight: m.inflight.Load(), Weight: m.weight,
+			})
+		}
+		out = append(out, ps)
+	}
+	return out
+}
+
+var (
+	pageNotFound       = []byte("no route for host\n")
+	pageBadGateway     = []byte("502 bad gateway: the backend failed to answer\n")
+	pageGatewayTimeout = []byte("504 gateway timeout: the backend did not answer in time\n")
+)
+
+func unavailablePage(statusURL string) []byte {
+	link := ""
+	if statusURL != "" {
+		link = fmt.Sprintf(`<p>See the <a href="%s">status page</a>.</p>`, html.EscapeString(statusURL))
+	}
+	return []byte(`<!doctype html><html><head><meta charset="utf-8"><title>503 Service Unavailable</title></head>` +
+		`<body><h1>Service unavailable</h1><p>No healthy backend is available right now. Please retry in a few seconds.</p>` +
+		link + "</body></html>\n")
+}
+
+func writePage(w http.ResponseWriter, status int, contentType string, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", contentType)
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// serveLogged serves r and writes its access log line.
+func (px *Proxy) serveLogged(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	host, path := r.Host, r.URL.Path
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	px.serve(sw, r)
+	id := ""
+	if ids := w.Header()[headerRequestID]; len(ids) > 0 {
+		id = ids[0]
+	}
+	px.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+		slog.String("method", r.Method),
+		slog.String("host", host),
+		slog.String("path", path),
+		slog.String("proto", r.Proto),
+		slog.String("remote", r.RemoteAddr),
+		slog.Int(keyStatus, sw.status),
+		slog.Int64("bytes", sw.bytes),
+		slog.Duration("duration", time.Since(start)),
+		slog.String(keyRequestID, id),
+	)
+}
+
+// statusWriter records the status and size of a response. Unwrap keeps
+// http.ResponseController (flush, hijack, deadlines) working through it.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+	wrote  bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if !s.wrote && code >= 200 {
+		s.status, s.wrote = code, true
+	} else if code == http.StatusSwitchingProtocols {
+		s.status = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	s.wrote = true
+	n, err := s.ResponseWriter.Write(b)
+	s.bytes += int64(n)
+	return n, err
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }

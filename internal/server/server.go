@@ -1,0 +1,211 @@
+// Package server runs Gatehouse's listeners: the public HTTPS edge, the
+// plain-HTTP redirector, the status portal and the admin API, each on its own
+// socket with its own timeouts and limits, and shuts them down gracefully.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"gatehouse/internal/config"
+)
+
+// Options are the handlers and TLS settings the listeners serve.
+type Options struct {
+	Logger *slog.Logger
+	// PublicTLS serves the HTTPS edge (its GetCertificate picks by SNI).
+	PublicTLS *tls.Config
+	// Edge handles requests on the HTTPS listener.
+	Edge http.Handler
+	// Status handles the status listener (nil: not served).
+	Status http.Handler
+	// AdminTLS and Admin serve the admin API.
+	AdminTLS *tls.Config
+	Admin    http.Handler
+}
+
+// Server owns the listeners of one process.
+type Server struct {
+	log  *slog.Logger
+	cfg  *config.Config
+	opts Options
+
+	mu      sync.Mutex // guards servers and addrs
+	servers []*managed
+	addrs   map[string]string
+
+	wg sync.WaitGroup
+}
+
+type managed struct {
+	name string
+	srv  *http.Server
+	ln   *countingListener
+}
+
+// New returns a Server for the listeners of cfg; Start binds them.
+func New(cfg *config.Config, opts Options) *Server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{log: log.With("component", "server"), cfg: cfg, opts: opts, addrs: map[string]string{}}
+}
+
+// Start binds every configured listener and serves in the background. If any
+// listener cannot be bound, the ones already bound are closed and the error
+// names the listener and address.
+func (s *Server) Start() error {
+	l := s.cfg.Listeners
+	type spec struct {
+		name    string
+		lc      config.Listener
+		handler http.Handler
+		tls     *tls.Config
+	}
+	specs := []spec{{"https", l.HTTPS, s.opts.Edge, s.opts.PublicTLS}}
+	if l.HTTP.Address != "" {
+		specs = append(specs, spec{"http", l.HTTP, RedirectHandler(l.HTTPS.Address), nil})
+	}
+	if l.Status.Address != "" && s.opts.Status != nil {
+		specs = append(specs, spec{"status", l.Status, s.opts.Status, nil})
+	}
+	if s.opts.Admin != nil {
+		specs = append(specs, spec{"admin", l.Admin, s.opts.Admin, s.opts.AdminTLS})
+	}
+	var started []*managed
+	for _, sp := range specs {
+		m, err := s.listen(sp.name, sp.lc, sp.handler, sp.tls)
+		if err != nil {
+			for _, m := range started {
+				m.srv.Close()
+			}
+			return err
+		}
+		started = append(started, m)
+	}
+	s.mu.Lock()
+	s.servers = started
+	s.mu.Unlock()
+	for _, m := range started {
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			var err error
+			if m.srv.TLSConfig != nil {
+				err = m.srv.ServeTLS(m.ln, "", "")
+			} else {
+				err = m.srv.Serve(m.ln)
+			}
+			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.log.Error("listener stopped", "listener", m.name, "err", err)
+			}
+		}()
+	}
+	return nil
+}
+
+func (s *Server) listen(name string, lc config.Listener, h http.Handler, tcfg *tls.Config) (*managed, error) {
+	ln, err := net.Listen("tcp", lc.Address)
+	if err != nil {
+		return nil, fmt.Errorf("listeners.%s: cannot listen on %s: %w", name, lc.Address, err)
+	}
+	cl := newCountingListener(ln, lc.MaxConnections)
+	srv := &http.Server{
+		Handler:           h,
+		TLSConfig:         tcfg,
+		ReadHeaderTimeout: lc.ReadHeaderTimeout.D(),
+		ReadTimeout:       lc.ReadTimeout.D(),
+		WriteTimeout:      lc.WriteTimeout.D(),
+		IdleTimeout:       lc.IdleTimeout.D(),
+		MaxHeaderBytes:    lc.MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.With("listener", name).Handler(), slog.LevelDebug),
+	}
+	if tcfg != nil {
+		srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 250}
+	}
+	s.mu.Lock()
+	s.addrs[name] = ln.Addr().String()
+	s.mu.Unlock()
+	s.log.Info("listening", "listener", name, "addr", ln.Addr().String(), "tls", tcfg != nil)
+	return &managed{name: name, srv: srv, ln: cl}, nil
+}
+
+// Addr returns the bound address of a listener ("https", "http", "status",
+// "admin"), or "" if it is not served.
+func (s *Server) Addr(name string) string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addrs[name]
+}
+
+// Connections returns the open connections of a listener and its limit (0: none).
+func (s *Server) Connections(name string) (open, limit int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, m := range s.servers {
+		if m.name == name {
+			return m.ln.open.Load(), int64(m.ln.max)
+		}
+	}
+	return 0, 0
+}
+
+// Shutdown stops accepting, lets in-flight requests finish until ctx is done,
+// then closes what is left. It waits for every serving goroutine.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	servers := s.servers
+	s.mu.Unlock()
+	var errs []error
+	var wg sync.WaitGroup
+	var emu sync.Mutex
+	for _, m := range servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := m.srv.Shutdown(ctx); err != nil {
+				m.srv.Close()
+				emu.Lock()
+				errs = append(errs, fmt.Errorf("%s: %w", m.name, err))
+				emu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	s.wg.Wait()
+	return errors.Join(errs...)
+}
+
+// RedirectHandler answers plain-HTTP requests with a permanent redirect to
+// the same host and path over HTTPS (on httpsAddr's port unless it is 443).
+// ACME HTTP-01 challenge paths are left for a later handler: they get 404.
+func RedirectHandler(httpsAddr string) http.Handler {
+	_, port, _ := net.SplitHostPort(httpsAddr)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if host == "" || strings.ContainsAny(host, "/\\@ ") {
+			http.Error(w, "missing or invalid Host header", http.StatusBadRequest)
+			return
+		}
+		if port != "" && port != "443" {
+			host = net.JoinHostPort(host, port)
+		}
+		w.Header().Set("Connection", "close")
+		http.Redirect(w, r, "https://"+host+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+}
+
+// ShutdownTimeout is how long a graceful shutdown waits for in-flight requests.
+const ShutdownTimeout = 30 * time.Second
