@@ -17,6 +17,7 @@ import (
 	"gatehouse/internal/admin"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
+	"gatehouse/internal/store/bolt"
 )
 
 // clientFlags locate the admin API: by default the node whose data
@@ -202,19 +203,38 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 	}
 
 	var batch int
+	var offline bool
+	var kekFile string
 	imp := &cobra.Command{
 		Use:   "import DIR",
 		Short: "Import every PEM bundle of a directory; bad files are reported, the rest imported",
-		Args:  cobra.ExactArgs(1),
+		Long: `Import every PEM bundle of a directory through the admin API of a running
+node. Each file holds a leaf, its chain and its key, or a .crt/.pem file is
+paired with the .key file of the same name. Every refused file is reported
+with its reason; the others are imported.
+
+With --offline the store in --data is written directly, for a first bulk
+load before the node starts (the node must not be running).`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if offline {
+				add, done, err := offlineAdder(cmd.Context(), cf.dataDir, kekFile)
+				if err != nil {
+					return err
+				}
+				defer done()
+				return runImport(cmd.Context(), add, args[0], batch, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			}
 			c, err := cf.client()
 			if err != nil {
 				return err
 			}
-			return runImport(cmd.Context(), c, args[0], batch, cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return runImport(cmd.Context(), c.AddCerts, args[0], batch, cmd.OutOrStdout(), cmd.ErrOrStderr())
 		},
 	}
-	imp.Flags().IntVar(&batch, "batch", 200, "bundles per admin API request")
+	imp.Flags().IntVar(&batch, "batch", 200, "bundles per request")
+	imp.Flags().BoolVar(&offline, "offline", false, "write the store in --data directly (node stopped)")
+	imp.Flags().StringVar(&kekFile, "kek", "", "key-encryption key file for --offline (default <data>/kek)")
 
 	cmd.AddCommand(add, list, show, rm, imp)
 	return cmd
@@ -225,7 +245,52 @@ type importSummary struct {
 	Files, Imported, Refused int
 }
 
-func runImport(ctx context.Context, c *admin.Client, dir string, batch int, out, errOut io.Writer) error {
+// batchAdder installs a batch of bundles: the admin API's, or the store's directly.
+type batchAdder func(ctx context.Context, items []admin.BatchItem) ([]admin.BatchResult, error)
+
+// offlineAdder opens the store of dataDir for a direct import.
+func offlineAdder(ctx context.Context, dataDir, kekFile string) (batchAdder, func(), error) {
+	if kekFile == "" {
+		kekFile = filepath.Join(dataDir, "kek")
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, nil, err
+	}
+	kek, err := certs.LoadOrCreateKEK(kekFile)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := bolt.Open(filepath.Join(dataDir, "gatehouse.db"), bolt.Options{})
+	if err != nil {
+		return nil, nil, err
+	}
+	m := certs.NewManager(st, kek, certs.Options{})
+	if err := m.Start(ctx); err != nil {
+		st.Close()
+		return nil, nil, err
+	}
+	add := func(ctx context.Context, items []admin.BatchItem) ([]admin.BatchResult, error) {
+		in := make([]certs.Item, len(items))
+		for i, it := range items {
+			in[i] = certs.Item{Source: it.Source, CertPEM: []byte(it.CertPEM), KeyPEM: []byte(it.KeyPEM)}
+		}
+		res := m.AddBatch(ctx, in)
+		out := make([]admin.BatchResult, len(res))
+		for i, r := range res {
+			out[i] = admin.BatchResult{Source: items[i].Source, Warnings: r.Warnings}
+			if r.Err != nil {
+				out[i].Error = r.Err.Error()
+				continue
+			}
+			info := r.Info
+			out[i].Cert = &info
+		}
+		return out, nil
+	}
+	return add, func() { m.Close(); st.Close() }, nil
+}
+
+func runImport(ctx context.Context, add batchAdder, dir string, batch int, out, errOut io.Writer) error {
 	if batch < 1 || batch > 1000 {
 		return errors.New("--batch: must be from 1 to 1000")
 	}
@@ -242,7 +307,7 @@ func runImport(ctx context.Context, c *admin.Client, dir string, batch int, out,
 		for _, it := range items[i:end] {
 			req = append(req, admin.BatchItem{Source: it.Source, CertPEM: string(it.CertPEM), KeyPEM: string(it.KeyPEM)})
 		}
-		results, err := c.AddCerts(ctx, req)
+		results, err := add(ctx, req)
 		if err != nil {
 			return fmt.Errorf("import stopped after %d of %d bundles (%d imported): %w", i, len(items), sum.Imported, err)
 		}

@@ -148,6 +148,9 @@ func normalizeName(name string) string {
 // supports; if it supports none, the first that loads.
 func (m *Manager) choose(hello *tls.ClientHelloInfo, es []entry) (*tls.Certificate, error) {
 	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	var first *tls.Certificate
 	var lastErr error
 	for _, e := range es {

@@ -182,12 +182,14 @@ func (c *Config) validateListeners(v *validator) {
 			}
 			continue
 		}
-		host, port, err := splitHostPort(n.l.Address)
+		host, port, err := splitHostPort(n.l.Address, true)
 		if err != nil {
 			v.add(p+".address", "%s", err)
 			continue
 		}
-		if other, ok := ports[port]; ok && addrOverlap(host, other) {
+		if port == "0" {
+			// The system picks a free port: no two listeners can collide.
+		} else if other, ok := ports[port]; ok && addrOverlap(host, other) {
 			v.add(p+".address", "%q uses the same port as listeners.%s; every listener needs its own socket (the admin API is never served on the public listener)", n.l.Address, strings.SplitN(other, "|", 2)[1])
 		}
 		ports[port] = host + "|" + n.name
@@ -207,7 +209,9 @@ func addrOverlap(host, rec string) bool {
 	return host == other || wild(host) || wild(other)
 }
 
-func splitHostPort(addr string) (host, port string, err error) {
+// splitHostPort checks a host:port address; port 0 (any free port) is
+// accepted only for listeners.
+func splitHostPort(addr string, listener bool) (host, port string, err error) {
 	host, port, err = net.SplitHostPort(addr)
 	if err != nil {
 		if strings.Contains(err.Error(), "missing port") {
@@ -216,6 +220,9 @@ func splitHostPort(addr string) (host, port string, err error) {
 		return "", "", fmt.Errorf("%q is not host:port", addr)
 	}
 	n, err := strconv.Atoi(port)
+	if listener && err == nil && n == 0 {
+		return host, port, nil
+	}
 	if err != nil || n < 1 || n > 65535 {
 		return "", "", fmt.Errorf("%q: port %q must be a number from 1 to 65535", addr, port)
 	}
@@ -272,7 +279,7 @@ func (c *Config) validatePools(v *validator) map[string]bool {
 			mp := fmt.Sprintf("%s.members[%d]", pp, j)
 			if m.Address == "" {
 				v.add(mp+".address", "is required")
-			} else if _, _, err := splitHostPort(m.Address); err != nil {
+			} else if _, _, err := splitHostPort(m.Address, false); err != nil {
 				v.add(mp+".address", "%s", err)
 			} else if seen[m.Address] {
 				v.add(mp+".address", "%q is listed twice in this pool", m.Address)

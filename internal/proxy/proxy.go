@@ -225,13 +225,6 @@ func (px *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header()[headerRequestID] = ids
 
-	if r.Header["Upgrade"] != nil {
-		// An upgraded connection (WebSocket) lives as long as its peers
-		// want: lift the server's read and write deadlines.
-		rc := http.NewResponseController(w)
-		_ = rc.SetReadDeadline(time.Time{})
-		_ = rc.SetWriteDeadline(time.Time{})
-	}
 	// The outbound request is a clone of r: pointing r's URL at the member
 	// saves passing per-request state to Rewrite through the context.
 	r.URL.Scheme = "http"

@@ -73,7 +73,7 @@ func (s *Server) Start() error {
 	}
 	specs := []spec{{"https", l.HTTPS, s.opts.Edge, s.opts.PublicTLS}}
 	if l.HTTP.Address != "" {
-		specs = append(specs, spec{"http", l.HTTP, RedirectHandler(l.HTTPS.Address), nil})
+		specs = append(specs, spec{"http", l.HTTP, nil, nil}) // built once https is bound
 	}
 	if l.Status.Address != "" && s.opts.Status != nil {
 		specs = append(specs, spec{"status", l.Status, s.opts.Status, nil})
@@ -83,6 +83,9 @@ func (s *Server) Start() error {
 	}
 	var started []*managed
 	for _, sp := range specs {
+		if sp.name == "http" {
+			sp.handler = RedirectHandler(s.Addr("https"))
+		}
 		m, err := s.listen(sp.name, sp.lc, sp.handler, sp.tls)
 		if err != nil {
 			for _, m := range started {

@@ -8,13 +8,13 @@
 package bolt
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -215,7 +215,7 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, limit int) 
 		if k != nil && startAfter >= prefix && string(k) == startAfter {
 			k, v = c.Next()
 		}
-		for ; k != nil && strings.HasPrefix(string(k), string(pre)); k, v = c.Next() {
+		for ; k != nil && bytes.HasPrefix(k, pre); k, v = c.Next() {
 			if limit > 0 && len(kvs) >= limit {
 				break
 			}
@@ -526,7 +526,11 @@ func (s *Store) commit(batch []*txnReq) {
 		if res[i].err == nil && len(res[i].evs) > 0 {
 			s.hub.publish(res[i].rev, res[i].evs, s)
 		}
-		r.done <- txnResult{rev: res[i].rev, err: res[i].err}
+		if res[i].err != nil {
+			r.done <- txnResult{err: res[i].err}
+			continue
+		}
+		r.done <- txnResult{rev: res[i].rev}
 	}
 }
 
