@@ -16,7 +16,10 @@ import (
 	"slices"
 
 	"math/big"
+	"fmt"
 	"net"
+	"os"
+	"runtime"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -346,4 +349,22 @@ func jsonKeys(v any) ([]string, error) {
 	}
 	keys := slices.Sorted(maps.Keys(m))
 	return keys, nil
+}
+
+// TestMain fails the run if goroutines outlive the tests.
+func TestMain(m *testing.M) {
+	base := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		deadline := time.Now().Add(5 * time.Second)
+		for runtime.NumGoroutine() > base && time.Now().Before(deadline) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > base {
+			buf := make([]byte, 1<<20)
+			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines, %d at start\n%s\n", n, base, buf[:runtime.Stack(buf, true)])
+			code = 1
+		}
+	}
+	os.Exit(code)
 }

@@ -85,6 +85,9 @@ type Manager struct {
 	// pending holds this process's writes to certs/names/ that the watch has
 	// not delivered yet, so that older watch events do not undo them.
 	pending map[string]pendingWrite
+	// watchRev is the revision up to which the index reflects the store's
+	// certs/names/ (the last watched revision applied, or the listing's).
+	watchRev int64
 
 	runMu  sync.Mutex // guards cancel and done
 	cancel context.CancelFunc
@@ -271,6 +274,7 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 		}
 	}
 	m.idx.replaceAll(all)
+	m.watchRev = firstRev
 	return firstRev, nil
 }
 
@@ -350,6 +354,7 @@ func (m *Manager) applyWatch(resp store.WatchResponse) {
 			delete(m.pending, k)
 		}
 	}
+	m.watchRev = max(m.watchRev, resp.Rev)
 }
 
 // cacheDropIfUnused drops bundle id from the decoded cache once no name uses it.
@@ -370,6 +375,10 @@ type nameChange struct {
 // so the next handshake sees them without waiting for the watch.
 func (m *Manager) applyLocal(rev int64, changes []nameChange, dropped []string) {
 	m.pmu.Lock()
+	if rev <= m.watchRev {
+		// The watch got there first, and may have applied later changes too.
+		changes = nil
+	}
 	for _, c := range changes {
 		if c.put {
 			m.idx.put(c.host, c.e)

@@ -258,13 +258,16 @@ func TestLiveAddReplaceRemove(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m2 := startManager(t, st, Options{})
-	_ = m2
 	eventually(t, "the watch to pass the last write", func() bool {
 		m.pmu.Lock()
 		defer m.pmu.Unlock()
-		return len(m.pending) == 0
+		return m.watchRev >= rev
 	})
+	m.pmu.Lock()
+	if len(m.pending) != 0 {
+		t.Errorf("pending local writes after the watch passed them: %v", m.pending)
+	}
+	m.pmu.Unlock()
 	wantRejected(t, addr, "live.uni-a.test")
 	wantServed(t, addr, "keep.uni-a.test", renewed2)
 	if got, _ := st.Rev(ctx); got != rev {

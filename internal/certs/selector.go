@@ -44,10 +44,7 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 	}
 	if m.opts.UnknownSNI == UnknownDefault && m.opts.DefaultHostname != "" {
 		if es, _ := m.lookup(m.opts.DefaultHostname); len(es) > 0 {
-			// Judge the client's capabilities only, not the name it asked for.
-			h := *hello
-			h.ServerName = ""
-			return m.choose(&h, es)
+			return m.choose(hello, es)
 		}
 	}
 	return nil, nil
@@ -151,6 +148,9 @@ func (m *Manager) choose(hello *tls.ClientHelloInfo, es []entry) (*tls.Certifica
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	// The index already matched the name: judge only the client's
+	// algorithms, which also spares a hostname check per candidate.
+	var caps *tls.ClientHelloInfo
 	var first *tls.Certificate
 	var lastErr error
 	for _, e := range es {
@@ -167,7 +167,16 @@ func (m *Manager) choose(hello *tls.ClientHelloInfo, es []entry) (*tls.Certifica
 		if first == nil {
 			first = cert
 		}
-		if hello.SupportsCertificate(cert) == nil {
+		if caps == nil {
+			if hello.ServerName == "" {
+				caps = hello
+			} else {
+				h := *hello
+				h.ServerName = ""
+				caps = &h
+			}
+		}
+		if caps.SupportsCertificate(cert) == nil {
 			return cert, nil
 		}
 	}

@@ -37,8 +37,6 @@ func newTransport(pc config.Pool) *http.Transport {
 		TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{},
 		// A proxy passes Accept-Encoding and bodies through untouched.
 		DisableCompression: true,
-		ReadBufferSize:     16 << 10,
-		WriteBufferSize:    16 << 10,
 	}
 }
 
