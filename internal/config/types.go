@@ -120,7 +120,8 @@ type Timeouts struct {
 }
 
 // Route sends requests whose host and path match to a pool. Host is an exact
-// name or a wildcard "*.example.com" (one label); PathPrefix defaults to "/".
+// name, a wildcard "*.example.com" (one label), or "*" for every host no
+// other route matches; PathPrefix defaults to "/".
 type Route struct {
 	Host       string `yaml:"host"`
 	PathPrefix string `yaml:"path_prefix"`

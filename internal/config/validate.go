@@ -333,6 +333,8 @@ func (c *Config) validateRoutes(v *validator, pools map[string]bool) {
 		switch {
 		case host == "":
 			v.add(rp+".host", "is required")
+		case host == "*":
+			// The catch-all: hosts that no other route matches.
 		case strings.HasPrefix(host, "*."):
 			if !validHostname(host[2:]) || !strings.Contains(host[2:], ".") {
 				v.add(rp+".host", "%q is not a valid wildcard (use *.example.com)", r.Host)
