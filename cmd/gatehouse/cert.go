@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"gatehouse/internal/admin"
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
 	"gatehouse/internal/store/bolt"
@@ -405,4 +406,62 @@ func newReloadCmd(cf *clientFlags) *cobra.Command {
 	}
 	cf.register(cmd)
 	return cmd
+}
+
+func newLimitsCmd(cf *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "limits",
+		Short: "Show every finite resource: usage against limit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.Limits(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			printLimits(cmd.OutOrStdout(), res)
+			return nil
+		},
+	}
+	cf.register(cmd)
+	return cmd
+}
+
+func printLimits(w io.Writer, res []capacity.Resource) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "RESOURCE\tUSAGE\tLIMIT\tUSED\tLEVEL\tENFORCED\t")
+	for _, r := range res {
+		limit, pct := "none", "-"
+		if r.Limit > 0 {
+			limit = human(r.Limit, r.Unit)
+			pct = fmt.Sprintf("%.1f%%", r.Percent)
+		}
+		enforced := "reported"
+		if r.Hard {
+			enforced = "refused"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, human(r.Usage, r.Unit), limit, pct, r.Level, enforced)
+	}
+	tw.Flush()
+}
+
+func human(v int64, unit string) string {
+	if unit != "bytes" {
+		return fmt.Sprint(v)
+	}
+	switch {
+	case v >= 1<<30:
+		return fmt.Sprintf("%.1fGiB", float64(v)/(1<<30))
+	case v >= 1<<20:
+		return fmt.Sprintf("%.1fMiB", float64(v)/(1<<20))
+	case v >= 1<<10:
+		return fmt.Sprintf("%.1fKiB", float64(v)/(1<<10))
+	}
+	return fmt.Sprintf("%dB", v)
 }

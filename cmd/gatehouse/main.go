@@ -37,6 +37,6 @@ func newRoot() *cobra.Command {
 		Version:       version,
 	}
 	cf := &clientFlags{}
-	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newPoolsCmd(cf), newReloadCmd(cf))
+	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newPoolsCmd(cf), newReloadCmd(cf), newLimitsCmd(cf))
 	return root
 }

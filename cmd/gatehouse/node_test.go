@@ -423,3 +423,12 @@ func TestReload(t *testing.T) {
 		t.Fatalf("after reload /: %d %q", code, body)
 	}
 }
+
+// adminHTTP is a plain HTTP client trusting the admin certificate.
+func (tn *testNode) adminHTTP(caPEM []byte) *http.Client {
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}
+	tn.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr}
+}

@@ -16,9 +16,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"gatehouse/internal/admin"
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
 	"gatehouse/internal/proxy"
@@ -71,6 +75,9 @@ type node struct {
 	edge   atomic.Pointer[proxy.Proxy]
 	srv    *server.Server
 	reload func() (*config.Config, error)
+	capacity *capacity.Registry
+	stopBG   context.CancelFunc
+	bgDone   chan struct{}
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
 }
@@ -97,7 +104,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = bolt.Open(filepath.Join(cfg.DataDir, "gatehouse.db"), bolt.Options{Logger: log})
+	n.store, err = bolt.Open(filepath.Join(cfg.DataDir, "gatehouse.db"), bolt.Options{Logger: log, QuotaBytes: int64(cfg.Limits.StoreQuota)})
 	if err != nil {
 		return nil, err
 	}
@@ -150,12 +157,18 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err != nil {
 		return nil, err
 	}
+	n.capacity = capacity.New(capacity.Options{Logger: log, WarnPercent: cfg.Limits.WarnPercent})
+	n.registerResources()
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(capacity.NewCollector(n.capacity), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	adminAPI, err := admin.NewServer(admin.Options{
-		Logger: log,
-		Token:  token,
-		Certs:  n.certs,
-		Pools:  func() any { return n.edge.Load().Pools() },
-		Reload: func(ctx context.Context) error { return n.doReload() },
+		Logger:  log,
+		Token:   token,
+		Certs:   n.certs,
+		Pools:   func() any { return n.edge.Load().Pools() },
+		Reload:  func(ctx context.Context) error { return n.doReload() },
+		Limits:  func() any { return n.capacity.Snapshot() },
+		Metrics: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
 	})
 	if err != nil {
 		return nil, err
@@ -178,8 +191,58 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err := n.srv.Start(); err != nil {
 		return nil, err
 	}
+	bg, cancel := context.WithCancel(context.Background())
+	n.stopBG = cancel
+	n.bgDone = make(chan struct{})
+	go func() {
+		defer close(n.bgDone)
+		n.capacity.Run(bg, 15*time.Second)
+	}()
 	ok = true
 	return n, nil
+}
+
+// registerResources declares every finite resource of the node.
+func (n *node) registerResources() {
+	cfg := n.cfg.Load()
+	r := n.capacity
+	r.Register("certificates", "count", "limits.max_certificates", true, func() (int64, int64) {
+		return n.certs.Count(), n.cfg.Load().Limits.MaxCertificates
+	})
+	r.Register("certificate_cache", "bytes", "tls.cache_bytes", false, func() (int64, int64) {
+		b, l, _, _, _ := n.certs.CacheStats()
+		return b, l
+	})
+	r.Register("https_connections", "count", "listeners.https.max_connections", false, func() (int64, int64) {
+		if n.srv == nil {
+			return 0, int64(cfg.Listeners.HTTPS.MaxConnections)
+		}
+		return n.srv.Connections("https")
+	})
+	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
+	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
+	r.Register("store", "bytes", "limits.store_quota", true, func() (int64, int64) {
+		u, err := n.store.Usage(context.Background())
+		if err != nil {
+			return -1, 0
+		}
+		return u.Bytes, u.QuotaBytes
+	})
+	r.Register("backend_connections", "count", "pools[].max_conns_per_member", false, func() (usage, limit int64) {
+		byName := map[string]config.Pool{}
+		for _, p := range n.cfg.Load().Pools {
+			byName[p.Name] = p
+		}
+		for _, p := range n.edge.Load().Pools() {
+			for _, m := range p.Members {
+				usage += m.InFlight
+			}
+			if c := byName[p.Name].MaxConnsPerMember; c > 0 {
+				limit += int64(c * len(p.Members))
+			}
+		}
+		return usage, limit
+	})
 }
 
 // poolHealth adapts the live proxy state for the status portal.
@@ -250,6 +313,10 @@ func (n *node) wait(ctx context.Context) error {
 }
 
 func (n *node) close() {
+	if n.stopBG != nil {
+		n.stopBG()
+		<-n.bgDone
+	}
 	if p := n.edge.Load(); p != nil {
 		p.Close()
 	}

@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"time"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 )
 
@@ -158,4 +159,13 @@ func (c *Client) Pools(ctx context.Context) (json.RawMessage, error) {
 // Reload asks the node to re-read its configuration.
 func (c *Client) Reload(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/reload", struct{}{}, nil)
+}
+
+// Limits returns every finite resource with its usage and limit.
+func (c *Client) Limits(ctx context.Context) ([]capacity.Resource, error) {
+	var out struct {
+		Resources []capacity.Resource `json:"resources"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/limits", nil, &out)
+	return out.Resources, err
 }

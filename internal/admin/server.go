@@ -47,6 +47,10 @@ type Options struct {
 	Pools func() any
 	// Reload re-reads the static configuration and swaps it in.
 	Reload func(ctx context.Context) error
+	// Limits returns every finite resource with usage and limit.
+	Limits func() any
+	// Metrics serves Prometheus metrics at /metrics (token required too).
+	Metrics http.Handler
 }
 
 // Server is the admin API's http.Handler.
@@ -82,6 +86,14 @@ func NewServer(opts Options) (*Server, error) {
 		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, opts.Pools())
 		})
+	}
+	if opts.Limits != nil {
+		s.mux.HandleFunc("GET /v1/limits", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, map[string]any{"resources": opts.Limits()})
+		})
+	}
+	if opts.Metrics != nil {
+		s.mux.Handle("GET /metrics", opts.Metrics)
 	}
 	if opts.Reload != nil {
 		s.mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {

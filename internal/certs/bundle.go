@@ -65,6 +65,7 @@ type InputError struct {
 	Err error
 }
 
+// Error returns "part: problem".
 func (e *InputError) Error() string { return e.Part + ": " + e.Problem }
 
 // Unwrap returns the underlying error.

@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/sync/singleflight"
@@ -89,9 +90,10 @@ type Manager struct {
 	// certs/names/ (the last watched revision applied, or the listing's).
 	watchRev int64
 
-	runMu  sync.Mutex // guards cancel and done
-	cancel context.CancelFunc
-	done   chan struct{}
+	started atomic.Bool // pending writes matter only once a watch may run
+	runMu   sync.Mutex  // guards cancel and done
+	cancel  context.CancelFunc
+	done    chan struct{}
 }
 
 type pendingWrite struct {
@@ -160,6 +162,7 @@ type LimitError struct {
 	Removing  int64 // bundles the request would replace entirely
 }
 
+// Error names the limit, the usage and the request.
 func (e *LimitError) Error() string {
 	msg := fmt.Sprintf("certificate limit reached: %d of %d installed; adding %d would exceed limits.max_certificates", e.Installed, e.Limit, e.Adding)
 	if over := e.Installed - e.Removing + e.Adding - e.Limit; over != e.Adding {
@@ -201,6 +204,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if m.done != nil {
 		return errors.New("certs: manager already started")
 	}
+	m.started.Store(true)
 	rev, err := m.relist(ctx)
 	if err != nil {
 		return err
@@ -385,7 +389,9 @@ func (m *Manager) applyLocal(rev int64, changes []nameChange, dropped []string) 
 		} else {
 			m.idx.remove(c.host, c.e.id)
 		}
-		m.pending[nameKey(c.host, c.e.id)] = pendingWrite{rev: rev, put: c.put, host: c.host, e: c.e}
+		if m.started.Load() {
+			m.pending[nameKey(c.host, c.e.id)] = pendingWrite{rev: rev, put: c.put, host: c.host, e: c.e}
+		}
 	}
 	m.pmu.Unlock()
 	for _, id := range dropped {

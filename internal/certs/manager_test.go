@@ -659,13 +659,13 @@ func TestAddBatch(t *testing.T) {
 		leaves = append(leaves, l)
 		items = append(items, Item{Source: fmt.Sprintf("item%02d", i), CertPEM: l.certPEM, KeyPEM: l.keyPEM})
 	}
+	// A later item for a name of an earlier one replaces it, as Add would.
+	sameName := p.leaf(t, leafSpec{names: []string{"b7.uni-b.test", "extra.uni-b.test"}})
 	items = append(items,
 		Item{Source: "dup", CertPEM: leaves[3].certPEM, KeyPEM: leaves[3].keyPEM},
 		Item{Source: "bad", CertPEM: leaves[4].certPEM, KeyPEM: leaves[5].keyPEM},
-		Item{Source: "same-name", CertPEM: p.leaf(t, leafSpec{names: []string{"b7.uni-b.test", "extra.uni-b.test"}}).certPEM},
+		Item{Source: "same-name", CertPEM: sameName.certPEM, KeyPEM: sameName.keyPEM},
 	)
-	sameName := p.leaf(t, leafSpec{names: []string{"b7.uni-b.test", "extra.uni-b.test"}})
-	items[len(items)-1] = Item{Source: "same-name", CertPEM: sameName.certPEM, KeyPEM: sameName.keyPEM}
 
 	rev0, _ := st.Rev(ctx)
 	results := m.AddBatch(ctx, items)
@@ -696,7 +696,8 @@ func TestAddBatch(t *testing.T) {
 	wantServed(t, addr, "b7.uni-b.test", sameName)  // the later item replaced the earlier
 	wantServed(t, addr, "b39.uni-b.test", leaves[39])
 	wantServed(t, addr, "extra.uni-b.test", sameName)
-	if got, want := m.Count(), int64(40); got != want { // 40 leaves + same-name - replaced b7 item
+	// The existing b0 and item b7 were replaced entirely: 1 + 40 + 1 - 2.
+	if got, want := m.Count(), int64(40); got != want {
 		t.Errorf("Count = %d, want %d", got, want)
 	}
 	chains, _, err := st.List(ctx, prefixChains, "", 0)

@@ -17,6 +17,7 @@ type FileError struct {
 	Err  error
 }
 
+// Error returns "path: problem".
 func (e *FileError) Error() string { return e.Path + ": " + e.Err.Error() }
 
 // Unwrap returns the underlying error.

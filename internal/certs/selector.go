@@ -14,7 +14,9 @@ import (
 // TLSConfig returns a copy of base (nil: an empty config) whose certificate
 // is chosen per handshake by GetCertificate. Its Certificates and
 // NameToCertificate are cleared: with no certificate chosen, crypto/tls then
-// fails the handshake with the unrecognized_name alert.
+// fails the handshake with the unrecognized_name alert. A GetConfigForClient
+// of base is kept, and the configs it returns must use GetCertificate
+// themselves.
 func (m *Manager) TLSConfig(base *tls.Config) *tls.Config {
 	var c *tls.Config
 	if base != nil {

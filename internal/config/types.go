@@ -85,8 +85,9 @@ type Pool struct {
 	Members     []Member    `yaml:"members"`
 	HealthCheck HealthCheck `yaml:"health_check"`
 	Timeouts    Timeouts    `yaml:"timeouts"`
-	// Retries is how many other members an idempotent request is retried on
-	// after a connection failure.
+	// Retries is how many other members a request without a body is
+	// retried on after a connection failure: 0 means the default (1), -1
+	// means none.
 	Retries int `yaml:"retries"`
 	// MaxConnsPerMember caps connections to each member (0: no cap).
 	MaxConnsPerMember int `yaml:"max_conns_per_member"`
@@ -146,6 +147,8 @@ type Component struct {
 // Limits are operator-set hard limits (0 means none) and the warning level.
 type Limits struct {
 	MaxCertificates int64 `yaml:"max_certificates"`
+	// StoreQuota caps the embedded store's file size (0: none).
+	StoreQuota ByteSize `yaml:"store_quota"`
 	// WarnPercent is the usage share at which a warning is logged (default 80).
 	WarnPercent float64 `yaml:"warn_percent"`
 }

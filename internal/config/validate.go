@@ -147,6 +147,9 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxCertificates < 0 {
 		v.add("limits.max_certificates", "must not be negative (0 means no limit)")
 	}
+	if c.Limits.StoreQuota != 0 && c.Limits.StoreQuota < 1<<20 {
+		v.add("limits.store_quota", "%s is below the minimum of 1MiB (0 means no quota)", c.Limits.StoreQuota)
+	}
 	if c.Limits.WarnPercent <= 0 || c.Limits.WarnPercent >= 100 {
 		v.add("limits.warn_percent", "%v must be between 0 and 100", c.Limits.WarnPercent)
 	}
@@ -315,8 +318,8 @@ func (c *Config) validatePools(v *validator) map[string]bool {
 		} else if hc.Interval != 0 || hc.Rise != 0 || hc.Fall != 0 || len(hc.ExpectStatus) > 0 {
 			v.add(hp+".path", "is required when other health_check fields are set")
 		}
-		if p.Retries < 0 || p.Retries > 10 {
-			v.add(pp+".retries", "%d must be between 0 and 10", p.Retries)
+		if p.Retries < -1 || p.Retries > 10 {
+			v.add(pp+".retries", "%d must be between -1 (no retries) and 10", p.Retries)
 		}
 		if p.MaxConnsPerMember < 0 {
 			v.add(pp+".max_conns_per_member", "must not be negative")

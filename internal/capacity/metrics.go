@@ -1,0 +1,34 @@
+package capacity
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Collector exposes every resource as gatehouse_resource_usage and
+// gatehouse_resource_limit gauges labelled by resource.
+type Collector struct{ r *Registry }
+
+// NewCollector returns a Prometheus collector for r.
+func NewCollector(r *Registry) *Collector { return &Collector{r: r} }
+
+var (
+	usageDesc = prometheus.NewDesc("gatehouse_resource_usage", "Current usage of a finite resource.", []string{"resource", "unit"}, nil)
+	limitDesc = prometheus.NewDesc("gatehouse_resource_limit", "Limit of a finite resource (0: none).", []string{"resource", "unit"}, nil)
+	ratioDesc = prometheus.NewDesc("gatehouse_resource_utilization_ratio", "Usage over limit, for resources with a limit.", []string{"resource"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- usageDesc
+	ch <- limitDesc
+	ch <- ratioDesc
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	for _, res := range c.r.Snapshot() {
+		ch <- prometheus.MustNewConstMetric(usageDesc, prometheus.GaugeValue, float64(res.Usage), res.Name, res.Unit)
+		ch <- prometheus.MustNewConstMetric(limitDesc, prometheus.GaugeValue, float64(res.Limit), res.Name, res.Unit)
+		if res.Limit > 0 {
+			ch <- prometheus.MustNewConstMetric(ratioDesc, prometheus.GaugeValue, float64(res.Usage)/float64(res.Limit), res.Name)
+		}
+	}
+}
