@@ -3,10 +3,19 @@
 # Inputs (env): PEER_CONF CERT_DIR HOSTS_FILE N LISTEN BACKEND THREADS BENCH_DIR.
 #
 # Certificates live in Gatehouse's store, not in files, so peer_config imports
-# $CERT_DIR/pem/*.pem (chain + key) offline into a data dir under $PEER_CONF
-# before the server starts: that is Gatehouse's analogue of writing the
-# certificate files the other peers read, and does not count as start-up. Its
-# time and rate are written to $PEER_CONF/import.txt.
+# them offline into a data dir under $PEER_CONF before the server starts: that
+# is Gatehouse's analogue of writing the certificate files the other peers
+# read, and does not count as start-up. Its time and rate are written to
+# $PEER_CONF/import.txt.
+#
+# GATEHOUSE_IMPORT_FROM picks the files imported:
+#   pairs (default)  $CERT_DIR/crt/<host>.crt + $CERT_DIR/key/<host>.key,
+#                    symlinked side by side into $PEER_CONF/import/
+#   pem              $CERT_DIR/pem/<host>.pem (chain + key in one file)
+# Both hold the same chain and key. "pairs" is the default because the CLI's
+# import refuses combined files at the time of writing (the empty key PEM of a
+# combined file reaches certs as a non-nil empty slice: "no PRIVATE KEY block
+# found"); switch the default once that is fixed.
 #
 # Binary: $GATEHOUSE_BIN if set (bench/run.sh builds one per run and sets it);
 # otherwise $BENCH_DIR/../gatehouse-bin/gatehouse, built from this repository
@@ -56,18 +65,33 @@ pools:
 routes:
   - {host: "*", pool: origin}
 CFG
-	local t0 t1 files
-	files=$(find "$CERT_DIR/pem" -maxdepth 1 -name '*.pem' | wc -l)
+	local src files t0 t1
+	case ${GATEHOUSE_IMPORT_FROM:-pairs} in
+	pem)
+		src=$CERT_DIR/pem
+		files=$(find "$src" -maxdepth 1 -name '*.pem' | wc -l)
+		;;
+	pairs)
+		src=$PEER_CONF/import
+		mkdir -p "$src"
+		cp -rs "$CERT_DIR/crt/." "$src/" && cp -rs "$CERT_DIR/key/." "$src/" || return 1
+		files=$(find "$src" -maxdepth 1 -name '*.crt' | wc -l)
+		;;
+	*)
+		echo "GATEHOUSE_IMPORT_FROM=$GATEHOUSE_IMPORT_FROM: want pem or pairs" >&2
+		return 1
+		;;
+	esac
 	t0=$(date +%s.%N)
-	"$bin" cert import --offline --data "$data" --batch 500 "$CERT_DIR/pem" \
+	"$bin" cert import --offline --data "$data" --batch 500 "$src" \
 		>"$PEER_CONF/import.out" 2>"$PEER_CONF/import.err" || {
 		echo "gatehouse cert import failed: $(tail -3 "$PEER_CONF/import.err" | tr '\n' ' ')" >&2
 		return 1
 	}
 	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" -v n="$files" -v sz="$(du -sm "$data" | cut -f1)" -v sum="$(tail -1 "$PEER_CONF/import.out")" 'BEGIN {
+	awk -v a="$t0" -v b="$t1" -v n="$files" -v from="${GATEHOUSE_IMPORT_FROM:-pairs}" -v sz="$(du -sm "$data" | cut -f1)" -v sum="$(tail -1 "$PEER_CONF/import.out")" 'BEGIN {
 		s = b - a
-		printf "import_files\t%d\nimport_s\t%.2f\nimport_per_s\t%.0f\ndata_mb\t%s\nsummary\t%s\n", n, s, (s > 0 ? n / s : 0), sz, sum
+		printf "import_from\t%s\nimport_bundles\t%d\nimport_s\t%.2f\nimport_per_s\t%.0f\ndata_mb\t%s\nsummary\t%s\n", from, n, s, (s > 0 ? n / s : 0), sz, sum
 	}' >"$PEER_CONF/import.txt"
 	cat "$PEER_CONF/import.txt"
 }

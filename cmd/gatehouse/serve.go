@@ -68,13 +68,13 @@ func newLogger(lc config.Log, w io.Writer) *slog.Logger {
 // node is one running Gatehouse process: store, certificates, proxy, status
 // portal, admin API and their listeners.
 type node struct {
-	log    *slog.Logger
-	cfg    atomic.Pointer[config.Config]
-	store  *bolt.Store
-	certs  *certs.Manager
-	edge   atomic.Pointer[proxy.Proxy]
-	srv    *server.Server
-	reload func() (*config.Config, error)
+	log      *slog.Logger
+	cfg      atomic.Pointer[config.Config]
+	store    *bolt.Store
+	certs    *certs.Manager
+	edge     atomic.Pointer[proxy.Proxy]
+	srv      *server.Server
+	reload   func() (*config.Config, error)
 	capacity *capacity.Registry
 	stopBG   context.CancelFunc
 	bgDone   chan struct{}
