@@ -237,7 +237,32 @@ load before the node starts (the node must not be running).`,
 	imp.Flags().BoolVar(&offline, "offline", false, "write the store in --data directly (node stopped)")
 	imp.Flags().StringVar(&kekFile, "kek", "", "key-encryption key file for --offline (default <data>/kek)")
 
-	cmd.AddCommand(add, list, show, rm, imp)
+	var within string
+	var expLimit int
+	expiring := &cobra.Command{
+		Use:   "expiring [--within 30d]",
+		Short: "List certificates expired or expiring within a duration, soonest first",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.Expiring(cmd.Context(), within, expLimit)
+			if err != nil {
+				return err
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			printCerts(cmd.OutOrStdout(), list)
+			return nil
+		},
+	}
+	expiring.Flags().StringVar(&within, "within", "30d", "horizon: 30d, 72h, ...")
+	expiring.Flags().IntVar(&expLimit, "limit", 1000, "show at most this many")
+
+	cmd.AddCommand(add, list, show, rm, imp, expiring)
 	return cmd
 }
 

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gatehouse/internal/admin"
 	"gatehouse/internal/capacity"
@@ -94,9 +95,42 @@ func TestMetricsNeedToken(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`gatehouse_resource_usage{resource="certificates",unit="count"} 1`, `gatehouse_resource_limit{resource="file_descriptors",unit="count"}`, "go_goroutines"} {
+	for _, want := range []string{`gatehouse_resource_usage{resource="certificates",unit="count"} 1`, `gatehouse_resource_limit{resource="file_descriptors",unit="count"}`, "go_goroutines", `gatehouse_certificates_expiring{within="30d"} 0`, "gatehouse_certificates_expired 0"} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("metrics lack %q", want)
 		}
+	}
+}
+
+func TestExpiringCertificates(t *testing.T) {
+	tn := startTestNode(t, twoPools(t))
+	tn.addCert("later.uni-a.test")
+	certPEM, keyPEM, err := tn.ca.IssueUntil(time.Now().Add(10*24*time.Hour), "soon.uni-a.test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := tn.client.AddCert(context.Background(), certPEM, keyPEM)
+	if err != nil {
+		t.Fatalf("adding a certificate that expires in 10 days: %v", err)
+	}
+	if len(res.Warnings) != 1 || !strings.Contains(res.Warnings[0], "expires in") {
+		t.Errorf("warnings = %q, want one expiry warning", res.Warnings)
+	}
+	if res.Cert.Status != "expiring" {
+		t.Errorf("status = %q, want expiring", res.Cert.Status)
+	}
+	list, err := tn.client.Expiring(context.Background(), "30d", 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list) != 1 || list[0].ID != res.Cert.ID {
+		t.Fatalf("expiring within 30d = %+v, want only %s", list, res.Cert.ID)
+	}
+	if list, _ := tn.client.Expiring(context.Background(), "5d", 100); len(list) != 0 {
+		t.Fatalf("expiring within 5d = %+v, want none", list)
+	}
+	var apiErr *admin.APIError
+	if _, err := tn.client.Expiring(context.Background(), "soon", 100); !errors.As(err, &apiErr) || apiErr.Status != 400 {
+		t.Fatalf("bad horizon: %v, want 400", err)
 	}
 }

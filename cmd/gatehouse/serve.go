@@ -160,7 +160,8 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	n.capacity = capacity.New(capacity.Options{Logger: log, WarnPercent: cfg.Limits.WarnPercent})
 	n.registerResources()
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(capacity.NewCollector(n.capacity), collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	adminAPI, err := admin.NewServer(admin.Options{
 		Logger:  log,
 		Token:   token,
@@ -196,7 +197,10 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	n.bgDone = make(chan struct{})
 	go func() {
 		defer close(n.bgDone)
-		n.capacity.Run(bg, 15*time.Second)
+		var wg sync.WaitGroup
+		wg.Go(func() { n.capacity.Run(bg, 15*time.Second) })
+		wg.Go(func() { n.sweepChains(bg, time.Hour) })
+		wg.Wait()
 	}()
 	ok = true
 	return n, nil
@@ -326,4 +330,43 @@ func (n *node) close() {
 	if n.store != nil {
 		n.store.Close()
 	}
+}
+
+// sweepChains deletes intermediate certificates no bundle uses any more,
+// once an interval.
+func (n *node) sweepChains(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if removed, err := n.certs.SweepChains(ctx); err != nil {
+				n.log.Warn("sweeping unused intermediate certificates", "err", err)
+			} else if removed > 0 {
+				n.log.Info("removed unused intermediate certificates", "count", removed)
+			}
+		}
+	}
+}
+
+// expiryCollector exposes how many certificates have expired or expire soon.
+type expiryCollector struct{ m *certs.Manager }
+
+var (
+	expiringDesc = prometheus.NewDesc("gatehouse_certificates_expiring", "Installed certificate bundles expiring within the horizon (not yet expired).", []string{"within"}, nil)
+	expiredDesc  = prometheus.NewDesc("gatehouse_certificates_expired", "Installed certificate bundles past their expiry.", nil, nil)
+)
+
+func (c expiryCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- expiringDesc
+	ch <- expiredDesc
+}
+
+func (c expiryCollector) Collect(ch chan<- prometheus.Metric) {
+	e := c.m.ExpiryCounts()
+	ch <- prometheus.MustNewConstMetric(expiringDesc, prometheus.GaugeValue, float64(e.Within7Days), "7d")
+	ch <- prometheus.MustNewConstMetric(expiringDesc, prometheus.GaugeValue, float64(e.Within30Days), "30d")
+	ch <- prometheus.MustNewConstMetric(expiredDesc, prometheus.GaugeValue, float64(e.Expired))
 }

@@ -169,3 +169,14 @@ func (c *Client) Limits(ctx context.Context) ([]capacity.Resource, error) {
 	err := c.do(ctx, http.MethodGet, "/v1/limits", nil, &out)
 	return out.Resources, err
 }
+
+// Expiring returns bundles expired or expiring within the duration
+// ("30d", "72h"), soonest first.
+func (c *Client) Expiring(ctx context.Context, within string, limit int) ([]certs.Info, error) {
+	var out struct {
+		Certs []certs.Info `json:"certs"`
+	}
+	q := url.Values{"within": {within}, "limit": {strconv.Itoa(limit)}}
+	err := c.do(ctx, http.MethodGet, "/v1/certs/expiring?"+q.Encode(), nil, &out)
+	return out.Certs, err
+}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"gatehouse/internal/certs"
+	"gatehouse/internal/config"
 	"gatehouse/internal/store"
 )
 
@@ -34,6 +35,7 @@ type Certs interface {
 	List(ctx context.Context, after string, limit int) ([]certs.Info, error)
 	Get(ctx context.Context, id string) (certs.Info, error)
 	Lookup(hostname string) []certs.Info
+	Expiring(ctx context.Context, within time.Duration, limit int) ([]certs.Info, error)
 }
 
 // Options configures a Server. Every hook is optional: a nil hook's
@@ -78,6 +80,7 @@ func NewServer(opts Options) (*Server, error) {
 		s.mux.HandleFunc("GET /v1/certs", s.listCerts)
 		s.mux.HandleFunc("POST /v1/certs", s.addCert)
 		s.mux.HandleFunc("POST /v1/certs/batch", s.addCerts)
+		s.mux.HandleFunc("GET /v1/certs/expiring", s.expiring)
 		s.mux.HandleFunc("GET /v1/certs/{id}", s.getCert)
 		s.mux.HandleFunc("DELETE /v1/certs/{id}", s.removeCert)
 		s.mux.HandleFunc("GET /v1/hosts/{hostname}", s.lookup)
@@ -223,6 +226,36 @@ func (s *Server) listCerts(w http.ResponseWriter, r *http.Request) {
 		limit = n
 	}
 	list, err := s.opts.Certs.List(r.Context(), r.URL.Query().Get("after"), limit)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	if list == nil {
+		list = []certs.Info{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"certs": list})
+}
+
+func (s *Server) expiring(w http.ResponseWriter, r *http.Request) {
+	within := 30 * 24 * time.Hour
+	if v := r.URL.Query().Get("within"); v != "" {
+		d, err := config.ParseDuration(v)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, "invalid_input", "within: "+err.Error())
+			return
+		}
+		within = d
+	}
+	limit := 1000
+	if v := r.URL.Query().Get("limit"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 || n > 100000 {
+			writeError(w, http.StatusBadRequest, "invalid_input", "limit: must be a number from 1 to 100000")
+			return
+		}
+		limit = n
+	}
+	list, err := s.opts.Certs.Expiring(r.Context(), within, limit)
 	if err != nil {
 		s.fail(w, r, err)
 		return

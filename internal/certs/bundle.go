@@ -77,7 +77,8 @@ func inputErr(part, format string, args ...any) *InputError {
 
 // ParseBundle parses a leaf certificate followed by its chain from certPEM and
 // the private key from keyPEM. When keyPEM is nil the key is looked for in
-// certPEM (one file holding leaf, chain and key). Keys may be PKCS#8,
+// certPEM (one file holding leaf, chain and key); an empty keyPEM counts as
+// nil, as it arrives from JSON with the key omitted. Keys may be PKCS#8,
 // PKCS#1 (RSA) or SEC1 (EC). The result is parsed but not validated; see
 // Validate. Errors are *InputError.
 func ParseBundle(certPEM, keyPEM []byte) (*Bundle, error) {
@@ -104,7 +105,7 @@ func ParseBundle(certPEM, keyPEM []byte) (*Bundle, error) {
 	if len(certs) == 0 {
 		return nil, inputErr("certificate PEM", "no CERTIFICATE block found")
 	}
-	if keyPEM != nil {
+	if len(keyPEM) > 0 {
 		rest := keyPEM
 		found := false
 		for {

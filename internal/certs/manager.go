@@ -90,6 +90,9 @@ type Manager struct {
 	// certs/names/ (the last watched revision applied, or the listing's).
 	watchRev int64
 
+	// expiry caches ExpiryCounts.
+	expiry expiryCache
+
 	started atomic.Bool // pending writes matter only once a watch may run
 	runMu   sync.Mutex  // guards cancel and done
 	cancel  context.CancelFunc

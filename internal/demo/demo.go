@@ -108,6 +108,11 @@ func LoadOrCreateCA(dir string) (*CA, error) {
 
 // Issue returns a PEM bundle (leaf, then key) for names, valid for 90 days.
 func (ca *CA) Issue(names ...string) (certPEM, keyPEM []byte, err error) {
+	return ca.IssueUntil(time.Now().AddDate(0, 0, 90), names...)
+}
+
+// IssueUntil is Issue with a chosen expiry.
+func (ca *CA) IssueUntil(notAfter time.Time, names ...string) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return nil, nil, err
@@ -117,7 +122,7 @@ func (ca *CA) Issue(names ...string) (certPEM, keyPEM []byte, err error) {
 		Subject:      pkix.Name{CommonName: names[0]},
 		DNSNames:     names,
 		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().AddDate(0, 0, 90),
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
