@@ -53,6 +53,10 @@ type Options struct {
 	Limits func() any
 	// Metrics serves Prometheus metrics at /metrics (token required too).
 	Metrics http.Handler
+	// Status serves the status portal's management API under /v1/status/
+	// (incidents, maintenance, component overrides); the token is checked
+	// before it is called.
+	Status http.Handler
 }
 
 // Server is the admin API's http.Handler.
@@ -97,6 +101,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Metrics != nil {
 		s.mux.Handle("GET /metrics", opts.Metrics)
+	}
+	if opts.Status != nil {
+		s.mux.Handle("/v1/status/", opts.Status)
 	}
 	if opts.Reload != nil {
 		s.mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {

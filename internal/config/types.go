@@ -13,6 +13,7 @@ import (
 type Config struct {
 	// DataDir holds the embedded store, the admin token and the key-encryption key.
 	DataDir   string    `yaml:"data_dir"`
+	Store     Store     `yaml:"store"`
 	Listeners Listeners `yaml:"listeners"`
 	TLS       TLS       `yaml:"tls"`
 	Admin     Admin     `yaml:"admin"`
@@ -21,6 +22,28 @@ type Config struct {
 	Status    Status    `yaml:"status"`
 	Limits    Limits    `yaml:"limits"`
 	Log       Log       `yaml:"log"`
+}
+
+// Store selects the dynamic-state store: the embedded default (a bbolt file
+// in DataDir) unless Etcd is set.
+type Store struct {
+	Etcd *Etcd `yaml:"etcd"`
+}
+
+// Etcd points a node at an etcd v3 cluster shared by the fleet.
+type Etcd struct {
+	Endpoints []string `yaml:"endpoints"`
+	// Prefix namespaces every key (default "/gatehouse").
+	Prefix      string   `yaml:"prefix"`
+	DialTimeout Duration `yaml:"dial_timeout"`
+	// RequestTimeout bounds each store call (default 5s).
+	RequestTimeout Duration `yaml:"request_timeout"`
+	Username       string   `yaml:"username"`
+	PasswordFile   string   `yaml:"password_file"`
+	// CAFile, CertFile and KeyFile configure TLS to etcd (client cert optional).
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 // Listeners are the sockets Gatehouse serves on. Admin is never the public
