@@ -266,7 +266,8 @@ load before the node starts (the node must not be running).`,
 	return cmd
 }
 
-// importSummary is the outcome of an import.
+// importSummary is the outcome of an import. An input is one bundle: a
+// combined file, or a certificate file paired with its key file.
 type importSummary struct {
 	Files, Imported, Refused int
 }
@@ -356,9 +357,9 @@ func runImport(ctx context.Context, add batchAdder, dir string, batch int, out, 
 			fmt.Fprintf(errOut, "progress: %d/%d bundles, %.0f/s, ETA %s\n", end, len(items), rate, eta.Round(time.Second))
 		}
 	}
-	fmt.Fprintf(out, "import of %s: %d files, %d imported, %d refused, in %s\n", dir, sum.Files, sum.Imported, sum.Refused, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(out, "import of %s: %d inputs, %d imported, %d refused, in %s\n", dir, sum.Files, sum.Imported, sum.Refused, time.Since(start).Round(time.Millisecond))
 	if sum.Refused > 0 {
-		return fmt.Errorf("%d of %d files refused", sum.Refused, sum.Files)
+		return fmt.Errorf("%d of %d inputs refused", sum.Refused, sum.Files)
 	}
 	return nil
 }
