@@ -92,4 +92,3 @@ func TestStoreQuotaRefusesWrites(t *testing.T) {
 		t.Fatalf("reads after the quota refusal: %v", err)
 	}
 }
-
