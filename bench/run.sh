@@ -14,6 +14,9 @@
 # ratios Gatehouse / each other peer. Every other setting (NS, HS_D, KA_D,
 # KEYTYPE, PIN, REPEAT, …) is the harness's: see its README.md.
 #
+# PPROF=1 builds gatehouse with net/http/pprof on GATEHOUSE_PPROF_ADDR
+# (default 127.0.0.1:16060) for `go tool pprof` during a load phase.
+#
 # Results: $BENCH_WORK/results.tsv (an earlier one is moved to
 # results-<time>.tsv unless KEEP_RESULTS=1), ratios.txt, ratios.md, import.tsv.
 set -uo pipefail
@@ -49,12 +52,21 @@ ratio_tables() {
 
 build_ratios() { (cd "$REPO" && ${GO:-go} build -o "$GH_BIN_DIR/ratios" ./bench/ratios); }
 
+# build_gatehouse: with PPROF=1 the binary also serves net/http/pprof on
+# $GATEHOUSE_PPROF_ADDR (bench/pprof/pprof.go added through -overlay).
 build_gatehouse() {
-	local rev
+	local rev extra=()
 	rev=$(git -C "$REPO" describe --always --dirty 2>/dev/null || echo dev)
-	say "building gatehouse $rev into $GH_BIN_DIR"
 	mkdir -p "$GH_BIN_DIR"
-	(cd "$REPO" && ${GO:-go} build -ldflags "-X main.version=$rev" -o "$GH_BIN_DIR/gatehouse" ./cmd/gatehouse)
+	if [ "${PPROF:-0}" = 1 ]; then
+		printf '{"Replace": {"%s": "%s"}}\n' "$REPO/cmd/gatehouse/zz_benchpprof.go" "$REPO/bench/pprof/pprof.go" >"$GH_BIN_DIR/pprof-overlay.json"
+		extra=(-tags benchpprof -overlay "$GH_BIN_DIR/pprof-overlay.json")
+		rev=$rev+pprof
+		export GATEHOUSE_PPROF_ADDR=${GATEHOUSE_PPROF_ADDR:-127.0.0.1:16060}
+		say "pprof: go tool pprof -seconds 5 http://$GATEHOUSE_PPROF_ADDR/debug/pprof/profile (during a load phase)"
+	fi
+	say "building gatehouse $rev into $GH_BIN_DIR"
+	(cd "$REPO" && ${GO:-go} build "${extra[@]}" -ldflags "-X main.version=$rev" -o "$GH_BIN_DIR/gatehouse" ./cmd/gatehouse)
 }
 
 if [ "${1:-}" = "--table" ]; then
@@ -68,9 +80,14 @@ fi
 
 command -v haproxy >/dev/null || say "haproxy not found: run bench/setup.sh first"
 copy_harness || exit 1
-build_gatehouse || { say "go build ./cmd/gatehouse failed"; exit 1; }
+if [ -n "${GATEHOUSE_BIN:-}" ]; then
+	[ -x "$GATEHOUSE_BIN" ] || { say "GATEHOUSE_BIN=$GATEHOUSE_BIN: not an executable file"; exit 1; }
+	say "using $GATEHOUSE_BIN ($("$GATEHOUSE_BIN" --version 2>/dev/null))"
+else
+	build_gatehouse || { say "go build ./cmd/gatehouse failed"; exit 1; }
+	export GATEHOUSE_BIN=$GH_BIN_DIR/gatehouse
+fi
 build_ratios || { say "go build ./bench/ratios failed"; exit 1; }
-export GATEHOUSE_BIN=${GATEHOUSE_BIN:-$GH_BIN_DIR/gatehouse}
 
 if [ -f "$RESULTS" ] && [ "${KEEP_RESULTS:-0}" != 1 ]; then
 	stamp=$(date -u +%Y%m%dT%H%M%SZ)
