@@ -9,10 +9,12 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
 
 	"gatehouse/internal/admin"
 	"gatehouse/internal/capacity"
@@ -317,46 +319,122 @@ func offlineAdder(ctx context.Context, dataDir, kekFile string) (batchAdder, fun
 	return add, func() { m.Close(); st.Close() }, nil
 }
 
+// importWorkers is how many batches an import has in flight: while one is
+// written to the store, the next is parsed and validated.
+const importWorkers = 2
+
+// runImport streams the bundles of dir to add in batches, importWorkers
+// batches at a time. Files are read as they are sent, so memory does not
+// grow with the size of the directory. Progress (count, rate, ETA) goes to
+// errOut every two seconds, the summary to out.
 func runImport(ctx context.Context, add batchAdder, dir string, batch int, out, errOut io.Writer) error {
 	if batch < 1 || batch > 1000 {
 		return errors.New("--batch: must be from 1 to 1000")
 	}
-	items, ferrs := certs.ScanDir(dir)
-	sum := importSummary{Files: len(items) + len(ferrs), Refused: len(ferrs)}
-	for _, fe := range ferrs {
-		fmt.Fprintf(errOut, "refused %s: %v\n", fe.Path, fe.Err)
+	scan, err := certs.OpenDir(dir)
+	if err != nil {
+		return fmt.Errorf("import of %s: %w", dir, err)
 	}
 	start := time.Now()
-	lastReport := start
-	for i := 0; i < len(items); i += batch {
-		end := min(i+batch, len(items))
-		req := make([]admin.BatchItem, 0, end-i)
-		for _, it := range items[i:end] {
-			req = append(req, admin.BatchItem{Source: it.Source, CertPEM: string(it.CertPEM), KeyPEM: string(it.KeyPEM)})
+	var (
+		mu         sync.Mutex // guards sum, sent, done, lastReport and writes to errOut
+		sum        importSummary
+		sent, done int // bundles handed to add, and answered
+		lastReport = start
+	)
+	// expected is the number of bundles the directory should yield: one per
+	// base name, less the names that only produced refused files.
+	expected := scan.Groups()
+	progress := func(final bool) {
+		now := time.Now()
+		if !final && now.Sub(lastReport) < 2*time.Second {
+			return
 		}
-		results, err := add(ctx, req)
-		if err != nil {
-			return fmt.Errorf("import stopped after %d of %d bundles (%d imported): %w", i, len(items), sum.Imported, err)
+		lastReport = now
+		total := max(expected, done)
+		if final {
+			total = done
 		}
-		for _, r := range results {
-			if r.Error != "" {
+		rate := float64(done) / max(now.Sub(start).Seconds(), 0.001)
+		eta := time.Duration(float64(total-done)/max(rate, 0.001)) * time.Second
+		fmt.Fprintf(errOut, "progress: %d/%d bundles, %.0f/s, ETA %s\n", done, total, rate, eta.Round(time.Second))
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	batches := make(chan []admin.BatchItem)
+	for range importWorkers {
+		g.Go(func() error {
+			for req := range batches {
+				results, err := add(gctx, req)
+				mu.Lock()
+				if err != nil {
+					err = fmt.Errorf("import stopped after %d of %d bundles (%d imported): %w", done, max(expected, sent), sum.Imported, err)
+					mu.Unlock()
+					return err
+				}
+				for _, r := range results {
+					sum.Files++
+					if r.Error != "" {
+						sum.Refused++
+						fmt.Fprintf(errOut, "refused %s: %s\n", r.Source, r.Error)
+						continue
+					}
+					sum.Imported++
+					for _, w := range r.Warnings {
+						fmt.Fprintf(errOut, "warning %s: %s\n", r.Source, w)
+					}
+				}
+				done += len(req)
+				progress(false)
+				mu.Unlock()
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		defer close(batches)
+		req := make([]admin.BatchItem, 0, batch)
+		send := func() error {
+			mu.Lock()
+			sent += len(req)
+			mu.Unlock()
+			select {
+			case batches <- req:
+			case <-gctx.Done():
+				return context.Cause(gctx)
+			}
+			req = make([]admin.BatchItem, 0, batch)
+			return nil
+		}
+		for it, fe := range scan.All() {
+			if fe != nil {
+				mu.Lock()
+				sum.Files++
 				sum.Refused++
-				fmt.Fprintf(errOut, "refused %s: %s\n", r.Source, r.Error)
+				expected--
+				fmt.Fprintf(errOut, "refused %s: %v\n", fe.Path, fe.Err)
+				mu.Unlock()
 				continue
 			}
-			sum.Imported++
-			for _, w := range r.Warnings {
-				fmt.Fprintf(errOut, "warning %s: %s\n", r.Source, w)
+			item := admin.BatchItem{Source: it.Source, CertPEM: string(it.CertPEM)}
+			if it.KeyPEM != nil {
+				item.KeyPEM = string(it.KeyPEM)
+			}
+			if req = append(req, item); len(req) == batch {
+				if err := send(); err != nil {
+					return err
+				}
 			}
 		}
-		if now := time.Now(); now.Sub(lastReport) > 2*time.Second || end == len(items) {
-			lastReport = now
-			elapsed := now.Sub(start).Seconds()
-			rate := float64(end) / max(elapsed, 0.001)
-			eta := time.Duration(float64(len(items)-end)/max(rate, 0.001)) * time.Second
-			fmt.Fprintf(errOut, "progress: %d/%d bundles, %.0f/s, ETA %s\n", end, len(items), rate, eta.Round(time.Second))
+		if len(req) > 0 {
+			return send()
 		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return err
 	}
+	progress(true)
 	fmt.Fprintf(out, "import of %s: %d inputs, %d imported, %d refused, in %s\n", dir, sum.Files, sum.Imported, sum.Refused, time.Since(start).Round(time.Millisecond))
 	if sum.Refused > 0 {
 		return fmt.Errorf("%d of %d inputs refused", sum.Refused, sum.Files)

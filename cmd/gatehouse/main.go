@@ -37,6 +37,7 @@ func newRoot() *cobra.Command {
 		Version:       version,
 	}
 	cf := &clientFlags{}
-	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newPoolsCmd(cf), newReloadCmd(cf), newLimitsCmd(cf))
+	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newPoolsCmd(cf), newReloadCmd(cf), newLimitsCmd(cf),
+		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd())
 	return root
 }

@@ -28,7 +28,7 @@ import (
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/server"
 	"gatehouse/internal/status"
-	"gatehouse/internal/store/bolt"
+	"gatehouse/internal/store"
 )
 
 func newServeCmd() *cobra.Command {
@@ -70,12 +70,13 @@ func newLogger(lc config.Log, w io.Writer) *slog.Logger {
 type node struct {
 	log      *slog.Logger
 	cfg      atomic.Pointer[config.Config]
-	store    *bolt.Store
+	store    store.Store
 	certs    *certs.Manager
 	edge     atomic.Pointer[proxy.Proxy]
 	srv      *server.Server
 	reload   func() (*config.Config, error)
 	capacity *capacity.Registry
+	portal   *status.Portal // the status portal (issue 4)
 	stopBG   context.CancelFunc
 	bgDone   chan struct{}
 	// reloadMu serialises reloads.
@@ -104,7 +105,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = bolt.Open(filepath.Join(cfg.DataDir, "gatehouse.db"), bolt.Options{Logger: log, QuotaBytes: int64(cfg.Limits.StoreQuota)})
+	n.store, err = openStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -162,6 +163,13 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// --- status portal (issue 4): store-backed, fed by pool health; its
+	// management API sits behind the admin token.
+	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store})
+	if err := n.portal.Start(ctx); err != nil {
+		return nil, err
+	}
+	// --- end status portal
 	adminAPI, err := admin.NewServer(admin.Options{
 		Logger:  log,
 		Token:   token,
@@ -170,11 +178,11 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Reload:  func(ctx context.Context) error { return n.doReload() },
 		Limits:  func() any { return n.capacity.Snapshot() },
 		Metrics: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
+		Status:  n.portal.ManagementHandler(),
 	})
 	if err != nil {
 		return nil, err
 	}
-	portal := status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log})
 
 	minVer := uint16(tls.VersionTLS12)
 	if cfg.TLS.MinVersion == "1.3" {
@@ -185,7 +193,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Logger:    log,
 		PublicTLS: publicTLS,
 		Edge:      http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.edge.Load().ServeHTTP(w, r) }),
-		Status:    portal,
+		Status:    n.portal,
 		AdminTLS:  &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{adminCert}},
 		Admin:     adminAPI,
 	})
@@ -199,7 +207,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		defer close(n.bgDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { n.capacity.Run(bg, 15*time.Second) })
-		wg.Go(func() { n.sweepChains(bg, time.Hour) })
+		wg.Go(func() {
+			runFleetOnce(bg, n.store, "sweep-chains", log, func(ctx context.Context) { n.sweepChains(ctx, time.Hour) })
+		})
 		wg.Wait()
 	}()
 	ok = true
@@ -226,12 +236,25 @@ func (n *node) registerResources() {
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
 	r.Register("store", "bytes", "limits.store_quota", true, func() (int64, int64) {
-		u, err := n.store.Usage(context.Background())
+		sz, ok := n.store.(store.Sizer)
+		if !ok {
+			return -1, 0
+		}
+		u, err := sz.Usage(context.Background())
 		if err != nil {
 			return -1, 0
 		}
 		return u.Bytes, u.QuotaBytes
 	})
+	if storeBackend(n.store) == "etcd" {
+		// 1 of 1 (critical) while etcd does not answer.
+		r.Register("store_unreachable", "count", "store.etcd.endpoints", false, func() (int64, int64) {
+			if ok, _ := storeReachable(n.store); !ok {
+				return 1, 1
+			}
+			return 0, 1
+		})
+	}
 	r.Register("backend_connections", "count", "pools[].max_conns_per_member", false, func() (usage, limit int64) {
 		byName := map[string]config.Pool{}
 		for _, p := range n.cfg.Load().Pools {
@@ -326,6 +349,9 @@ func (n *node) close() {
 	}
 	if n.certs != nil {
 		n.certs.Close()
+	}
+	if n.portal != nil { // status portal: flush history before the store closes
+		n.portal.Close()
 	}
 	if n.store != nil {
 		n.store.Close()

@@ -5,12 +5,14 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/chromedp/chromedp"
 
 	"gatehouse/internal/browsertest"
+	"gatehouse/internal/status"
 )
 
 // TestStatusPageInBrowser loads the status page in headless Chromium, then
@@ -32,6 +34,7 @@ routes:
   - {host: app.uni-a.test, pool: web}
 status:
   title: University services
+  hysteresis: 100ms
   components:
     - {name: Web app, region: EU01, pools: [web]}
     - {name: Mobile app, region: EU01, pools: [mobile]}
@@ -75,4 +78,43 @@ status:
 		t.Errorf("outage page: banner %q, web %q", banner, web)
 	}
 	browsertest.Screenshot(t, bctx, "status-outage")
+
+	// An operator publishes an incident: a person sees it with its latest
+	// update, and each component's 90-day uptime bar.
+	ctx := context.Background()
+	in, err := tn.client.OpenIncident(ctx, status.IncidentRequest{Name: "Mobile app unavailable", Impact: "critical",
+		Body: "We are investigating.", Components: []string{"EU01/Mobile app"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tn.client.UpdateIncident(ctx, in.ID, status.UpdateRequest{Status: "identified", Body: "The mobile API host lost power."}); err != nil {
+		t.Fatal(err)
+	}
+	pctx, cancel := context.WithTimeout(bctx, 15*time.Second)
+	defer cancel()
+	if err := chromedp.Do(pctx, chromedp.Navigate(url)); err != nil {
+		t.Fatal(err)
+	}
+	incident, err := chromedp.Run(pctx, chromedp.Text(chromedp.CSS(`[data-incident="`+in.ID+`"]`)))
+	if err != nil {
+		t.Fatalf("reading the incident: %v", err)
+	}
+	if !strings.Contains(incident, "Mobile app unavailable") || !strings.Contains(incident, "The mobile API host lost power.") {
+		t.Errorf("incident on the page: %q; want its name and latest update", incident)
+	}
+	uptime, err := chromedp.Run(pctx, chromedp.Text(chromedp.CSS(`[data-uptime="Mobile app"]`)))
+	if err != nil {
+		t.Fatalf("reading the uptime: %v", err)
+	}
+	if !strings.HasSuffix(uptime, "% uptime") {
+		t.Errorf("uptime label %q", uptime)
+	}
+	days, err := chromedp.Run(pctx, chromedp.Nodes(chromedp.CSSAll(`[data-uptime-bar="Mobile app"] li`)))
+	if err != nil {
+		t.Fatalf("reading the uptime bar: %v", err)
+	}
+	if len(days) != status.HistoryDays {
+		t.Errorf("uptime bar has %d days, want %d", len(days), status.HistoryDays)
+	}
+	browsertest.Screenshot(t, bctx, "status-incident")
 }

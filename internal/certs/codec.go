@@ -212,10 +212,23 @@ func decodeNameEntry(b []byte) (nameEntry, error) {
 		return nameEntry{}, errors.New("name index entry: unsupported version")
 	}
 	d := &decoder{b: b[1:]}
-	e := nameEntry{KeyType: string(d.bytes("key type"))}
+	e := nameEntry{KeyType: internKeyType(d.bytes("key type"))}
 	e.NotAfter = time.Unix(d.varint("not-after"), 0).UTC()
 	if d.err != nil {
 		return nameEntry{}, fmt.Errorf("name index entry: %w", d.err)
 	}
 	return e, nil
+}
+
+// knownKeyTypes are the key types of most bundles; decoding a name entry
+// shares these strings instead of allocating one per entry.
+var knownKeyTypes = []string{"ecdsa-p256", "ecdsa-p384", "ecdsa-p521", "rsa-2048", "rsa-3072", "rsa-4096", "ed25519"}
+
+func internKeyType(b []byte) string {
+	for _, kt := range knownKeyTypes {
+		if string(b) == kt {
+			return kt
+		}
+	}
+	return string(b)
 }

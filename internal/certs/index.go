@@ -158,27 +158,94 @@ func (ix *index) nameCount(id string) int {
 
 // replaceAll swaps in a complete new content, shard by shard.
 func (ix *index) replaceAll(all map[string][]entry) {
-	var parts [indexShards]map[string][]entry
-	for i := range parts {
-		parts[i] = make(map[string][]entry)
-	}
-	names := make(map[string]int)
+	b := newIndexBuilder(len(all))
 	for name, es := range all {
-		for i := range es {
-			es[i].rank = keyRank(es[i].keyType)
-			names[es[i].id]++
+		for _, e := range es {
+			b.put(name, e)
 		}
-		slices.SortFunc(es, compareEntries)
-		parts[shardOf(name)][name] = es
 	}
+	ix.replace(b)
+}
+
+// indexBuilder assembles a complete index content shard by shard, for
+// replace. Start-up loads a million names through it: it sizes its maps
+// from a hint, so they do not grow and rehash along the way.
+type indexBuilder struct {
+	parts [indexShards]map[string][]entry
+	names map[string]int
+}
+
+func newIndexBuilder(hint int) *indexBuilder {
+	b := &indexBuilder{names: make(map[string]int, hint)}
+	for i := range b.parts {
+		b.parts[i] = make(map[string][]entry, hint/indexShards)
+	}
+	return b
+}
+
+// add sets the entries of a name not yet in b; es holds distinct ids and
+// b keeps it.
+func (b *indexBuilder) add(name string, es []entry) {
+	for i := range es {
+		es[i].rank = keyRank(es[i].keyType)
+		b.names[es[i].id]++
+	}
+	if len(es) > 1 {
+		slices.SortFunc(es, compareEntries)
+	}
+	b.parts[shardOf(name)][name] = es
+}
+
+// put adds or updates the entry of e.id for name.
+func (b *indexBuilder) put(name string, e entry) {
+	e.rank = keyRank(e.keyType)
+	part := b.parts[shardOf(name)]
+	old := part[name]
+	if len(old) == 0 {
+		part[name] = []entry{e}
+		b.names[e.id]++
+		return
+	}
+	es := slices.DeleteFunc(old, func(o entry) bool { return o.id == e.id })
+	if len(es) == len(old) {
+		b.names[e.id]++
+	}
+	es = append(es, e)
+	slices.SortFunc(es, compareEntries)
+	part[name] = es
+}
+
+// remove drops the entry of id for name, if any.
+func (b *indexBuilder) remove(name, id string) {
+	part := b.parts[shardOf(name)]
+	old := part[name]
+	es := slices.DeleteFunc(old, func(o entry) bool { return o.id == id })
+	if len(es) == len(old) {
+		return
+	}
+	if len(es) == 0 {
+		delete(part, name)
+	} else {
+		part[name] = es
+	}
+	if n := b.names[id] - 1; n <= 0 {
+		delete(b.names, id)
+	} else {
+		b.names[id] = n
+	}
+}
+
+// replace swaps in the content of b, shard by shard; b must not be used
+// afterwards.
+func (ix *index) replace(b *indexBuilder) {
 	for i := range ix.shards {
 		sh := &ix.shards[i]
 		sh.mu.Lock()
-		sh.m = parts[i]
+		sh.m = b.parts[i]
 		sh.mu.Unlock()
 	}
 	ix.cmu.Lock()
-	ix.names = names
-	ix.bundles.Store(int64(len(names)))
+	ix.names = b.names
+	ix.bundles.Store(int64(len(b.names)))
 	ix.cmu.Unlock()
 }

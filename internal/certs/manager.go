@@ -236,7 +236,24 @@ func (m *Manager) Close() error {
 // relist rebuilds the index from certs/names/ and returns the revision to
 // watch from.
 func (m *Manager) relist(ctx context.Context) (int64, error) {
-	all := make(map[string][]entry)
+	hint := 0
+	if sz, ok := m.st.(store.Sizer); ok {
+		// About one name key per bundle key: half the keys are names.
+		if u, err := sz.Usage(ctx); err == nil && u.Keys > 0 {
+			hint = int(min(u.Keys/2, 1<<26))
+		}
+	}
+	b := newIndexBuilder(hint)
+	// The listing is in key order, so the entries of a host are adjacent:
+	// collect them and set each host once.
+	var host string
+	var es []entry
+	flushHost := func() {
+		if len(es) > 0 {
+			b.add(host, es)
+		}
+		es = nil
+	}
 	var firstRev int64
 	after := ""
 	for {
@@ -248,7 +265,7 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 			firstRev = rev
 		}
 		for _, kv := range kvs {
-			host, id, ok := parseNameKey(kv.Key)
+			h, id, ok := parseNameKey(kv.Key)
 			if !ok {
 				m.log.Warn("ignoring malformed name index key", "key", kv.Key)
 				continue
@@ -258,29 +275,31 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 				m.log.Warn("ignoring malformed name index entry", "key", kv.Key, "err", err)
 				continue
 			}
-			all[host] = append(all[host], entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
+			if h != host {
+				flushHost()
+				host = h
+			}
+			es = append(es, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
 		}
 		if len(kvs) < listPageSize {
 			break
 		}
 		after = kvs[len(kvs)-1].Key
 	}
+	flushHost()
 	m.pmu.Lock()
 	defer m.pmu.Unlock()
 	for _, p := range m.pending {
 		if p.rev <= firstRev {
 			continue
 		}
-		es := slices.DeleteFunc(all[p.host], func(o entry) bool { return o.id == p.e.id })
 		if p.put {
-			es = append(es, p.e)
-		}
-		all[p.host] = es
-		if len(es) == 0 {
-			delete(all, p.host)
+			b.put(p.host, p.e)
+		} else {
+			b.remove(p.host, p.e.id)
 		}
 	}
-	m.idx.replaceAll(all)
+	m.idx.replace(b)
 	m.watchRev = firstRev
 	return firstRev, nil
 }

@@ -124,6 +124,13 @@ func (d *decoder) decode(n *yaml.Node, v reflect.Value, path string) {
 	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
 		return // leave the zero value: defaults apply
 	}
+	if v.Kind() == reflect.Pointer { // an optional section, such as store.etcd
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, v.Elem(), path)
+		return
+	}
 	switch v.Type() {
 	case durationType:
 		d.scalar(n, path, func(s string) error {

@@ -154,7 +154,13 @@ type Route struct {
 
 // Status configures the status portal.
 type Status struct {
-	Title      string      `yaml:"title"`
+	Title string `yaml:"title"`
+	// URL is the public address of the portal (used in feeds, webhook
+	// payloads and the JSON API's page.url); empty means relative links only.
+	URL string `yaml:"url"`
+	// Hysteresis is how long a health-derived component state must hold
+	// before the page shows it (0: the default, 30s).
+	Hysteresis Duration    `yaml:"hysteresis"`
 	Components []Component `yaml:"components"`
 }
 

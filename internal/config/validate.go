@@ -125,6 +125,7 @@ func (c *Config) Validate() error {
 	}
 	c.validateListeners(v)
 	c.validateTLS(v)
+	c.validateStore(v)
 	if c.Admin.Token != "" && len(c.Admin.Token) < 16 {
 		v.add("admin.token", "is %d characters; use at least 16 (or leave it empty to generate one)", len(c.Admin.Token))
 	}
@@ -133,17 +134,7 @@ func (c *Config) Validate() error {
 	}
 	pools := c.validatePools(v)
 	c.validateRoutes(v, pools)
-	for i, comp := range c.Status.Components {
-		p := fmt.Sprintf("status.components[%d]", i)
-		if strings.TrimSpace(comp.Name) == "" {
-			v.add(p+".name", "must not be empty")
-		}
-		for j, name := range comp.Pools {
-			if !pools[name] {
-				v.add(fmt.Sprintf("%s.pools[%d]", p, j), "%q is not a pool defined under pools", name)
-			}
-		}
-	}
+	c.validateStatus(v, pools)
 	if c.Limits.MaxCertificates < 0 {
 		v.add("limits.max_certificates", "must not be negative (0 means no limit)")
 	}

@@ -2,9 +2,11 @@ package proxy
 
 import (
 	"math/rand/v2"
+	"net"
 	"net/http/httputil"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"gatehouse/internal/config"
 	"gatehouse/internal/health"
@@ -31,6 +33,8 @@ type member struct {
 	// connFails counts consecutive connection failures of live traffic.
 	connFails atomic.Int32
 	watch     *health.Watch // nil until checks start
+	// conns are the idle connections of the direct path.
+	conns connPool
 }
 
 // pool is a group of members with a balancer and its reverse proxy.
@@ -53,7 +57,14 @@ type pool struct {
 
 	rp        *httputil.ReverseProxy
 	transport *poolTransport
-	onChange  func(pool, address string, up bool)
+
+	// direct enables the direct path (see direct.go); it is off when
+	// connections per member are limited, which http.Transport enforces.
+	direct                bool
+	dialer                *net.Dialer
+	responseHeaderTimeout time.Duration
+	idleTimeout           time.Duration
+	onChange              func(pool, address string, up bool)
 }
 
 func newPool(pc config.Pool) *pool {
@@ -62,6 +73,11 @@ func newPool(pc config.Pool) *pool {
 		algo:    pc.Algorithm,
 		byAddr:  make(map[string]*member, len(pc.Members)),
 		retries: pc.Retries,
+
+		direct:                pc.MaxConnsPerMember <= 0,
+		dialer:                newDialer(pc),
+		responseHeaderTimeout: orDefault(pc.Timeouts.ResponseHeader.D(), DefaultResponseHeaderTimeout),
+		idleTimeout:           orDefault(pc.Timeouts.IdleConn.D(), DefaultIdleConnTimeout),
 	}
 	if p.algo == "" {
 		p.algo = RoundRobin

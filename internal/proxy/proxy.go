@@ -86,6 +86,7 @@ type Proxy struct {
 	ids        *idGen
 	accessLog  bool
 	page503    []byte
+	buffers    *bufferPool
 	closeOnce  sync.Once
 }
 
@@ -105,7 +106,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	}
 	px.log = px.log.With("component", "proxy")
 	errorLog := slog.NewLogLogger(px.log.Handler(), slog.LevelWarn)
-	buffers := newBufferPool()
+	px.buffers = newBufferPool()
 
 	for i, pc := range cfg.Pools {
 		if pc.Name == "" {
@@ -139,7 +140,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		p.rp = &httputil.ReverseProxy{
 			Rewrite:        rewrite,
 			Transport:      p.transport,
-			BufferPool:     buffers,
+			BufferPool:     px.buffers,
 			ErrorLog:       errorLog,
 			ErrorHandler:   px.errorHandler(p),
 			ModifyResponse: modifyResponse,
@@ -190,6 +191,9 @@ func (px *Proxy) Close() {
 		}
 		for _, p := range px.pools {
 			p.transport.base.CloseIdleConnections()
+			for _, m := range p.members {
+				m.conns.close()
+			}
 		}
 	})
 }
@@ -224,6 +228,10 @@ func (px *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		r.Header[headerRequestID] = ids
 	}
 	w.Header()[headerRequestID] = ids
+	if p.direct && directOK(r) {
+		px.serveDirect(w, r, p, m, ids)
+		return
+	}
 
 	// The outbound request is a clone of r: pointing r's URL at the member
 	// saves passing per-request state to Rewrite through the context.
@@ -267,24 +275,30 @@ func modifyResponse(res *http.Response) error {
 
 func (px *Proxy) errorHandler(p *pool) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
-		id := ""
-		if ids := r.Header[headerRequestID]; len(ids) > 0 {
-			id = ids[0]
-		}
-		if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-			// The client went away; nobody reads the answer.
-			px.log.Debug("client canceled request", keyPool, p.name, keyMember, r.URL.Host, keyRequestID, id)
-			w.WriteHeader(499)
-			return
-		}
-		status, page := http.StatusBadGateway, pageBadGateway
-		if timeoutError(err) {
-			status, page = http.StatusGatewayTimeout, pageGatewayTimeout
-		}
-		px.log.Warn("backend request failed", keyPool, p.name, keyMember, r.URL.Host,
-			keyRequestID, id, keyStatus, status, keyError, err)
-		writePage(w, status, "text/plain; charset=utf-8", page)
+		px.answerError(w, r, p, r.URL.Host, err)
 	}
+}
+
+// answerError answers a request whose member (at addr) failed: 499 (logged
+// at debug) when the client went away, 504 for a timeout, 502 otherwise.
+func (px *Proxy) answerError(w http.ResponseWriter, r *http.Request, p *pool, addr string, err error) {
+	id := ""
+	if ids := r.Header[headerRequestID]; len(ids) > 0 {
+		id = ids[0]
+	}
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		// The client went away; nobody reads the answer.
+		px.log.Debug("client canceled request", keyPool, p.name, keyMember, addr, keyRequestID, id)
+		w.WriteHeader(499)
+		return
+	}
+	status, page := http.StatusBadGateway, pageBadGateway
+	if timeoutError(err) {
+		status, page = http.StatusGatewayTimeout, pageGatewayTimeout
+	}
+	px.log.Warn("backend request failed", keyPool, p.name, keyMember, addr,
+		keyRequestID, id, keyStatus, status, keyError, err)
+	writePage(w, status, "text/plain; charset=utf-8", page)
 }
 
 // MemberStatus is the state of one member.

@@ -24,7 +24,7 @@ const (
 
 // newTransport returns the HTTP/1.1 transport toward the members of a pool.
 func newTransport(pc config.Pool) *http.Transport {
-	d := &net.Dialer{Timeout: orDefault(pc.Timeouts.Dial.D(), DefaultDialTimeout), KeepAlive: 30 * time.Second}
+	d := newDialer(pc)
 	return &http.Transport{
 		Proxy:                 nil, // never an environment proxy toward members
 		DialContext:           d.DialContext,
@@ -38,6 +38,11 @@ func newTransport(pc config.Pool) *http.Transport {
 		// A proxy passes Accept-Encoding and bodies through untouched.
 		DisableCompression: true,
 	}
+}
+
+// newDialer returns the dialer toward the members of a pool.
+func newDialer(pc config.Pool) *net.Dialer {
+	return &net.Dialer{Timeout: orDefault(pc.Timeouts.Dial.D(), DefaultDialTimeout), KeepAlive: 30 * time.Second}
 }
 
 // poolTransport sends a request to the member its URL names and, when the

@@ -1,26 +1,30 @@
 // Package status is Gatehouse's public status portal: components grouped by
-// region whose state follows the health checks of the pools behind them.
+// region whose state follows the health checks of the pools behind them
+// (with hysteresis and operator overrides), incidents with their timelines
+// and post-incident reports, scheduled maintenance, 90 days of history, and
+// the ways to read them: HTML pages without JavaScript, Atom and RSS feeds,
+// JSON compatible with the widely used public status API v2, webhooks and
+// a static export.
+//
+// Everything a reader fetches is rendered once per change into an
+// immutable site (a map from path to bytes) and served from memory.
 package status
 
 import (
-	"bytes"
-	"embed"
+	"context"
 	"encoding/json"
-	"html/template"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
-	"sort"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"gatehouse/internal/config"
-)
-
-// Component states, with the value names of the widely used status API.
-const (
-	Operational = "operational"
-	Degraded    = "degraded_performance"
-	Partial     = "partial_outage"
-	Major       = "major_outage"
+	"gatehouse/internal/store"
 )
 
 // Member is one backend's health.
@@ -38,54 +42,116 @@ type Pool struct {
 // Source returns the live state of every pool.
 type Source func() []Pool
 
-// Component is one row of the page.
-type Component struct {
-	Name        string `json:"name"`
-	Region      string `json:"region,omitempty"`
-	Description string `json:"description,omitempty"`
-	Status      string `json:"status"`
-	Healthy     int    `json:"healthy_members"`
-	Total       int    `json:"total_members"`
-}
+// Defaults of Options and config fields left empty.
+const (
+	DefaultHysteresis     = 30 * time.Second
+	DefaultInterval       = time.Second
+	DefaultHistoryFlush   = time.Minute
+	DefaultWebhookBackoff = 2 * time.Second
+	DefaultWebhookTries   = 6
+	// HistoryDays is how many days of history the page shows; the store
+	// keeps HistoryKeepDays.
+	HistoryDays     = 90
+	HistoryKeepDays = 400
+)
 
-// Page is what the portal shows at one moment.
-type Page struct {
-	Title      string      `json:"title"`
-	Indicator  string      `json:"indicator"` // none, minor, major, critical
-	Summary    string      `json:"description"`
-	Regions    []Region    `json:"regions"`
-	UpdatedAt  time.Time   `json:"updated_at"`
-	Components []Component `json:"-"`
-}
+// Store keys, all under KeyPrefix.
+const (
+	KeyPrefix       = "status/"
+	keyIncidents    = KeyPrefix + "incidents/"
+	keyMaintenances = KeyPrefix + "maintenances/"
+	keyOverrides    = KeyPrefix + "overrides/"
+	keyWebhooks     = KeyPrefix + "webhooks/"
+	keyHistory      = KeyPrefix + "history/"
+)
 
-// Region groups components.
-type Region struct {
-	Name       string      `json:"name"`
-	Components []Component `json:"components"`
-}
-
-//go:embed templates/*.html
-var templatesFS embed.FS
-
-// Portal serves the status pages.
-type Portal struct {
-	log   *slog.Logger
-	title string
-	comps []config.Component
-	src   Source
-	now   func() time.Time
-	tmpl  *template.Template
-	mux   *http.ServeMux
-}
-
-// Options configures a Portal.
+// Options configures a Portal. Every field is optional.
 type Options struct {
 	Logger *slog.Logger
-	Now    func() time.Time
+	// Now is the clock (default time.Now); tests inject one.
+	Now func() time.Time
+	// Store keeps incidents, maintenance, overrides, subscribers and
+	// history; nil keeps them in memory only.
+	Store store.Store
+	// Interval is how often Run samples pool health (default 1s).
+	Interval time.Duration
+	// HistoryFlush is how often accumulated history is written to the
+	// store (default 1m; always on Close).
+	HistoryFlush time.Duration
+	// WebhookClient posts to subscribers (default: 10s timeout, no redirects).
+	WebhookClient *http.Client
+	// WebhookBackoff is the first retry delay, doubled per attempt (default 2s).
+	WebhookBackoff time.Duration
+	// WebhookTries is the number of attempts per delivery (default 6).
+	WebhookTries int
+	// IDs generates the ids of new incidents, updates and maintenance
+	// (default: random 12-character lowercase); tests inject a sequence.
+	IDs func() string
+}
+
+// component is one configured component and its live state.
+type component struct {
+	ID, Name, Region, GroupID, Description string
+	Pools                                  []string
+	Position                               int
+	track                                  tracker
+	status                                 string // what the page shows
+	updatedAt                              time.Time
+	healthy, total                         int
+	healthChanged                          bool // the last sample changed the tracked state
+}
+
+// group is a region: a component group of the status API.
+type group struct {
+	ID, Name   string
+	Position   int
+	Components []*component
+}
+
+// Portal is the status portal: the model, its persistence and its pages.
+type Portal struct {
+	log       *slog.Logger
+	title     string
+	url       string // public base URL ending in "/", or ""
+	pageID    string
+	hold      time.Duration
+	interval  time.Duration
+	flushEvry time.Duration
+	src       Source
+	id        func() string
+	now       func() time.Time
+	st        store.Store
+	tmpl      *templates
+	hooks     *dispatcher
+	comps     []*component
+	byID      map[string]*component
+	groups    []*group // regions in order of first appearance; "" region is not a group
+	started   time.Time
+
+	// mu guards the model below and serialises writes.
+	mu          sync.Mutex
+	incidents   map[string]*Incident
+	maints      map[string]*MaintenanceWindow
+	overrides   map[string]Override
+	subs        map[string]Subscriber
+	revs        map[string]int64 // store key → ModRev we hold
+	hist        history
+	lastTick    time.Time
+	lastFlush   time.Time
+	updatedAt   time.Time
+	renderCount uint64
+	events      []pendingEvent // announced at the next render
+
+	site    atomic.Pointer[site]
+	changed atomic.Pointer[chan struct{}] // closed and replaced at every render
+
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 // New returns the portal for the configured components (every pool is a
-// component when none are configured), reading health from src.
+// component when none are configured), reading health from src. Call
+// Start to load the store and keep the page current, and Close to stop.
 func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Portal {
 	log := opts.Logger
 	if log == nil {
@@ -95,144 +161,529 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	if now == nil {
 		now = time.Now
 	}
-	comps := cfg.Components
-	if len(comps) == 0 {
-		for _, p := range pools {
-			comps = append(comps, config.Component{Name: p.Name, Pools: []string{p.Name}})
-		}
+	hold := cfg.Hysteresis.D()
+	if hold <= 0 {
+		hold = DefaultHysteresis
+	}
+	base := cfg.URL
+	if base != "" && !strings.HasSuffix(base, "/") {
+		base += "/"
 	}
 	p := &Portal{
-		log:   log.With("component", "status"),
-		title: cfg.Title,
-		comps: comps,
-		src:   src,
-		now:   now,
-		tmpl:  template.Must(template.New("").Funcs(template.FuncMap{"statusText": StatusText}).ParseFS(templatesFS, "templates/*.html")),
-		mux:   http.NewServeMux(),
+		log:       log.With("component", "status"),
+		title:     cfg.Title,
+		url:       base,
+		pageID:    stableID("page", cfg.Title+"\x00"+cfg.URL),
+		hold:      hold,
+		interval:  opts.Interval,
+		flushEvry: opts.HistoryFlush,
+		src:       src,
+		id:        opts.IDs,
+		now:       func() time.Time { return now().UTC() },
+		st:        opts.Store,
+		tmpl:      parseTemplates(),
+		byID:      map[string]*component{},
+		incidents: map[string]*Incident{},
+		maints:    map[string]*MaintenanceWindow{},
+		overrides: map[string]Override{},
+		subs:      map[string]Subscriber{},
+		revs:      map[string]int64{},
+		hist:      history{days: map[string]dayRecord{}, dirty: map[string]bool{}},
 	}
-	p.mux.HandleFunc("GET /{$}", p.serveHTML)
-	p.mux.HandleFunc("GET /api/v2/components.json", p.serveJSON)
-	p.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	if p.title == "" {
+		p.title = "Service status"
+	}
+	if p.interval <= 0 {
+		p.interval = DefaultInterval
+	}
+	if p.flushEvry <= 0 {
+		p.flushEvry = DefaultHistoryFlush
+	}
+	if p.id == nil {
+		p.id = newID
+	}
+	if p.src == nil {
+		p.src = func() []Pool { return nil }
+	}
+	p.hooks = newDispatcher(p.log, opts)
+	comps := cfg.Components
+	if len(comps) == 0 {
+		for _, pl := range pools {
+			comps = append(comps, config.Component{Name: pl.Name, Pools: []string{pl.Name}})
+		}
+	}
+	p.started = p.now()
+	groups := map[string]*group{}
+	for _, c := range comps {
+		comp := &component{
+			ID: stableID("component", c.Region+"/"+c.Name), Name: c.Name, Region: c.Region,
+			Description: c.Description, Pools: c.Pools, status: Operational, updatedAt: p.started,
+		}
+		comp.track.shown = Operational
+		if c.Region != "" {
+			g := groups[c.Region]
+			if g == nil {
+				g = &group{ID: stableID("group", c.Region), Name: c.Region}
+				groups[c.Region] = g
+				p.groups = append(p.groups, g)
+			}
+			comp.GroupID = g.ID
+			g.Components = append(g.Components, comp)
+			comp.Position = len(g.Components)
+		}
+		p.comps = append(p.comps, comp)
+		p.byID[comp.ID] = comp
+	}
+	pos := 0
+	for _, g := range p.groups {
+		pos++
+		g.Position = pos
+	}
+	for _, c := range p.comps {
+		if c.GroupID == "" {
+			pos++
+			c.Position = pos
+		}
+	}
+	ch := make(chan struct{})
+	p.changed.Store(&ch)
+	p.lastTick = p.started
+	p.lastFlush = p.started
+	p.updatedAt = p.started
+	p.mu.Lock()
+	p.evaluateLocked(p.started, p.src(), true)
+	p.renderLocked()
+	p.mu.Unlock()
 	return p
 }
 
-// ServeHTTP serves the portal.
-func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.mux.ServeHTTP(w, r) }
-
-// Snapshot computes the page from the current pool health.
-func (p *Portal) Snapshot() Page {
-	byName := map[string]Pool{}
-	for _, pl := range p.src() {
-		byName[pl.Name] = pl
+// Start loads incidents, maintenance, overrides, subscribers and history
+// from the store, renders the site, and keeps it current until Close:
+// health is sampled every Interval and changes made by other nodes are
+// followed by watching the store.
+func (p *Portal) Start(ctx context.Context) error {
+	var rev int64
+	if p.st != nil {
+		var err error
+		if rev, err = p.load(ctx); err != nil {
+			return fmt.Errorf("status: loading from the store: %w", err)
+		}
 	}
-	page := Page{Title: p.title, UpdatedAt: p.now().UTC()}
-	regions := map[string]*Region{}
-	var order []string
-	worst := Operational
+	p.mu.Lock()
+	p.evaluateLocked(p.now(), p.src(), true)
+	p.renderLocked()
+	p.mu.Unlock()
+	bg, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.done = make(chan struct{})
+	go func() {
+		defer close(p.done)
+		var wg sync.WaitGroup
+		wg.Go(func() { p.run(bg) })
+		if p.st != nil {
+			wg.Go(func() { p.watch(bg, rev) })
+		}
+		wg.Wait()
+	}()
+	return nil
+}
+
+// Close stops sampling and watching, flushes history to the store and
+// waits for webhook deliveries in flight to give up.
+func (p *Portal) Close() error {
+	if p.cancel != nil {
+		p.cancel()
+		<-p.done
+	}
+	p.hooks.close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.accountLocked(p.now())
+	return p.flushLocked(context.Background())
+}
+
+func (p *Portal) run(ctx context.Context) {
+	t := time.NewTicker(p.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			p.Tick()
+		}
+	}
+}
+
+// Tick samples pool health, applies hysteresis, overrides and maintenance
+// windows, accounts history, and re-renders the site if anything a reader
+// sees changed. Run calls it every Interval; tests call it directly.
+func (p *Portal) Tick() {
+	health := p.src()
+	now := p.now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.accountLocked(now)
+	advanced := p.advanceMaintenanceLocked(now)
+	changed := p.evaluateLocked(now, health, false) || advanced
+	if changed {
+		p.renderLocked()
+	}
+	if now.Sub(p.lastFlush) >= p.flushEvry || changed {
+		if err := p.flushLocked(context.Background()); err != nil {
+			p.log.Warn("writing status history", "err", err)
+		}
+	}
+}
+
+// evaluateLocked recomputes every component's shown state and reports
+// whether one changed. Changes are announced to webhook subscribers, and a
+// health-driven major outage opens a draft incident.
+func (p *Portal) evaluateLocked(now time.Time, health []Pool, initial bool) bool {
+	byName := make(map[string]*Pool, len(health))
+	for i := range health {
+		byName[health[i].Name] = &health[i]
+	}
 	for _, c := range p.comps {
-		comp := Component{Name: c.Name, Region: c.Region, Description: c.Description}
+		c.healthy, c.total = 0, 0
 		for _, name := range c.Pools {
-			for _, m := range byName[name].Members {
-				comp.Total++
-				if m.Up {
-					comp.Healthy++
+			if pl := byName[name]; pl != nil {
+				for _, m := range pl.Members {
+					c.total++
+					if m.Up {
+						c.healthy++
+					}
 				}
 			}
 		}
-		comp.Status = stateOf(comp.Healthy, comp.Total)
-		if rank(comp.Status) > rank(worst) {
-			worst = comp.Status
+		c.healthChanged = c.track.observe(stateOf(c.healthy, c.total), now, p.hold)
+	}
+	return p.showLocked(now, initial)
+}
+
+// reevaluateLocked recomputes what the page shows after an override,
+// incident or maintenance changed, without sampling health.
+func (p *Portal) reevaluateLocked(now time.Time) bool {
+	for _, c := range p.comps {
+		c.healthChanged = false
+	}
+	return p.showLocked(now, false)
+}
+
+// showLocked sets every component's shown state from overrides,
+// maintenance and tracked health, and reports whether one changed.
+func (p *Portal) showLocked(now time.Time, initial bool) bool {
+	changed := false
+	for _, c := range p.comps {
+		eff := p.effectiveLocked(c, now)
+		if eff == c.status {
+			continue
 		}
-		page.Components = append(page.Components, comp)
-		r := regions[c.Region]
-		if r == nil {
-			r = &Region{Name: c.Region}
-			regions[c.Region] = r
-			order = append(order, c.Region)
+		old := c.status
+		c.status, c.updatedAt = eff, now
+		changed = true
+		if initial {
+			continue
 		}
-		r.Components = append(r.Components, comp)
+		p.log.Info("component state changed", "component", c.Region+"/"+c.Name, "from", old, "to", eff)
+		p.hooks.componentUpdate(p, c, old, now)
+		if c.healthChanged && eff == Major {
+			p.openDraftLocked(c, now)
+		}
 	}
-	sort.Strings(order)
-	for _, name := range order {
-		page.Regions = append(page.Regions, *regions[name])
+	if changed {
+		p.updatedAt = now
 	}
-	page.Indicator, page.Summary = indicator(worst)
-	return page
+	return changed
 }
 
-func stateOf(healthy, total int) string {
-	switch {
-	case total == 0 || healthy == total:
-		return Operational
-	case healthy == 0:
-		return Major
-	case healthy*2 >= total:
-		return Degraded
+// effectiveLocked is what the page shows for c: an override wins, then a
+// maintenance window, then health after hysteresis.
+func (p *Portal) effectiveLocked(c *component, now time.Time) string {
+	if o, ok := p.overrides[c.ID]; ok {
+		return o.Status
 	}
-	return Partial
+	for _, m := range p.maints {
+		if m.activeAt(now) && slices.Contains(m.Components, c.ID) {
+			return Maintenance
+		}
+	}
+	return c.track.shown
 }
 
-func rank(s string) int {
-	switch s {
-	case Degraded:
-		return 1
-	case Partial:
-		return 2
-	case Major:
-		return 3
-	}
-	return 0
+// tracker applies hysteresis: a new state must hold for the hold time
+// before it is shown.
+type tracker struct {
+	shown        string
+	pending      string
+	pendingSince time.Time
 }
 
-func indicator(worst string) (string, string) {
-	switch worst {
-	case Degraded:
-		return "minor", "Degraded Performance"
-	case Partial:
-		return "major", "Partial System Outage"
-	case Major:
-		return "critical", "Major System Outage"
+func (t *tracker) observe(raw string, now time.Time, hold time.Duration) bool {
+	if raw == t.shown {
+		t.pending = ""
+		return false
 	}
-	return "none", "All Systems Operational"
+	if raw != t.pending {
+		t.pending, t.pendingSince = raw, now
+	}
+	if now.Sub(t.pendingSince) >= hold {
+		t.shown, t.pending = raw, ""
+		return true
+	}
+	return false
 }
 
-func (p *Portal) serveHTML(w http.ResponseWriter, r *http.Request) {
-	var buf bytes.Buffer
-	if err := p.tmpl.ExecuteTemplate(&buf, "index.html", p.Snapshot()); err != nil {
-		p.log.Error("rendering status page", "err", err)
-		http.Error(w, "status page unavailable", http.StatusInternalServerError)
+// openDraftLocked opens an unpublished incident for c unless an open
+// incident already covers it.
+func (p *Portal) openDraftLocked(c *component, now time.Time) {
+	for _, in := range p.incidents {
+		if in.Unresolved() && slices.Contains(in.Components, c.ID) {
+			return
+		}
+	}
+	name := c.Name
+	if c.Region != "" {
+		name = c.Region + " " + c.Name
+	}
+	in := &Incident{
+		ID: p.id(), Name: name + ": major outage", Status: Investigating, Impact: ImpactMajor,
+		Draft: true, Auto: true, Components: []string{c.ID}, CreatedAt: now, UpdatedAt: now,
+		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now,
+			Body: fmt.Sprintf("No member of %s passes its health checks. We are investigating.", strings.Join(c.Pools, ", "))}},
+	}
+	if err := p.putLocked(context.Background(), keyIncidents+in.ID, in); err != nil {
+		p.log.Warn("opening a draft incident", "component", c.Name, "err", err)
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/html; charset=utf-8")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.Write(buf.Bytes())
+	p.incidents[in.ID] = in
+	p.log.Warn("draft incident opened for a major outage; publish it with gatehouse incident update --publish", "incident", in.ID, "component", c.Region+"/"+c.Name)
 }
 
-func (p *Portal) serveJSON(w http.ResponseWriter, r *http.Request) {
-	page := p.Snapshot()
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-cache")
-	json.NewEncoder(w).Encode(map[string]any{
-		"page":       map[string]any{"name": page.Title, "updated_at": page.UpdatedAt.Format("2006-01-02T15:04:05.000Z07:00")},
-		"status":     map[string]string{"indicator": page.Indicator, "description": page.Summary},
-		"components": page.Components,
-	})
-}
-
-// StatusText is the human wording of a component state.
-func StatusText(s string) string {
-	switch s {
-	case Operational:
-		return "Operational"
-	case Degraded:
-		return "Degraded performance"
-	case Partial:
-		return "Partial outage"
-	case Major:
-		return "Major outage"
+// advanceMaintenanceLocked starts maintenance whose window has begun and
+// completes maintenance whose window has ended.
+func (p *Portal) advanceMaintenanceLocked(now time.Time) bool {
+	changed := false
+	for _, m := range p.maints {
+		var next, body string
+		switch {
+		case m.Status == Scheduled && !now.Before(m.ScheduledFor) && now.Before(m.ScheduledUntil):
+			next, body = InProgress, "Scheduled maintenance is currently in progress."
+		case (m.Status == Scheduled || m.Status == InProgress) && !now.Before(m.ScheduledUntil):
+			next, body = Completed, "The scheduled maintenance has been completed."
+		default:
+			continue
+		}
+		cp := *m
+		cp.Updates = append(slices.Clone(m.Updates), Update{ID: p.id(), Status: next, Body: body, CreatedAt: now})
+		setMaintStatus(&cp, next, now)
+		if err := p.casLocked(context.Background(), keyMaintenances+m.ID, &cp); err != nil {
+			p.log.Warn("advancing maintenance", "maintenance", m.ID, "err", err)
+			continue
+		}
+		p.maints[m.ID] = &cp
+		p.events = append(p.events, pendingEvent{kind: "incident_update", id: m.ID})
+		changed = true
 	}
-	return s
+	return changed
 }
+
+func setMaintStatus(m *MaintenanceWindow, status string, now time.Time) {
+	m.Status, m.UpdatedAt = status, now
+	switch status {
+	case InProgress:
+		if m.StartedAt == nil {
+			m.StartedAt = &now
+		}
+	case Completed:
+		m.CompletedAt = &now
+	}
+}
+
+// putLocked writes v under key unconditionally and records its revision.
+func (p *Portal) putLocked(ctx context.Context, key string, v any) error {
+	if p.st == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	rev, err := store.PutKV(ctx, p.st, key, b)
+	if err != nil {
+		return err
+	}
+	p.revs[key] = rev
+	return nil
+}
+
+// casLocked writes v under key if nobody else changed it since we read it.
+func (p *Portal) casLocked(ctx context.Context, key string, v any) error {
+	if p.st == nil {
+		return nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	rev, err := p.st.Txn(ctx, []store.Cond{{Key: key, ModRev: p.revs[key]}}, []store.Op{store.Put(key, b)})
+	if err != nil {
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("%s changed on another node; retry: %w", key, err)
+		}
+		return err
+	}
+	p.revs[key] = rev
+	return nil
+}
+
+func (p *Portal) deleteLocked(ctx context.Context, key string) error {
+	if p.st == nil {
+		return nil
+	}
+	rev, err := store.DeleteKey(ctx, p.st, key)
+	if err != nil {
+		return err
+	}
+	p.revs[key] = rev
+	return nil
+}
+
+// load reads the portal's state from the store and returns the revision
+// to watch from.
+func (p *Portal) load(ctx context.Context) (int64, error) {
+	kvs, rev, err := p.st.List(ctx, KeyPrefix, "", 0)
+	if err != nil {
+		return 0, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	cutoff := p.now().AddDate(0, 0, -HistoryKeepDays).Format(dayLayout)
+	var stale []store.Op
+	for _, kv := range kvs {
+		if strings.HasPrefix(kv.Key, keyHistory) && strings.TrimPrefix(kv.Key, keyHistory) < cutoff {
+			stale = append(stale, store.Delete(kv.Key))
+			continue
+		}
+		if err := p.applyLocked(kv); err != nil {
+			p.log.Warn("skipping an unreadable status record", "key", kv.Key, "err", err)
+		}
+	}
+	if len(stale) > 0 {
+		if _, err := p.st.Txn(ctx, nil, stale); err != nil {
+			p.log.Warn("pruning old status history", "err", err)
+		}
+	}
+	return rev, nil
+}
+
+// applyLocked replaces the in-memory copy of one store record.
+func (p *Portal) applyLocked(kv store.KV) error {
+	key := kv.Key
+	p.revs[key] = kv.ModRev
+	switch {
+	case strings.HasPrefix(key, keyIncidents):
+		var in Incident
+		if err := json.Unmarshal(kv.Value, &in); err != nil {
+			return err
+		}
+		p.incidents[in.ID] = &in
+	case strings.HasPrefix(key, keyMaintenances):
+		var m MaintenanceWindow
+		if err := json.Unmarshal(kv.Value, &m); err != nil {
+			return err
+		}
+		p.maints[m.ID] = &m
+	case strings.HasPrefix(key, keyOverrides):
+		var o Override
+		if err := json.Unmarshal(kv.Value, &o); err != nil {
+			return err
+		}
+		p.overrides[o.Component] = o
+	case strings.HasPrefix(key, keyWebhooks):
+		var s Subscriber
+		if err := json.Unmarshal(kv.Value, &s); err != nil {
+			return err
+		}
+		p.subs[s.ID] = s
+	case strings.HasPrefix(key, keyHistory):
+		var d dayRecord
+		if err := json.Unmarshal(kv.Value, &d); err != nil {
+			return err
+		}
+		day := strings.TrimPrefix(key, keyHistory)
+		if cur, ok := p.hist.days[day]; ok {
+			d.merge(cur) // keep what this node accumulated and has not written
+		}
+		p.hist.days[day] = d
+	}
+	return nil
+}
+
+func (p *Portal) removeLocked(key string, rev int64) {
+	p.revs[key] = rev
+	id := key[strings.LastIndexByte(key, '/')+1:]
+	switch {
+	case strings.HasPrefix(key, keyIncidents):
+		delete(p.incidents, id)
+	case strings.HasPrefix(key, keyMaintenances):
+		delete(p.maints, id)
+	case strings.HasPrefix(key, keyOverrides):
+		delete(p.overrides, id)
+	case strings.HasPrefix(key, keyWebhooks):
+		delete(p.subs, id)
+	}
+}
+
+// watch follows changes other nodes (or this one) make in the store.
+func (p *Portal) watch(ctx context.Context, rev int64) {
+	for ctx.Err() == nil {
+		for resp := range p.st.Watch(ctx, KeyPrefix, rev) {
+			if resp.Err != nil {
+				if errors.Is(resp.Err, store.ErrCompacted) {
+					if r, err := p.load(ctx); err == nil {
+						rev = r
+					}
+				}
+				break
+			}
+			rev = resp.Rev
+			p.mu.Lock()
+			dirty := false
+			for _, ev := range resp.Events {
+				if strings.HasPrefix(ev.KV.Key, keyHistory) || p.revs[ev.KV.Key] >= ev.KV.ModRev {
+					continue // our own write, or history we account ourselves
+				}
+				dirty = true
+				if ev.Type == store.EventDelete {
+					p.removeLocked(ev.KV.Key, ev.KV.ModRev)
+				} else if err := p.applyLocked(ev.KV); err != nil {
+					p.log.Warn("skipping an unreadable status record", "key", ev.KV.Key, "err", err)
+				}
+			}
+			if dirty {
+				now := p.now()
+				p.reevaluateLocked(now)
+				p.updatedAt = now
+				p.renderLocked()
+			}
+			p.mu.Unlock()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second): // the store went away; try again
+		}
+	}
+}
+
+// ServeHTTP serves the public portal from the rendered site.
+func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	p.site.Load().serve(w, r)
+}
+
+// Revision counts renders of the site; it grows at every change.
+func (p *Portal) Revision() uint64 { return p.site.Load().rev }
+
+// Changed returns a channel closed at the next render.
+func (p *Portal) Changed() <-chan struct{} { return *p.changed.Load() }

@@ -31,8 +31,16 @@ var (
 
 // Defaults for Options.
 const (
-	DefaultEventRetention = 100000
-	DefaultWatchQueue     = 4096
+	DefaultEventRetention      = 100000
+	DefaultEventRetentionBytes = 64 << 20
+	DefaultWatchQueue          = 4096
+	// DefaultCheckMaxBytes is the largest file Open checks page by page.
+	DefaultCheckMaxBytes = 256 << 20
+	// fillPercent is how full bbolt packs a page it splits. Its default of
+	// one half leaves pages half empty for good when keys arrive in order
+	// (revisions, hostnames of a bulk import); 0.9 packs those and still
+	// leaves room for keys that arrive out of order.
+	fillPercent = 0.9
 	// maxBatch bounds how many transactions share one bbolt commit.
 	maxBatch = 1024
 )
@@ -45,6 +53,11 @@ type Options struct {
 	// watches to replay; a watch from an older revision gets ErrCompacted.
 	// 0 means DefaultEventRetention.
 	EventRetention int64
+	// EventRetentionBytes also bounds the kept events by their encoded size:
+	// the oldest revisions are dropped while the events kept exceed it, so a
+	// bulk import of a million values does not keep a second copy of them
+	// on disk. 0 means DefaultEventRetentionBytes.
+	EventRetentionBytes int64
 	// QuotaBytes caps the size of the file; a write that would grow it
 	// beyond is refused with an error wrapping store.ErrTooLarge. bbolt grows
 	// its file in steps (doubling up to 16 MiB, then 16 MiB at a time), so
@@ -61,6 +74,12 @@ type Options struct {
 	// header, size and format are still checked. The full check reads every
 	// page, which takes seconds on a file of gigabytes.
 	SkipCheck bool
+	// CheckMaxBytes is the largest file whose structure Open checks page
+	// by page; a larger file gets the header, size and format checks only,
+	// so that start-up does not read (and map into memory) every page of a
+	// store of gigabytes. 0 means DefaultCheckMaxBytes; negative means no
+	// bound.
+	CheckMaxBytes int64
 }
 
 // Store is a store.Store kept in one bbolt file. It is safe for concurrent
@@ -90,6 +109,12 @@ type Store struct {
 func Open(path string, opts Options) (*Store, error) {
 	if opts.EventRetention <= 0 {
 		opts.EventRetention = DefaultEventRetention
+	}
+	if opts.EventRetentionBytes <= 0 {
+		opts.EventRetentionBytes = DefaultEventRetentionBytes
+	}
+	if opts.CheckMaxBytes == 0 {
+		opts.CheckMaxBytes = DefaultCheckMaxBytes
 	}
 	if opts.OpenTimeout <= 0 {
 		opts.OpenTimeout = openTimeoutDefault
@@ -131,6 +156,9 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	go s.commitLoop()
 	log.Info("store opened", "rev", s.hub.rev)
+	if fi, err := os.Stat(path); err == nil && !opts.SkipCheck && opts.CheckMaxBytes > 0 && fi.Size() > opts.CheckMaxBytes {
+		log.Info("store file is larger than the structure check bound: checked its header, size and format only", "bytes", fi.Size(), "check_max_bytes", opts.CheckMaxBytes)
+	}
 	return s, nil
 }
 
@@ -308,21 +336,48 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 // trimEvents deletes the events of revisions up to upTo and records the new
 // compacted revision, which it returns.
 func trimEvents(tx *bbolt.Tx, compacted, upTo int64) (int64, error) {
-	if upTo <= compacted {
-		return compacted, nil
+	return trimEventsBytes(tx, compacted, upTo, -1)
+}
+
+// trimEventsBytes deletes the events of revisions up to upTo, then, while
+// the events kept are larger than maxBytes (unless it is negative), those of
+// the oldest revisions; it keeps the meta counter of event bytes and records
+// the new compacted revision, which it returns.
+func trimEventsBytes(tx *bbolt.Tx, compacted, upTo, maxBytes int64) (int64, error) {
+	meta := tx.Bucket(bucketMeta)
+	size, err := readU64(meta.Get(metaEventBytes))
+	if err != nil {
+		return 0, err
 	}
+	kept := int64(size)
 	b := tx.Bucket(bucketEvents)
 	var dead [][]byte
 	c := b.Cursor()
-	for k, _ := c.First(); k != nil && int64(modRevOf(k)) <= upTo; k, _ = c.Next() {
+	for k, v := c.First(); k != nil; k, v = c.Next() {
+		rev := modRevOf(k)
+		if rev > upTo && (maxBytes < 0 || kept <= maxBytes) {
+			break
+		}
 		dead = append(dead, append([]byte(nil), k...))
+		kept -= int64(len(v))
+		compacted = max(compacted, rev)
+	}
+	if len(dead) == 0 {
+		if upTo <= compacted {
+			return compacted, nil
+		}
+		return upTo, meta.Put(metaCompacted, u64(uint64(upTo)))
 	}
 	for _, k := range dead {
 		if err := b.Delete(k); err != nil {
 			return 0, err
 		}
 	}
-	return upTo, tx.Bucket(bucketMeta).Put(metaCompacted, u64(uint64(upTo)))
+	compacted = max(compacted, upTo)
+	if err := meta.Put(metaEventBytes, u64(uint64(max(kept, 0)))); err != nil {
+		return 0, err
+	}
+	return compacted, meta.Put(metaCompacted, u64(uint64(compacted)))
 }
 
 // txnReq is a transaction waiting for the committer.
@@ -446,6 +501,9 @@ func (s *Store) commit(batch []*txnReq) {
 	res := make([]applied, len(batch))
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		kv, meta := tx.Bucket(bucketKV), tx.Bucket(bucketMeta)
+		kv.FillPercent = fillPercent
+		events := tx.Bucket(bucketEvents)
+		events.FillPercent = fillPercent
 		r, err := readU64(meta.Get(metaRev))
 		if err != nil {
 			return err
@@ -456,6 +514,10 @@ func (s *Store) commit(batch []*txnReq) {
 			return err
 		}
 		keys, err := readU64(meta.Get(metaKeys))
+		if err != nil {
+			return err
+		}
+		evBytes, err := readU64(meta.Get(metaEventBytes))
 		if err != nil {
 			return err
 		}
@@ -497,14 +559,19 @@ func (s *Store) commit(batch []*txnReq) {
 			}
 			rev = next
 			res[i] = applied{rev: rev, evs: evs}
-			if err := tx.Bucket(bucketEvents).Put(revKey(rev), encodeEvents(evs)); err != nil {
+			enc := encodeEvents(evs)
+			if err := events.Put(revKey(rev), enc); err != nil {
 				return fmt.Errorf("recording events of revision %d: %w", rev, err)
 			}
+			evBytes += uint64(len(enc))
 		}
 		if rev == startRev {
 			return nil
 		}
-		if compacted, err = trimEvents(tx, compacted, rev-s.opts.EventRetention); err != nil {
+		if err := meta.Put(metaEventBytes, u64(evBytes)); err != nil {
+			return err
+		}
+		if compacted, err = trimEventsBytes(tx, compacted, rev-s.opts.EventRetention, s.opts.EventRetentionBytes); err != nil {
 			return fmt.Errorf("trimming events: %w", err)
 		}
 		if err := meta.Put(metaRev, u64(uint64(rev))); err != nil {

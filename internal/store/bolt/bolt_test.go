@@ -617,3 +617,82 @@ func BenchmarkTxnParallel(b *testing.B) {
 		})
 	}
 }
+
+func TestRetentionBytes(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "store.db")
+	// Each revision's events take a little over 100 bytes: keep about three.
+	s := openT(t, path, Options{EventRetentionBytes: 350})
+	var revs []int64
+	for i := range 10 {
+		rev, err := store.PutKV(ctx, s, fmt.Sprintf("r/%d", i), bytes.Repeat([]byte("v"), 100))
+		if err != nil {
+			t.Fatal(err)
+		}
+		revs = append(revs, rev)
+	}
+	tests := []struct {
+		from      int64
+		compacted bool
+		want      []int64
+	}{
+		{revs[5], true, nil},
+		{revs[6], false, revs[7:]},
+		{revs[8], false, revs[9:]},
+	}
+	for _, tc := range tests {
+		t.Run(fmt.Sprint(tc.from), func(t *testing.T) {
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			ch := s.Watch(wctx, "r/", tc.from)
+			if tc.compacted {
+				if r := <-ch; !errors.Is(r.Err, store.ErrCompacted) {
+					t.Errorf("watch from %d: %+v, want ErrCompacted", tc.from, r)
+				}
+				return
+			}
+			for _, want := range tc.want {
+				if r := <-ch; r.Err != nil || r.Rev != want {
+					t.Errorf("watch from %d: rev %d err %v, want rev %d", tc.from, r.Rev, r.Err, want)
+				}
+			}
+		})
+	}
+	// The values themselves are all there.
+	kvs, _, err := s.List(ctx, "r/", "", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := len(kvs), 10; got != want {
+		t.Errorf("List returned %d keys, want %d", got, want)
+	}
+}
+
+func TestCheckMaxBytes(t *testing.T) {
+	// A file above the bound is opened after the header, size and format
+	// checks only, and the log says so.
+	tests := []struct {
+		name     string
+		maxBytes int64
+		wantSkip bool
+	}{
+		{"default bound", 0, false},
+		{"above the bound", 1, true},
+		{"no bound", -1, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "store.db")
+			writeStoreAt(t, path)
+			var logs syncBuffer
+			s, err := Open(path, Options{CheckMaxBytes: tc.maxBytes, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			if got := strings.Contains(logs.String(), "structure check bound"); got != tc.wantSkip {
+				t.Errorf("log mentions the skipped check: %v, want %v; log:\n%s", got, tc.wantSkip, logs.String())
+			}
+		})
+	}
+}

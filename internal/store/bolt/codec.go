@@ -13,7 +13,9 @@ import (
 //	bucket "kv":     key → 8-byte big-endian modrev ‖ value
 //	bucket "meta":   "format" → 8-byte format version
 //	                 "rev" → current revision, "compacted" → newest revision
-//	                 whose events were dropped, "keys" → number of live keys
+//	                 whose events were dropped, "keys" → number of live keys,
+//	                 "eventbytes" → encoded size of the events kept (absent
+//	                 in files written before it was kept: counts from 0)
 //	bucket "events": 8-byte big-endian rev → the events of that transaction
 var (
 	bucketKV     = []byte("kv")
@@ -24,6 +26,8 @@ var (
 	metaRev       = []byte("rev")
 	metaCompacted = []byte("compacted")
 	metaKeys      = []byte("keys")
+	// metaEventBytes is optional; no format change.
+	metaEventBytes = []byte("eventbytes")
 )
 
 // formatVersion is the layout version this code reads and writes.

@@ -68,7 +68,11 @@ func openDB(path string, o Options) (*bbolt.DB, error) {
 		}
 		return nil, fmt.Errorf("opening store file %s: %w", path, err)
 	}
-	if err := guard(path, func() error { return initOrCheck(path, db, o.SkipCheck) }); err != nil {
+	skip := o.SkipCheck
+	if fi, err := os.Stat(path); err == nil && o.CheckMaxBytes > 0 && fi.Size() > o.CheckMaxBytes {
+		skip = true
+	}
+	if err := guard(path, func() error { return initOrCheck(path, db, skip) }); err != nil {
 		_ = db.Close()
 		return nil, err
 	}

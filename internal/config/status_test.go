@@ -1,0 +1,46 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateStatus(t *testing.T) {
+	base := `
+listeners:
+  https: {address: "127.0.0.1:8443"}
+  admin: {address: "127.0.0.1:9443"}
+pools:
+  - name: web
+    members: [{address: "127.0.0.1:9001"}]
+`
+	tests := []struct {
+		name, status, wantErr string
+	}{
+		{"good", "status: {url: https://status.example.com, hysteresis: 10s, components: [{name: Web, region: EU01, pools: [web]}, {name: Web, region: US01, pools: [web]}]}", ""},
+		{"duplicate in region", "status: {components: [{name: Web, region: EU01}, {name: web, region: EU01}]}", `status.components[1].name: "web" in region "EU01" is already status.components[0]`},
+		{"unknown pool", "status: {components: [{name: Web, pools: [api]}]}", `status.components[0].pools[0]: "api" is not a pool`},
+		{"empty name", "status: {components: [{region: EU01}]}", "status.components[0].name: must not be empty"},
+		{"slash in region", "status: {components: [{name: Web, region: EU/01}]}", "status.components[0].region"},
+		{"relative url", "status: {url: status.example.com}", `status.url: "status.example.com" is not an absolute`},
+		{"hysteresis too long", "status: {hysteresis: 2h}", "status.hysteresis: 2h0m0s must be between 0 and 1h"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse(strings.NewReader(base + tt.status))
+			if tt.wantErr == "" {
+				if err != nil {
+					t.Fatalf("got %v, want no error", err)
+				}
+				if got := cfg.Status.Hysteresis.D(); got != 10*time.Second {
+					t.Errorf("hysteresis = %v, want 10s", got)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}

@@ -1,0 +1,358 @@
+package status
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/yuin/goldmark"
+	"github.com/yuin/goldmark/extension"
+)
+
+//go:embed templates/*.html
+var templatesFS embed.FS
+
+//go:embed assets/status.css
+var styleCSS []byte
+
+// templates are parsed once, at New.
+type templates struct {
+	pages map[string]*template.Template // index, history, incident, report
+	md    goldmark.Markdown
+}
+
+func parseTemplates() *templates {
+	funcs := template.FuncMap{
+		"statusText": StatusText,
+		"join":       strings.Join,
+		"iso":        func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"human":      func(t time.Time) string { return t.UTC().Format("Jan 2, 2006 15:04 UTC") },
+	}
+	base := template.Must(template.New("").Funcs(funcs).ParseFS(templatesFS, "templates/layout.html"))
+	t := &templates{pages: map[string]*template.Template{},
+		// Raw HTML in Markdown is omitted: goldmark escapes it unless
+		// WithUnsafe is given, and it is not.
+		md: goldmark.New(goldmark.WithExtensions(extension.GFM))}
+	for _, name := range []string{"index", "history", "incident", "report"} {
+		t.pages[name] = template.Must(template.Must(base.Clone()).ParseFS(templatesFS, "templates/"+name+".html"))
+	}
+	return t
+}
+
+// file is one rendered document with its precomputed headers.
+type file struct {
+	body  []byte
+	ctype []string
+	etag  []string
+	clen  []string
+	html  bool
+}
+
+// site is an immutable rendering of the whole portal: path → file.
+type site struct {
+	rev   uint64
+	files map[string]*file
+}
+
+var (
+	hdrCacheControl = []string{"no-cache"} // revalidate (cheap: ETag) so updates show at once
+	hdrNoSniff      = []string{"nosniff"}
+	hdrCSP          = []string{"default-src 'none'; style-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"}
+	hdrAnyOrigin    = []string{"*"}
+	hdrAllow        = []string{"GET, HEAD"}
+)
+
+func (s *site) serve(w http.ResponseWriter, r *http.Request) {
+	path := strings.TrimPrefix(r.URL.Path, "/")
+	if path == "" {
+		path = "index.html"
+	}
+	if path == "healthz" {
+		w.Write([]byte("ok\n"))
+		return
+	}
+	f := s.files[path]
+	if f == nil {
+		http.NotFound(w, r)
+		return
+	}
+	h := w.Header()
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		h["Allow"] = hdrAllow
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	h["Etag"] = f.etag
+	h["Cache-Control"] = hdrCacheControl
+	h["X-Content-Type-Options"] = hdrNoSniff
+	if f.html {
+		h["Content-Security-Policy"] = hdrCSP
+	} else {
+		h["Access-Control-Allow-Origin"] = hdrAnyOrigin
+	}
+	if inm := r.Header.Get("If-None-Match"); inm != "" && inm == f.etag[0] {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	h["Content-Type"] = f.ctype
+	h["Content-Length"] = f.clen
+	if r.Method == http.MethodHead {
+		return
+	}
+	w.Write(f.body)
+}
+
+// Files returns the rendered site as path → content, for export.
+func (p *Portal) Files() map[string][]byte {
+	s := p.site.Load()
+	out := make(map[string][]byte, len(s.files))
+	for k, f := range s.files {
+		out[k] = f.body
+	}
+	return out
+}
+
+type siteBuilder struct {
+	files map[string]*file
+	err   error
+}
+
+func (b *siteBuilder) add(path, ctype string, body []byte) {
+	sum := sha256.Sum256(body)
+	b.files[path] = &file{
+		body: body, ctype: []string{ctype}, clen: []string{strconv.Itoa(len(body))},
+		etag: []string{`"` + hex.EncodeToString(sum[:8]) + `"`}, html: strings.HasPrefix(ctype, "text/html"),
+	}
+}
+
+func (b *siteBuilder) json(path string, v any) {
+	body, err := json.Marshal(v)
+	if err != nil && b.err == nil {
+		b.err = err
+	}
+	b.add(path, "application/json", body)
+}
+
+func (b *siteBuilder) page(t *template.Template, path string, v any) {
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil && b.err == nil {
+		b.err = err
+	}
+	b.add(path, "text/html; charset=utf-8", buf.Bytes())
+}
+
+// View models of the HTML templates.
+type (
+	viewBase struct {
+		Title, PageTitle, Root string
+		UpdatedAt              time.Time
+		Refresh                bool
+	}
+	indexView struct {
+		viewBase
+		Banner  APIStatus
+		Active  []itemView
+		Maint   []itemView
+		Regions []regionView
+	}
+	regionView struct {
+		ID, Name   string
+		Components []componentView
+	}
+	componentView struct {
+		ID, Name, Description, Status string
+		Days                          []Day
+		Uptime                        string
+	}
+	itemView struct {
+		ID, Name, Status, Impact string
+		Maintenance              bool
+		CreatedAt, From, Until   time.Time
+		ReportAt                 time.Time
+		Latest                   Update
+		Updates                  []Update // newest first
+		ComponentNames           []string
+		HasReport                bool
+		Report                   template.HTML
+	}
+	historyView struct {
+		viewBase
+		Incidents []itemView
+		Months    []monthView
+	}
+	monthView struct {
+		ID, Name string
+		Items    []itemView
+	}
+	incidentView struct {
+		viewBase
+		Incident itemView
+	}
+)
+
+func (p *Portal) names(ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if c := p.byID[id]; c != nil {
+			if c.Region != "" {
+				out = append(out, c.Region+" "+c.Name)
+			} else {
+				out = append(out, c.Name)
+			}
+		}
+	}
+	return out
+}
+
+func newestFirst(ups []Update) []Update {
+	out := make([]Update, len(ups))
+	for i, u := range ups {
+		out[len(ups)-1-i] = u
+	}
+	return out
+}
+
+func (p *Portal) incidentItem(in *Incident) itemView {
+	v := itemView{ID: in.ID, Name: in.Name, Status: in.Status, Impact: in.Impact, CreatedAt: in.CreatedAt,
+		Latest: in.Latest(), Updates: newestFirst(in.Updates), ComponentNames: p.names(in.Components),
+		HasReport: in.Postmortem != ""}
+	if in.PostmortemAt != nil {
+		v.ReportAt = *in.PostmortemAt
+	}
+	return v
+}
+
+func (p *Portal) maintItem(m *MaintenanceWindow) itemView {
+	return itemView{ID: m.ID, Name: m.Name, Status: m.Status, Impact: "maintenance", Maintenance: true,
+		CreatedAt: m.CreatedAt, From: m.ScheduledFor, Until: m.ScheduledUntil, Latest: m.Latest(),
+		Updates: newestFirst(m.Updates), ComponentNames: p.names(m.Components)}
+}
+
+// renderLocked renders every document of the site and swaps it in.
+func (p *Portal) renderLocked() {
+	now := p.now()
+	m := p.buildAPILocked(now)
+	b := &siteBuilder{files: map[string]*file{}}
+
+	b.json("api/v2/summary.json", Summary{Page: m.page, Components: m.components, Incidents: limit(m.unresolved),
+		ScheduledMaintenances: limit(m.summaryMain), Status: m.status})
+	b.json("api/v2/status.json", StatusDoc{Page: m.page, Status: m.status})
+	b.json("api/v2/components.json", ComponentsDoc{Page: m.page, Components: m.components})
+	b.json("api/v2/incidents.json", IncidentsDoc{Page: m.page, Incidents: limit(m.incidents)})
+	b.json("api/v2/incidents/unresolved.json", IncidentsDoc{Page: m.page, Incidents: limit(m.unresolved)})
+	b.json("api/v2/scheduled-maintenances.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.maints)})
+	b.json("api/v2/scheduled-maintenances/upcoming.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.upcoming)})
+	b.json("api/v2/scheduled-maintenances/active.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.active)})
+	b.add("assets/status.css", "text/css; charset=utf-8", styleCSS)
+
+	base := viewBase{Title: p.title, UpdatedAt: p.updatedAt}
+	idx := indexView{viewBase: base, Banner: m.status}
+	idx.Refresh = true
+	incidents := p.sortedIncidentsLocked()
+	maints := p.sortedMaintenancesLocked()
+	for _, in := range incidents {
+		if in.Unresolved() {
+			idx.Active = append(idx.Active, p.incidentItem(in))
+		}
+	}
+	for _, mw := range maints {
+		if mw.Status == InProgress || mw.Status == Verifying || (mw.Status == Scheduled && now.Before(mw.ScheduledUntil)) {
+			idx.Maint = append(idx.Maint, p.maintItem(mw))
+		}
+	}
+	compView := func(c *component) componentView {
+		days, pct := p.uptimeLocked(c.ID, now)
+		return componentView{ID: c.ID, Name: c.Name, Description: c.Description, Status: c.status, Days: days,
+			Uptime: strconv.FormatFloat(pct, 'f', 2, 64)}
+	}
+	for _, g := range p.groups {
+		rv := regionView{ID: g.ID, Name: g.Name}
+		for _, c := range g.Components {
+			rv.Components = append(rv.Components, compView(c))
+		}
+		idx.Regions = append(idx.Regions, rv)
+	}
+	var loose regionView
+	for _, c := range p.comps {
+		if c.GroupID == "" {
+			loose.Components = append(loose.Components, compView(c))
+		}
+	}
+	if len(loose.Components) > 0 {
+		loose.ID, loose.Name = "services", "Services"
+		idx.Regions = append(idx.Regions, loose)
+	}
+	b.page(p.tmpl.pages["index"], "index.html", idx)
+
+	// History: incidents and maintenance by month, newest first.
+	var items []itemView
+	for _, in := range incidents {
+		items = append(items, p.incidentItem(in))
+	}
+	for _, mw := range maints {
+		if mw.Status == Completed || mw.Status == InProgress || mw.Status == Verifying {
+			items = append(items, p.maintItem(mw))
+		}
+	}
+	sort.SliceStable(items, func(i, j int) bool { return items[i].sortTime().After(items[j].sortTime()) })
+	hv := historyView{viewBase: base, Incidents: items}
+	hv.PageTitle = "Incident history"
+	for _, it := range items {
+		id := it.sortTime().Format("2006-01")
+		if len(hv.Months) == 0 || hv.Months[len(hv.Months)-1].ID != id {
+			hv.Months = append(hv.Months, monthView{ID: id, Name: it.sortTime().Format("January 2006")})
+		}
+		hv.Months[len(hv.Months)-1].Items = append(hv.Months[len(hv.Months)-1].Items, it)
+	}
+	b.page(p.tmpl.pages["history"], "history.html", hv)
+
+	sub := base
+	sub.Root = "../"
+	for _, in := range incidents {
+		it := p.incidentItem(in)
+		v := incidentView{viewBase: sub, Incident: it}
+		v.PageTitle = in.Name
+		b.page(p.tmpl.pages["incident"], "incidents/"+in.ID+".html", v)
+		if in.Postmortem != "" {
+			var buf bytes.Buffer
+			if err := p.tmpl.md.Convert([]byte(in.Postmortem), &buf); err != nil && b.err == nil {
+				b.err = err
+			}
+			v.Incident.Report = template.HTML(buf.String()) // goldmark output with raw HTML omitted
+			v.PageTitle = "Post-incident report: " + in.Name
+			b.page(p.tmpl.pages["report"], "incidents/"+in.ID+"-report.html", v)
+		}
+	}
+	for _, mw := range maints {
+		v := incidentView{viewBase: sub, Incident: p.maintItem(mw)}
+		v.PageTitle = mw.Name
+		b.page(p.tmpl.pages["incident"], "incidents/"+mw.ID+".html", v)
+	}
+	p.addFeeds(b, incidents, maints)
+
+	if b.err != nil {
+		p.log.Error("rendering the status site; keeping the previous rendering", "err", b.err)
+		return
+	}
+	p.flushEventsLocked(m)
+	p.renderCount++
+	p.site.Store(&site{rev: p.renderCount, files: b.files})
+	next := make(chan struct{})
+	old := p.changed.Swap(&next)
+	close(*old)
+}
+
+func (it itemView) sortTime() time.Time {
+	if it.Maintenance {
+		return it.From
+	}
+	return it.CreatedAt
+}

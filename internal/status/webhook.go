@@ -1,0 +1,287 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Webhook headers.
+const (
+	// SignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the body
+	// keyed with the subscriber's secret.
+	SignatureHeader = "X-Gatehouse-Signature"
+	EventHeader     = "X-Gatehouse-Event"
+	DeliveryHeader  = "X-Gatehouse-Delivery"
+)
+
+// Limits of webhook delivery.
+const (
+	maxPendingDeliveries = 1000
+	deliveryLogSize      = 500
+	maxBackoff           = 5 * time.Minute
+)
+
+// Subscriber is a webhook endpoint that receives component and incident
+// updates.
+type Subscriber struct {
+	ID        string    `json:"id"`
+	URL       string    `json:"url"`
+	Secret    string    `json:"secret,omitempty"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// LogValue keeps the secret out of logs.
+func (s Subscriber) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("id", s.ID), slog.String("url", s.URL))
+}
+
+// Delivery is one attempt to deliver an event, as kept in the delivery log.
+type Delivery struct {
+	ID         string    `json:"id"`
+	Subscriber string    `json:"subscriber"`
+	Event      string    `json:"event"`
+	Attempt    int       `json:"attempt"`
+	StatusCode int       `json:"status_code,omitempty"`
+	Error      string    `json:"error,omitempty"`
+	OK         bool      `json:"ok"`
+	Final      bool      `json:"final"` // no further attempt follows
+	At         time.Time `json:"at"`
+}
+
+// Sign returns the signature header value of body under secret.
+func Sign(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// pendingEvent is a change to announce once the site is rendered.
+type pendingEvent struct {
+	kind     string // "component_update" or "incident_update"
+	id       string // component or incident id
+	old, new string
+	at       time.Time
+}
+
+// dispatcher delivers webhook events in the background: enqueueing never
+// blocks, and a failing subscriber only costs its own goroutine.
+type dispatcher struct {
+	log     *slog.Logger
+	client  *http.Client
+	backoff time.Duration
+	tries   int
+	ctx     context.Context
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	pending atomic.Int64
+
+	// mu guards ring.
+	mu   sync.Mutex
+	ring []Delivery
+}
+
+func newDispatcher(log *slog.Logger, opts Options) *dispatcher {
+	ctx, cancel := context.WithCancel(context.Background())
+	d := &dispatcher{log: log, client: opts.WebhookClient, backoff: opts.WebhookBackoff, tries: opts.WebhookTries, ctx: ctx, cancel: cancel}
+	if d.client == nil {
+		d.client = &http.Client{Timeout: 10 * time.Second,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if d.backoff <= 0 {
+		d.backoff = DefaultWebhookBackoff
+	}
+	if d.tries <= 0 {
+		d.tries = DefaultWebhookTries
+	}
+	return d
+}
+
+func (d *dispatcher) close() {
+	d.cancel()
+	d.wg.Wait()
+}
+
+// deliveries returns the delivery log, newest last.
+func (d *dispatcher) deliveries() []Delivery {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]Delivery(nil), d.ring...)
+}
+
+func (d *dispatcher) record(del Delivery) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.ring) >= deliveryLogSize {
+		d.ring = append(d.ring[:0], d.ring[1:]...)
+	}
+	d.ring = append(d.ring, del)
+}
+
+// send delivers body to every subscriber, each in its own goroutine.
+func (d *dispatcher) send(subs []Subscriber, event string, body []byte) {
+	for _, s := range subs {
+		if d.pending.Add(1) > maxPendingDeliveries {
+			d.pending.Add(-1)
+			d.log.Warn("webhook queue full; event dropped", "subscriber", s, "event", event)
+			continue
+		}
+		d.wg.Go(func() {
+			defer d.pending.Add(-1)
+			d.deliver(s, event, body)
+		})
+	}
+}
+
+func (d *dispatcher) deliver(s Subscriber, event string, body []byte) {
+	id := newID()
+	wait := d.backoff
+	for attempt := 1; attempt <= d.tries; attempt++ {
+		del := Delivery{ID: id, Subscriber: s.ID, Event: event, Attempt: attempt, At: time.Now().UTC()}
+		code, err := d.post(s, event, id, body)
+		del.StatusCode = code
+		switch {
+		case err != nil:
+			del.Error = err.Error()
+		case code < 200 || code > 299:
+			del.Error = fmt.Sprintf("answered HTTP %d", code)
+		default:
+			del.OK = true
+		}
+		del.Final = del.OK || attempt == d.tries || d.ctx.Err() != nil
+		d.record(del)
+		if del.OK {
+			return
+		}
+		if del.Final {
+			d.log.Warn("webhook delivery failed; giving up", "subscriber", s, "event", event, "attempts", attempt, "err", del.Error)
+			return
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-d.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		wait = min(wait*2, maxBackoff)
+	}
+}
+
+func (d *dispatcher) post(s Subscriber, event, id string, body []byte) (int, error) {
+	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, s.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "gatehouse-status")
+	req.Header.Set(EventHeader, event)
+	req.Header.Set(DeliveryHeader, id)
+	if s.Secret != "" {
+		req.Header.Set(SignatureHeader, Sign(s.Secret, body))
+	}
+	resp, err := d.client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // the URL is in the log already
+		}
+		return 0, err
+	}
+	defer resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// Webhook payloads, in the shapes of the widely used status API's webhooks.
+type (
+	webhookMeta struct {
+		Unsubscribe   *string `json:"unsubscribe"`
+		Documentation string  `json:"documentation"`
+		GeneratedAt   APITime `json:"generated_at"`
+	}
+	webhookPage struct {
+		ID                string `json:"id"`
+		StatusIndicator   string `json:"status_indicator"`
+		StatusDescription string `json:"status_description"`
+	}
+	// ComponentEvent is the body of a component_update webhook.
+	ComponentEvent struct {
+		Meta            webhookMeta     `json:"meta"`
+		Page            webhookPage     `json:"page"`
+		ComponentUpdate ComponentUpdate `json:"component_update"`
+		Component       APIComponent    `json:"component"`
+	}
+	// ComponentUpdate is a component's change of state.
+	ComponentUpdate struct {
+		ID            string  `json:"id"`
+		CreatedAt     APITime `json:"created_at"`
+		OldStatus     string  `json:"old_status"`
+		NewStatus     string  `json:"new_status"`
+		ComponentType string  `json:"component_type"`
+		ComponentID   string  `json:"component_id"`
+	}
+	// IncidentEvent is the body of an incident_update webhook.
+	IncidentEvent struct {
+		Meta     webhookMeta `json:"meta"`
+		Page     webhookPage `json:"page"`
+		Incident APIIncident `json:"incident"`
+	}
+)
+
+// componentUpdate queues the announcement of a component's change.
+func (d *dispatcher) componentUpdate(p *Portal, c *component, old string, at time.Time) {
+	p.events = append(p.events, pendingEvent{kind: "component_update", id: c.ID, old: old, new: c.status, at: at})
+}
+
+// flushEventsLocked sends the queued events with the freshly rendered
+// page status.
+func (p *Portal) flushEventsLocked(m *apiModel) {
+	events := p.events
+	p.events = nil
+	if len(p.subs) == 0 || len(events) == 0 {
+		return
+	}
+	subs := make([]Subscriber, 0, len(p.subs))
+	for _, s := range p.subs {
+		subs = append(subs, s)
+	}
+	meta := webhookMeta{Documentation: p.url + "api/v2/summary.json", GeneratedAt: apiTime(p.now())}
+	page := webhookPage{ID: p.pageID, StatusIndicator: m.status.Indicator, StatusDescription: m.status.Description}
+	for _, ev := range events {
+		var body any
+		switch ev.kind {
+		case "component_update":
+			comp, ok := m.compByID[ev.id]
+			if !ok {
+				continue
+			}
+			body = ComponentEvent{Meta: meta, Page: page, Component: comp, ComponentUpdate: ComponentUpdate{
+				ID: p.id(), CreatedAt: apiTime(ev.at), OldStatus: ev.old, NewStatus: ev.new, ComponentType: "Component", ComponentID: ev.id}}
+		case "incident_update":
+			if in, ok := p.incidents[ev.id]; ok && !in.Draft {
+				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiIncidentLocked(in, m)}
+			} else if mw, ok := p.maints[ev.id]; ok {
+				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiMaintenanceLocked(mw, m)}
+			} else {
+				continue
+			}
+		}
+		b, err := json.Marshal(body)
+		if err != nil {
+			p.log.Error("encoding a webhook event", "err", err)
+			continue
+		}
+		p.hooks.send(subs, ev.kind, b)
+	}
+}
