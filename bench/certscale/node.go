@@ -35,6 +35,7 @@ type node struct {
 	started   time.Time
 	indexAt   atomic.Int64 // ns after start when the log said "certificate index loaded"
 	logDone   chan struct{}
+	exited    chan struct{} // closed when the process has been waited for
 	admin     *admin.Client
 	tlsClient *tls.Config
 }
@@ -89,6 +90,8 @@ func startNode(gatehouse, dir, cpus string, ca []byte) (*node, error) {
 	}
 	pw.Close()
 	n.pid = n.cmd.Process.Pid
+	n.exited = make(chan struct{})
+	go func() { _ = n.cmd.Wait(); close(n.exited) }()
 	go func() {
 		defer close(n.logDone)
 		defer logf.Close()
@@ -152,8 +155,10 @@ func (n *node) waitServing(name string, timeout time.Duration) (time.Duration, e
 		} else if time.Now().After(deadline) {
 			return 0, fmt.Errorf("no handshake for %s within %s: %w (log: %s.log)", name, timeout, err, n.data)
 		}
-		if n.cmd.ProcessState != nil || syscall.Kill(n.pid, 0) != nil {
+		select {
+		case <-n.exited:
 			return 0, fmt.Errorf("server exited (log: %s.log)", n.data)
+		default:
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
@@ -177,13 +182,11 @@ func (n *node) waitAdmin(deadline time.Time) error {
 // stop ends the server with SIGTERM and waits.
 func (n *node) stop() {
 	_ = n.cmd.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = n.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-n.exited:
 	case <-time.After(40 * time.Second):
 		_ = n.cmd.Process.Kill()
-		<-done
+		<-n.exited
 	}
 	<-n.logDone
 }

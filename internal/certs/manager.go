@@ -233,6 +233,12 @@ func (m *Manager) Close() error {
 	return nil
 }
 
+// prefixScanner is implemented by stores that stream the keys of a prefix
+// without copying them (internal/store/bolt); relist uses it when it can.
+type prefixScanner interface {
+	Scan(ctx context.Context, prefix string, fn func(key, value []byte) error) (rev int64, err error)
+}
+
 // relist rebuilds the index from certs/names/ and returns the revision to
 // watch from.
 func (m *Manager) relist(ctx context.Context) (int64, error) {
@@ -254,37 +260,59 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 		}
 		es = nil
 	}
+	addKey := func(h, id string, value []byte) {
+		ne, err := decodeNameEntry(value)
+		if err != nil {
+			m.log.Warn("ignoring malformed name index entry", "host", h, "id", id, "err", err)
+			return
+		}
+		if h != host {
+			flushHost()
+			host = h
+		}
+		es = append(es, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
+	}
 	var firstRev int64
-	after := ""
-	for {
-		kvs, rev, err := m.st.List(ctx, prefixNames, after, listPageSize)
+	if sc, ok := m.st.(prefixScanner); ok {
+		rev, err := sc.Scan(ctx, prefixNames, func(key, value []byte) error {
+			// One string holds host and id.
+			rest := string(key[len(prefixNames):])
+			i := strings.LastIndexByte(rest, '/')
+			if i <= 0 || !isBundleID(rest[i+1:]) {
+				m.log.Warn("ignoring malformed name index key", "key", string(key))
+				return nil
+			}
+			addKey(rest[:i], rest[i+1:], value)
+			return nil
+		})
 		if err != nil {
 			return 0, fmt.Errorf("listing certificate names: %w", err)
 		}
-		if firstRev == 0 {
-			firstRev = rev
-		}
-		for _, kv := range kvs {
-			h, id, ok := parseNameKey(kv.Key)
-			if !ok {
-				m.log.Warn("ignoring malformed name index key", "key", kv.Key)
-				continue
-			}
-			ne, err := decodeNameEntry(kv.Value)
+		firstRev = rev
+	} else {
+		first := true
+		after := ""
+		for {
+			kvs, rev, err := m.st.List(ctx, prefixNames, after, listPageSize)
 			if err != nil {
-				m.log.Warn("ignoring malformed name index entry", "key", kv.Key, "err", err)
-				continue
+				return 0, fmt.Errorf("listing certificate names: %w", err)
 			}
-			if h != host {
-				flushHost()
-				host = h
+			if first {
+				firstRev, first = rev, false
 			}
-			es = append(es, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
+			for _, kv := range kvs {
+				h, id, ok := parseNameKey(kv.Key)
+				if !ok {
+					m.log.Warn("ignoring malformed name index key", "key", kv.Key)
+					continue
+				}
+				addKey(h, id, kv.Value)
+			}
+			if len(kvs) < listPageSize {
+				break
+			}
+			after = kvs[len(kvs)-1].Key
 		}
-		if len(kvs) < listPageSize {
-			break
-		}
-		after = kvs[len(kvs)-1].Key
 	}
 	flushHost()
 	m.pmu.Lock()

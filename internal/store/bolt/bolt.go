@@ -612,3 +612,66 @@ func (s *Store) writeError(r *txnReq, err error) error {
 	}
 	return fmt.Errorf("txn: writing store file %s: %w", s.path, err)
 }
+
+// scanChunk is how many keys Scan reads per bbolt read transaction, so that
+// a long scan never holds one open (and a writer's remap waiting) for long.
+const scanChunk = 10000
+
+// Scan calls fn for each key with the given prefix, in byte order, without
+// copying: key and value are valid only during the call and must not be
+// modified. It reads in chunks of consistent read transactions and returns
+// the revision of the first, like paging with List; changes after that
+// revision may or may not be seen, and a watch from it delivers them. An
+// error from fn stops the scan and is returned.
+func (s *Store) Scan(ctx context.Context, prefix string, fn func(key, value []byte) error) (int64, error) {
+	if err := s.enter(); err != nil {
+		return 0, err
+	}
+	defer s.calls.Done()
+	var firstRev int64
+	pre := []byte(prefix)
+	var next []byte // the first key of the next chunk
+	for {
+		if err := ctx.Err(); err != nil {
+			return 0, err
+		}
+		n := 0
+		err := s.db.View(func(tx *bbolt.Tx) error {
+			if firstRev == 0 {
+				r, err := readU64(tx.Bucket(bucketMeta).Get(metaRev))
+				if err != nil {
+					return err
+				}
+				firstRev = int64(r)
+			}
+			c := tx.Bucket(bucketKV).Cursor()
+			var k, v []byte
+			if next == nil {
+				k, v = c.Seek(pre)
+			} else {
+				k, v = c.Seek(next)
+			}
+			for ; k != nil && bytes.HasPrefix(k, pre); k, v = c.Next() {
+				if n == scanChunk {
+					next = append(next[:0], k...)
+					return nil
+				}
+				if len(v) < 8 {
+					return fmt.Errorf("decoding key %q: stored value of %d bytes is shorter than its header", k, len(v))
+				}
+				if err := fn(k, v[8:]); err != nil {
+					return err
+				}
+				n++
+			}
+			n = -1 // done
+			return nil
+		})
+		if err != nil {
+			return 0, fmt.Errorf("scanning %q: %w", prefix, err)
+		}
+		if n < 0 {
+			return firstRev, nil
+		}
+	}
+}

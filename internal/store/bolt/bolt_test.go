@@ -696,3 +696,41 @@ func TestCheckMaxBytes(t *testing.T) {
 		})
 	}
 }
+
+func TestScan(t *testing.T) {
+	ctx := context.Background()
+	s := openT(t, filepath.Join(t.TempDir(), "store.db"), Options{})
+	// More keys than one read transaction takes, around another prefix.
+	n := scanChunk + 5
+	ops := make([]store.Op, 0, n+2)
+	for i := range n {
+		ops = append(ops, store.Put(fmt.Sprintf("s/%06d", i), []byte(fmt.Sprint(i))))
+	}
+	ops = append(ops, store.Put("r/x", []byte("r")), store.Put("t/x", []byte("t")))
+	rev, err := s.Txn(ctx, nil, ops)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	gotRev, err := s.Scan(ctx, "s/", func(k, v []byte) error {
+		if want := fmt.Sprint(len(got)); string(v) != want {
+			return fmt.Errorf("value of %s = %q, want %q", k, v, want)
+		}
+		got = append(got, string(k))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gotRev != rev {
+		t.Errorf("Scan revision = %d, want %d", gotRev, rev)
+	}
+	if len(got) != n || got[0] != "s/000000" || got[n-1] != fmt.Sprintf("s/%06d", n-1) {
+		t.Errorf("Scan saw %d keys (%q ... %q), want %d", len(got), got[0], got[len(got)-1], n)
+	}
+	stop := errors.New("stop")
+	calls := 0
+	if _, err := s.Scan(ctx, "s/", func(k, v []byte) error { calls++; return stop }); !errors.Is(err, stop) || calls != 1 {
+		t.Errorf("Scan with a failing fn: err %v after %d calls, want %v after 1", err, calls, stop)
+	}
+}
