@@ -154,8 +154,22 @@ func (p *Portal) uptimeLocked(id string, now time.Time) ([]Day, float64) {
 			}
 		}
 		if i == HistoryDays-1 {
-			if c := p.byID[id]; c != nil && dayRank(c.status) > worst {
-				d.State = c.status
+			if c := p.byID[id]; c != nil {
+				if dayRank(c.status) > worst {
+					d.State = c.status
+				}
+				// The time in the current state since the last accounting.
+				if ongoing := now.Sub(p.lastTick).Seconds(); ongoing > 0 && !p.lastTick.IsZero() {
+					switch c.status {
+					case Major:
+						d.Down += ongoing
+					case Partial:
+						d.Down += ongoing * PartialWeight
+					}
+					if c.status != Maintenance {
+						d.Tracked += ongoing
+					}
+				}
 			}
 		}
 		down += d.Down

@@ -239,6 +239,7 @@ func (p *Portal) maintItem(m *MaintenanceWindow) itemView {
 // renderLocked renders every document of the site and swaps it in.
 func (p *Portal) renderLocked() {
 	now := p.now()
+	p.lastRender = now
 	m := p.buildAPILocked(now)
 	b := &siteBuilder{files: map[string]*file{}}
 

@@ -138,6 +138,7 @@ type Portal struct {
 	hist        history
 	lastTick    time.Time
 	lastFlush   time.Time
+	lastRender  time.Time // when the site was last rendered
 	updatedAt   time.Time
 	renderCount uint64
 	events      []pendingEvent // announced at the next render
@@ -302,6 +303,9 @@ func (p *Portal) Close() error {
 	return p.flushLocked(context.Background())
 }
 
+// RerenderEvery bounds how stale the uptime figures of the site may be.
+const RerenderEvery = time.Minute
+
 func (p *Portal) run(ctx context.Context) {
 	t := time.NewTicker(p.interval)
 	defer t.Stop()
@@ -326,7 +330,9 @@ func (p *Portal) Tick() {
 	p.accountLocked(now)
 	advanced := p.advanceMaintenanceLocked(now)
 	changed := p.evaluateLocked(now, health, false) || advanced
-	if changed {
+	// Re-render on a change, and at least once a minute so uptime figures
+	// include the time spent in the current state.
+	if changed || now.Sub(p.lastRender) >= RerenderEvery {
 		p.renderLocked()
 	}
 	if now.Sub(p.lastFlush) >= p.flushEvry || changed {
