@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"gatehouse/internal/admin"
 )
 
 // pct returns the p-th percentile of ds (sorted in place).
@@ -104,9 +106,9 @@ func churn(c *runConfig, nd *node, ca *ca, res *results) error {
 		state[i].installed, state[i].serial, state[i].id = true, r.Cert.Serial, r.Cert.ID
 	}
 	// Certificates for the changes, made before the clock starts.
-	ops := int(c.churnDur.Seconds() * rate)
-	pems := make([][]byte, ops)
-	which := make([]int, ops)
+	nOps := int(c.churnDur.Seconds() * rate)
+	pems := make([][]byte, nOps)
+	which := make([]int, nOps)
 	rng := rand.New(rand.NewPCG(uint64(stamp), 3))
 	for k := range pems {
 		which[k] = rng.IntN(names)
@@ -164,44 +166,80 @@ func churn(c *runConfig, nd *node, ca *ca, res *results) error {
 		})
 	}
 
+	// Each tick starts one change in its own goroutine, so that the rate
+	// holds however long a change takes under load; a name with a change
+	// in flight is skipped for another.
+	var latMu sync.Mutex // guards the three latency lists
 	var addLat, replLat, rmLat []time.Duration
+	var opErr atomic.Pointer[error]
+	var ops sync.WaitGroup
+	busy := make([]atomic.Bool, names)
 	tick := time.NewTicker(time.Second / rate)
 	start := time.Now()
-	var opErr error
-	for k := 0; k < ops && opErr == nil; k++ {
+	for k := 0; k < nOps && opErr.Load() == nil; k++ {
 		<-tick.C
-		s := state[which[k]]
-		s.mu.Lock()
-		s.gen++
-		inst, id := s.installed, s.id
-		s.mu.Unlock()
-		t0 := time.Now()
-		switch {
-		case inst && k%2 == 0: // remove
-			opErr = nd.admin.RemoveCert(ctx, id)
-			rmLat = append(rmLat, time.Since(t0))
-			s.mu.Lock()
-			s.installed, s.serial, s.id = false, "", ""
-		default: // add, or replace when installed
-			r, err := nd.admin.AddCert(ctx, pems[k], nil)
-			opErr = err
-			if inst {
-				replLat = append(replLat, time.Since(t0))
-			} else {
-				addLat = append(addLat, time.Since(t0))
-			}
-			s.mu.Lock()
-			s.installed, s.serial, s.id = true, r.Cert.Serial, r.Cert.ID
+		i := which[k]
+		for busy[i].Load() {
+			i = (i + 1) % names
 		}
-		s.gen++
-		s.mu.Unlock()
+		busy[i].Store(true)
+		pem := pems[k]
+		remove := k%2 == 0
+		ops.Go(func() {
+			defer busy[i].Store(false)
+			s := state[i]
+			s.mu.Lock()
+			s.gen++
+			inst, id := s.installed, s.id
+			s.mu.Unlock()
+			t0 := time.Now()
+			var err error
+			if inst && remove {
+				err = nd.admin.RemoveCert(ctx, id)
+				d := time.Since(t0)
+				s.mu.Lock()
+				if err == nil {
+					s.installed, s.serial, s.id = false, "", ""
+				}
+				latMu.Lock()
+				rmLat = append(rmLat, d)
+				latMu.Unlock()
+			} else {
+				var r admin.CertResponse
+				// The certificate was made for the name drawn; reissue if another was taken.
+				if i != which[k] {
+					pem, _, err = ca.leaf(nameOf(i))
+				}
+				if err == nil {
+					r, err = nd.admin.AddCert(ctx, pem, nil)
+				}
+				d := time.Since(t0)
+				s.mu.Lock()
+				if err == nil {
+					s.installed, s.serial, s.id = true, r.Cert.Serial, r.Cert.ID
+				}
+				latMu.Lock()
+				if inst {
+					replLat = append(replLat, d)
+				} else {
+					addLat = append(addLat, d)
+				}
+				latMu.Unlock()
+			}
+			s.gen++
+			s.mu.Unlock()
+			if err != nil {
+				opErr.CompareAndSwap(nil, &err)
+			}
+		})
 	}
+	ops.Wait()
 	elapsed := time.Since(start)
 	tick.Stop()
 	close(stop)
 	wg.Wait()
-	if opErr != nil {
-		return fmt.Errorf("churn: %w", opErr)
+	if e := opErr.Load(); e != nil {
+		return fmt.Errorf("churn: %w", *e)
 	}
 	done := len(addLat) + len(replLat) + len(rmLat)
 	res.add("churn: changes", fmt.Sprintf("%d in %s (%.0f/s): %d adds, %d replaces, %d removes", done, elapsed.Round(time.Second), float64(done)/elapsed.Seconds(), len(addLat), len(replLat), len(rmLat)), "100/s for ~30 s", ptr(float64(done)/elapsed.Seconds() >= 95))

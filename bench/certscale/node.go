@@ -78,6 +78,9 @@ func startNode(gatehouse, dir, cpus string, ca []byte) (*node, error) {
 	n := &node{data: dir, logDone: make(chan struct{}), tlsClient: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS13, ClientSessionCache: nil}}
 	n.cmd = exec.Command("taskset", "-c", cpus, gatehouse, "serve", "--config", cfgPath)
 	n.cmd.Env = append(os.Environ(), "GOMAXPROCS="+strconv.Itoa(strings.Count(cpus, ",")+1))
+	if extra := os.Getenv("CERTSCALE_SERVER_ENV"); extra != "" {
+		n.cmd.Env = append(n.cmd.Env, strings.Fields(extra)...)
+	}
 	pr, pw, err := os.Pipe()
 	if err != nil {
 		return nil, err
@@ -208,6 +211,13 @@ func (n *node) cpuSeconds() float64 {
 func (n *node) memory() (rss, pss int64) {
 	return procKB(fmt.Sprintf("/proc/%d/status", n.pid), "VmRSS:") * 1024,
 		procKB(fmt.Sprintf("/proc/%d/smaps_rollup", n.pid), "Pss:") * 1024
+}
+
+// memorySplit returns the anonymous (heap) and file-backed (the store's
+// mapped pages) parts of the RSS in bytes.
+func (n *node) memorySplit() (anon, file int64) {
+	p := fmt.Sprintf("/proc/%d/status", n.pid)
+	return procKB(p, "RssAnon:") * 1024, procKB(p, "RssFile:") * 1024
 }
 
 func procKB(path, field string) int64 {

@@ -16,14 +16,13 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
-
 )
 
 // runConfig holds the flags of a run.
 type runConfig struct {
 	work, gatehouse, hsload, backend, phases, serverCPU, loadCPU, readme string
-	n, wild, conc, touch                                                  int
-	loadDur, churnDur                                                     time.Duration
+	n, wild, conc, touch                                                 int
+	loadDur, churnDur                                                    time.Duration
 }
 
 func (c *runConfig) want(phase string) bool {
@@ -128,7 +127,8 @@ func run(c *runConfig) error {
 	res.add("start to first handshake (random name)", first.Round(time.Millisecond).String(), "≤ 3 s", ptr(first <= 3*time.Second))
 	res.add("start to \"index loaded\" log", idx.Round(time.Millisecond).String(), "", nil)
 	rss, pss := nd.memory()
-	res.add("memory after start (RSS / PSS)", mib(rss)+" / "+mib(pss), "", nil)
+	anon, file := nd.memorySplit()
+	res.add("memory after start (RSS / PSS)", fmt.Sprintf("%s / %s (heap %s, store pages %s)", mib(rss), mib(pss), mib(anon), mib(file)), "", nil)
 	res.add("  per installed certificate (PSS)", fmt.Sprintf("%.0f bytes", float64(pss)/float64(total)), "", nil)
 
 	// Online import through the admin API of the running node.
@@ -152,7 +152,8 @@ func run(c *runConfig) error {
 		_, cb2 := cacheUsage(nd)
 		rss2, pss2 := nd.memory()
 		res.add(fmt.Sprintf("handshakes touching %d distinct names", touch), fmt.Sprintf("%s, %d failed", time.Since(start).Round(time.Second), fails), "0 failed", ptr(fails == 0))
-		res.add("memory after touching (RSS / PSS)", mib(rss2)+" / "+mib(pss2), "≤ 1.5 GiB", ptr(rss2 <= 1536<<20))
+		anon2, file2 := nd.memorySplit()
+		res.add("memory after touching (RSS / PSS)", fmt.Sprintf("%s / %s (heap %s, store pages %s)", mib(rss2), mib(pss2), mib(anon2), mib(file2)), "≤ 1.5 GiB", ptr(rss2 <= 1536<<20))
 		res.add("  decoded cache after touching", fmt.Sprintf("%s of %s (accounted)", mib(cb2), mib(limit)), "", nil)
 		if cb1 < limit {
 			res.add("  per cached certificate", fmt.Sprintf("%.0f bytes accounted, %.0f bytes RSS growth (first %d names)",

@@ -2,8 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -87,6 +90,19 @@ func TestFleetPropagation(t *testing.T) {
 			t.Logf("added on node %d, served by node %d after %v", i, j, d)
 		}
 	}
+	// A session ticket from node 1 resumes on the others: the fleet shares
+	// its ticket keys through etcd.
+	for j, tn := range f.nodes[1:] {
+		for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
+			cache := tls.NewLRUClientSessionCache(2)
+			if f.nodes[0].resumes(t, "n0.fleet.test", cache, v) {
+				t.Fatal("first handshake on node 1 resumed")
+			}
+			if !tn.resumes(t, "n0.fleet.test", cache, v) {
+				t.Errorf("TLS %x: a ticket from node 1 did not resume on node %d", v, j+2)
+			}
+		}
+	}
 	// A replacement through node 2 and a removal through node 3.
 	repl := f.nodes[1].addCert("n0.fleet.test")
 	for _, tn := range f.nodes {
@@ -107,6 +123,24 @@ func TestFleetPropagation(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+}
+
+// resumes makes one HTTP/1.1 request on a new TLS connection to tn with the
+// client session cache and reports whether the handshake resumed a session.
+func (tn *testNode) resumes(t *testing.T, sni string, cache tls.ClientSessionCache, maxVersion uint16) bool {
+	t.Helper()
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tn.srv.Addr("https"), &tls.Config{
+		ServerName: sni, RootCAs: tn.roots, ClientSessionCache: cache, MaxVersion: maxVersion, NextProtos: []string{"http/1.1"},
+	})
+	if err != nil {
+		t.Fatalf("handshake with %s: %v", sni, err)
+	}
+	defer conn.Close()
+	fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", sni)
+	if _, err := io.ReadAll(conn); err != nil { // reads the TLS 1.3 tickets too
+		t.Fatalf("reading the response for %s: %v", sni, err)
+	}
+	return conn.ConnectionState().DidResume
 }
 
 // TestFleetMemberDown stops one of three etcd members: nodes keep serving

@@ -29,6 +29,7 @@ import (
 	"gatehouse/internal/server"
 	"gatehouse/internal/status"
 	"gatehouse/internal/store"
+	"gatehouse/internal/tickets"
 )
 
 func newServeCmd() *cobra.Command {
@@ -72,6 +73,7 @@ type node struct {
 	cfg      atomic.Pointer[config.Config]
 	store    store.Store
 	certs    *certs.Manager
+	tickets  *tickets.Keys // TLS session ticket keys shared by the fleet
 	edge     atomic.Pointer[proxy.Proxy]
 	srv      *server.Server
 	reload   func() (*config.Config, error)
@@ -188,7 +190,13 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if cfg.TLS.MinVersion == "1.3" {
 		minVer = tls.VersionTLS13
 	}
-	publicTLS := n.certs.TLSConfig(&tls.Config{MinVersion: minVer, NextProtos: []string{"h2", "http/1.1"}})
+	// Session ticket keys come from the store, so that a client resumes on
+	// any node of a fleet.
+	n.tickets = tickets.New(n.store, kek, tickets.Options{Logger: log, Period: cfg.TLS.SessionTicketRotation.D()})
+	if err := n.tickets.Start(ctx); err != nil {
+		return nil, err
+	}
+	publicTLS := n.tickets.TLSConfig(n.certs.TLSConfig(&tls.Config{MinVersion: minVer, NextProtos: []string{"h2", "http/1.1"}}))
 	n.srv = server.New(cfg, server.Options{
 		Logger:    log,
 		PublicTLS: publicTLS,
@@ -210,6 +218,10 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		wg.Go(func() {
 			runFleetOnce(bg, n.store, "sweep-chains", log, func(ctx context.Context) { n.sweepChains(ctx, time.Hour) })
 		})
+		wg.Go(func() { runFleetOnce(bg, n.store, "session-tickets", log, n.tickets.RunRotation) })
+		if compact := storeCompaction(n.store, cfg); compact != nil {
+			wg.Go(func() { runFleetOnce(bg, n.store, "compaction", log, compact) })
+		}
 		wg.Wait()
 	}()
 	ok = true
@@ -349,6 +361,9 @@ func (n *node) close() {
 	}
 	if n.certs != nil {
 		n.certs.Close()
+	}
+	if n.tickets != nil {
+		n.tickets.Close()
 	}
 	if n.portal != nil { // status portal: flush history before the store closes
 		n.portal.Close()

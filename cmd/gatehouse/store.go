@@ -117,3 +117,17 @@ func runFleetOnce(ctx context.Context, st store.Store, name string, log *slog.Lo
 		log.Warn("fleet-once work stopped", "work", name, "err", err)
 	}
 }
+
+// storeCompaction returns the scheduled compaction of st's history when st
+// is etcd (run it fleet-once), or nil for a store that needs none.
+func storeCompaction(st store.Store, cfg *config.Config) func(ctx context.Context) {
+	e, ok := st.(*etcd.Store)
+	if !ok {
+		return nil
+	}
+	opts := etcd.CompactionOptions{}
+	if cfg.Store.Etcd != nil {
+		opts.Retention = cfg.Store.Etcd.CompactionRetention.D() // 0: etcd.DefaultRetention
+	}
+	return func(ctx context.Context) { e.RunCompaction(ctx, opts) }
+}

@@ -141,24 +141,23 @@ func (c *cache) stats() (bytes, entries int64, hits, misses uint64) {
 }
 
 // certSize estimates the memory a decoded certificate holds: its DER, the
-// parsed leaf (which keeps slices of the DER plus its own structures) and the
-// private key with its precomputed values.
+// parsed leaf and the private key with its precomputed values. Measured for
+// ECDSA P-256 leaves of about 450 bytes with one intermediate: 4.0 KB each,
+// of which the parsed leaf is 2.4 KB (about 5.5 times its DER).
 func certSize(cert *tls.Certificate, keyType string) int64 {
-	const overhead = 1024 // entry, map slot, tls.Certificate and x509 structures
+	const overhead = 1024 // entry, map slot, ring slot, tls.Certificate
 	n := int64(overhead)
 	for _, der := range cert.Certificate {
 		n += int64(len(der))
 	}
 	if len(cert.Certificate) > 0 {
-		n += 2 * int64(len(cert.Certificate[0])) // parsed leaf
+		n += 11 * int64(len(cert.Certificate[0])) / 2 // parsed leaf
 	}
 	switch keyFamily(keyType) {
 	case "rsa":
 		var bits int64 = 2048
-		if cert.Leaf != nil {
-			if k, ok := cert.Leaf.PublicKey.(interface{ Size() int }); ok {
-				bits = int64(k.Size()) * 8
-			}
+		if k, ok := cert.PrivateKey.(interface{ Size() int }); ok {
+			bits = int64(k.Size()) * 8
 		}
 		n += bits / 8 * 12 // n, d, primes, CRT values and their precomputed forms
 	case "ecdsa":

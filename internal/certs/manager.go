@@ -818,7 +818,11 @@ func (m *Manager) AddBatch(ctx context.Context, items []Item) []Result {
 
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
-	if err := m.checkLimit(m.estimateBatch(bundles)); err != nil {
+	err := m.checkLimit(m.estimateBatch(bundles))
+	if err == nil {
+		err = m.checkQuota(ctx, bundles) // quota.go
+	}
+	if err != nil {
 		for i := range results {
 			if results[i].Err == nil {
 				results[i].Err = err

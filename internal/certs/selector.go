@@ -225,7 +225,7 @@ func (m *Manager) certificate(ctx context.Context, id string) (*tls.Certificate,
 
 // load reads and decodes bundle id: its record, its chain and its key.
 func (m *Manager) load(ctx context.Context, id string) (*tls.Certificate, int64, error) {
-	kv, err := m.st.Get(ctx, bundleKey(id))
+	kv, err := m.getForHandshake(ctx, bundleKey(id))
 	if err != nil {
 		return nil, 0, fmt.Errorf("loading bundle %s: %w", id, err)
 	}
@@ -240,7 +240,7 @@ func (m *Manager) load(ctx context.Context, id string) (*tls.Certificate, int64,
 	ders := make([][]byte, 0, 1+len(rec.Chain))
 	ders = append(ders, rec.Leaf)
 	for _, h := range rec.Chain {
-		kv, err := m.st.Get(ctx, chainKeyOf(h))
+		kv, err := m.getForHandshake(ctx, chainKeyOf(h))
 		if err != nil {
 			return nil, 0, fmt.Errorf("loading bundle %s: chain: %w", id, err)
 		}

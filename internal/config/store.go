@@ -54,6 +54,9 @@ func (c *Config) validateStore(v *validator) {
 			v.add("store.etcd."+d.name, "%v is too long; use at most %v", d.val.D(), d.max)
 		}
 	}
+	if r := e.CompactionRetention.D(); r != 0 && (r < time.Minute || r > 30*24*time.Hour) {
+		v.add("store.etcd.compaction_retention", "%v must be between 1m and 30d (0 means the default of 24h)", r)
+	}
 	if (e.CertFile == "") != (e.KeyFile == "") {
 		v.add("store.etcd", "cert_file and key_file go together: give both or neither")
 	}

@@ -44,6 +44,10 @@ type Etcd struct {
 	CAFile   string `yaml:"ca_file"`
 	CertFile string `yaml:"cert_file"`
 	KeyFile  string `yaml:"key_file"`
+	// CompactionRetention is how much revision history the scheduled
+	// compaction keeps (default 24h): longer than the longest expected node
+	// downtime, so a returning node resumes its watch instead of relisting.
+	CompactionRetention Duration `yaml:"compaction_retention"`
 }
 
 // Listeners are the sockets Gatehouse serves on. Admin is never the public
@@ -85,6 +89,9 @@ type TLS struct {
 	KEKFile string `yaml:"kek_file"`
 	// ExpiryWarning is how close to expiry an added certificate draws a warning.
 	ExpiryWarning Duration `yaml:"expiry_warning"`
+	// SessionTicketRotation is how often the fleet's TLS session ticket key
+	// is replaced (default 12h); the previous key still decrypts for one period.
+	SessionTicketRotation Duration `yaml:"session_ticket_rotation"`
 }
 
 // Admin configures the admin API's credentials and its TLS certificate.

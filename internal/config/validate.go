@@ -62,6 +62,9 @@ func (c *Config) ApplyDefaults() {
 	if c.TLS.ExpiryWarning == 0 {
 		c.TLS.ExpiryWarning = Duration(DefaultExpiryWarning)
 	}
+	if c.TLS.SessionTicketRotation == 0 {
+		c.TLS.SessionTicketRotation = Duration(12 * time.Hour)
+	}
 	for i := range c.Pools {
 		p := &c.Pools[i]
 		if p.Algorithm == "" {
@@ -241,6 +244,9 @@ func (c *Config) validateTLS(v *validator) {
 	}
 	if c.TLS.MinVersion != "1.2" && c.TLS.MinVersion != "1.3" {
 		v.add("tls.min_version", "%q must be \"1.2\" or \"1.3\"", c.TLS.MinVersion)
+	}
+	if r := c.TLS.SessionTicketRotation.D(); r < time.Minute || r > 7*24*time.Hour {
+		v.add("tls.session_ticket_rotation", "%s must be between 1m and 7d", c.TLS.SessionTicketRotation)
 	}
 	if c.TLS.CacheBytes < 1<<20 {
 		v.add("tls.cache_bytes", "%s is below the minimum of 1MiB", c.TLS.CacheBytes)

@@ -40,10 +40,15 @@ var aLongTimeAgo = time.Unix(1, 0)
 // adding its default User-Agent (as httputil.ReverseProxy does).
 var emptyValue = []string{""}
 
-// directOK reports whether r can take the direct path.
+// directOK reports whether r can take the direct path: it has no body
+// and may be sent again if a kept-alive connection to the member turns out
+// to be closed (the direct path does not watch idle connections for the
+// member closing them, as http.Transport does).
+//
+// The servers of net/http set ContentLength to 0 only for a request without
+// a body (HTTP/1 sets Body to http.NoBody then; HTTP/2 never does).
 func directOK(r *http.Request) bool {
-	return r.ContentLength == 0 && (r.Body == nil || r.Body == http.NoBody) &&
-		r.Method != http.MethodConnect &&
+	return r.ContentLength == 0 && replayable(r) &&
 		r.Header["Upgrade"] == nil && r.Header["Te"] == nil && r.Header["Transfer-Encoding"] == nil
 }
 
@@ -205,6 +210,7 @@ func hopByHop(k string) bool {
 
 // replayable reports whether a body-less request may be sent again after
 // a reused connection failed without an answer (http.Transport's rule).
+// CONNECT is not.
 func replayable(r *http.Request) bool {
 	switch r.Method {
 	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
@@ -230,7 +236,7 @@ func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m 
 	}()
 	for {
 		tried = append(tried, cur)
-		res, bc, stop, err := p.roundTrip(ctx, cur, &out.req, replayable(r))
+		res, bc, stop, err := p.roundTrip(ctx, cur, &out.req)
 		if err == nil {
 			cur.succeeded()
 			px.copyResponse(w, r, p, cur, res, bc, stop)
@@ -261,7 +267,7 @@ func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m 
 // roundTrip sends req to m and reads the response head. On success the
 // caller owns bc and must call stop (which reports whether the
 // connection's deadlines were left alone) before reusing it.
-func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request, replay bool) (*http.Response, *backendConn, func() bool, error) {
+func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request) (*http.Response, *backendConn, func() bool, error) {
 	bc := m.conns.get(time.Now(), p.idleTimeout)
 	for {
 		reused := bc != nil
@@ -274,7 +280,7 @@ func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request, repl
 		}
 		conn := bc.conn
 		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
-		res, wrote, err := p.exchange(bc, req)
+		res, err := p.exchange(bc, req)
 		if err == nil {
 			return res, bc, stop, nil
 		}
@@ -282,7 +288,8 @@ func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request, repl
 		conn.Close()
 		// An idle connection the member has closed fails before any
 		// answer: try once more on a new connection.
-		if !reused || ctx.Err() != nil || (wrote && !replay) || !noAnswer(err) {
+		// Requests on the direct path are replayable.
+		if !reused || ctx.Err() != nil || !noAnswer(err) {
 			return nil, nil, nil, err
 		}
 		bc = nil
@@ -302,23 +309,24 @@ func noAnswer(err error) bool {
 }
 
 // exchange writes req on bc and reads the response head, skipping 1xx
-// responses. wrote reports whether the request was fully written.
-func (p *pool) exchange(bc *backendConn, req *http.Request) (res *http.Response, wrote bool, err error) {
+// responses. An error before the first byte of an answer that is not a
+// timeout is an *errNoAnswer.
+func (p *pool) exchange(bc *backendConn, req *http.Request) (res *http.Response, err error) {
 	if err := bc.conn.SetReadDeadline(time.Now().Add(p.responseHeaderTimeout)); err != nil {
-		return nil, false, &errNoAnswer{err}
+		return nil, &errNoAnswer{err}
 	}
 	if err := req.Write(bc.bw); err != nil {
-		return nil, false, &errNoAnswer{err}
+		return nil, &errNoAnswer{err}
 	}
 	if err := bc.bw.Flush(); err != nil {
-		return nil, false, &errNoAnswer{err}
+		return nil, &errNoAnswer{err}
 	}
 	bc.lr.N = maxResponseHeaderBytes
 	if _, err := bc.br.Peek(1); err != nil {
 		if timeoutError(err) {
-			return nil, true, err
+			return nil, err
 		}
-		return nil, true, &errNoAnswer{err}
+		return nil, &errNoAnswer{err}
 	}
 	for {
 		res, err = http.ReadResponse(bc.br, req)
@@ -326,22 +334,22 @@ func (p *pool) exchange(bc *backendConn, req *http.Request) (res *http.Response,
 			if bc.lr.N <= 0 {
 				err = errResponseHeaderTooLarge
 			}
-			return nil, true, err
+			return nil, err
 		}
 		if res.StatusCode >= 200 {
 			break
 		}
 		if res.StatusCode == http.StatusSwitchingProtocols {
-			return nil, true, fmt.Errorf("member answered %d to a request without Upgrade", res.StatusCode)
+			return nil, fmt.Errorf("member answered %d to a request without Upgrade", res.StatusCode)
 		}
 		bc.lr.N = maxResponseHeaderBytes
 	}
 	// The body is not bounded; after the head, reads go to the connection.
 	bc.lr.N = 1<<63 - 1
 	if err := bc.conn.SetReadDeadline(time.Time{}); err != nil {
-		return nil, true, err
+		return nil, err
 	}
-	return res, true, nil
+	return res, nil
 }
 
 // dial opens a new connection to m.

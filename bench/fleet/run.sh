@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# run.sh — a Gatehouse fleet on this machine (see bench/README.md, "Fleet"):
+# a three-member etcd embedded in the bench process, three gatehouse
+# processes sharing it, N certificates. Reports propagation latency of
+# additions, start-to-serving of a fresh node, and the handshake rate of one
+# node on etcd against one on the embedded bolt store at the same N.
+#
+#   bench/fleet/run.sh                  # N=100000
+#   N=10000 ADDS=100 bench/fleet/run.sh
+#
+# Env: N ADDS WORK (default /tmp/fleet, wiped first) D WARM C SERVER_CPU
+# LOAD_CPU (after the import, etcd and the load client run on LOAD_CPU and
+# the measured node on SERVER_CPU).
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(cd "$HERE/../.." && pwd)
+WORK=${WORK:-/tmp/fleet}
+rm -rf "$WORK"
+mkdir -p "$WORK/bin"
+(cd "$REPO" && go build -o "$WORK/bin/gatehouse" ./cmd/gatehouse && go build -o "$WORK/bin/fleet" ./bench/fleet)
+exec "$WORK/bin/fleet" -work "$WORK" -gatehouse "$WORK/bin/gatehouse" -n "${N:-100000}" -adds "${ADDS:-200}" \
+	-d "${D:-10s}" -warm "${WARM:-10s}" -c "${C:-16}" -server-cpu "${SERVER_CPU:-0}" -load-cpu "${LOAD_CPU:-1}"

@@ -1,0 +1,71 @@
+package certs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"gatehouse/internal/store"
+	"gatehouse/internal/store/bolt"
+)
+
+func TestAddBatchRefusesWhatExceedsTheQuota(t *testing.T) {
+	p := newPKI(t)
+	const quota = 256 << 10
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "q.db"), bolt.Options{QuotaBytes: quota})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	m := startManager(t, st, Options{})
+	items := func(prefix string, n int) []Item {
+		out := make([]Item, n)
+		for i := range out {
+			l := p.leaf(t, leafSpec{names: []string{fmt.Sprintf("%s%d.quota.test", prefix, i)}})
+			out[i] = Item{Source: fmt.Sprint(i), CertPEM: l.certPEM, KeyPEM: l.keyPEM}
+		}
+		return out
+	}
+	tests := []struct {
+		name      string
+		items     []Item
+		wantQuota bool
+	}{
+		{"fits", items("small", 5), false},
+		{"would exceed", items("big", 200), true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := stateOf(t, st)
+			results := m.AddBatch(context.Background(), tc.items)
+			for _, r := range results {
+				var qe *QuotaError
+				gotQuota := errors.As(r.Err, &qe)
+				if gotQuota != tc.wantQuota {
+					t.Fatalf("item %s: error %v, want a quota error: %v", r.Source, r.Err, tc.wantQuota)
+				}
+				if !tc.wantQuota {
+					continue
+				}
+				if !errors.Is(r.Err, store.ErrTooLarge) {
+					t.Errorf("quota error does not wrap store.ErrTooLarge")
+				}
+				if qe.Bundles != len(tc.items) || qe.QuotaBytes != quota || qe.UsedBytes+qe.AddingBytes <= quota {
+					t.Errorf("quota error %+v: want %d bundles, quota %d, crossed", qe, len(tc.items), quota)
+				}
+				if msg := r.Err.Error(); !strings.Contains(msg, "256.0 KiB quota") || !strings.Contains(msg, "200 new certificates") {
+					t.Errorf("message %q lacks the numbers", msg)
+				}
+			}
+			if tc.wantQuota {
+				if got := stateOf(t, st); got != before {
+					t.Errorf("store after a refused batch = %+v, want unchanged %+v", got, before)
+				}
+				t.Logf("refusal: %v", results[0].Err)
+			}
+		})
+	}
+}
