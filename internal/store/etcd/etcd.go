@@ -431,6 +431,12 @@ func (s *Store) Txn(ctx context.Context, conds []store.Cond, ops []store.Op) (in
 			then = append(then, clientv3.OpDelete(s.full(op.Key)))
 		}
 	}
+	if len(then) == 0 {
+		// etcd serves a transaction whose branches hold only serializable
+		// reads (vacuously, an empty one) from the local member, which may
+		// lag: one linearizable read makes the revision current.
+		then = append(then, clientv3.OpGet(s.prefix, clientv3.WithCountOnly()))
+	}
 	cctx, cancel := s.callCtx(ctx)
 	defer cancel()
 	resp, err := s.cli.Txn(cctx).If(cmps...).Then(then...).Else(orElse...).Commit()
