@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -95,6 +96,10 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		log.Warn("could not raise the file descriptor limit", "soft", soft, "hard", hard, "err", err)
 	} else {
 		log.Info("file descriptor limit", "soft", soft, "hard", hard)
+	}
+	if m := int64(cfg.Limits.MemorySoftLimit); m > 0 {
+		debug.SetMemoryLimit(m)
+		log.Info("Go memory soft limit", "bytes", m)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)

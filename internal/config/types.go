@@ -185,6 +185,10 @@ type Limits struct {
 	MaxCertificates int64 `yaml:"max_certificates"`
 	// StoreQuota caps the embedded store's file size (0: none).
 	StoreQuota ByteSize `yaml:"store_quota"`
+	// MemorySoftLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
+	// the garbage collector works harder as the heap nears it. 0 leaves the
+	// runtime's default (or the GOMEMLIMIT environment variable).
+	MemorySoftLimit ByteSize `yaml:"memory_soft_limit"`
 	// WarnPercent is the usage share at which a warning is logged (default 80).
 	WarnPercent float64 `yaml:"warn_percent"`
 }

@@ -144,6 +144,9 @@ func (c *Config) Validate() error {
 	if c.Limits.StoreQuota != 0 && c.Limits.StoreQuota < 1<<20 {
 		v.add("limits.store_quota", "%s is below the minimum of 1MiB (0 means no quota)", c.Limits.StoreQuota)
 	}
+	if m := c.Limits.MemorySoftLimit; m != 0 && m < 64<<20 {
+		v.add("limits.memory_soft_limit", "%s is below the minimum of 64MiB (0 means the runtime's default)", m)
+	}
 	if c.Limits.WarnPercent <= 0 || c.Limits.WarnPercent >= 100 {
 		v.add("limits.warn_percent", "%v must be between 0 and 100", c.Limits.WarnPercent)
 	}

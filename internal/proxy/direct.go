@@ -40,15 +40,16 @@ var aLongTimeAgo = time.Unix(1, 0)
 // adding its default User-Agent (as httputil.ReverseProxy does).
 var emptyValue = []string{""}
 
-// directOK reports whether r can take the direct path: it has no body
-// and may be sent again if a kept-alive connection to the member turns out
-// to be closed (the direct path does not watch idle connections for the
-// member closing them, as http.Transport does).
+// directOK reports whether r can take the direct path: it has no body,
+// has a Host (the ReverseProxy path sends the member's address without
+// one) and may be sent again if a kept-alive connection to the member
+// turns out to be closed (the direct path does not watch idle connections
+// for the member closing them, as http.Transport does).
 //
-// The servers of net/http set ContentLength to 0 only for a request without
-// a body (HTTP/1 sets Body to http.NoBody then; HTTP/2 never does).
+// The servers of net/http set ContentLength to 0 only for a request
+// without a body (HTTP/1 sets Body to http.NoBody then; HTTP/2 does not).
 func directOK(r *http.Request) bool {
-	return r.ContentLength == 0 && replayable(r) &&
+	return r.ContentLength == 0 && r.Host != "" && replayable(r) &&
 		r.Header["Upgrade"] == nil && r.Header["Te"] == nil && r.Header["Transfer-Encoding"] == nil
 }
 
@@ -268,7 +269,8 @@ func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m 
 // caller owns bc and must call stop (which reports whether the
 // connection's deadlines were left alone) before reusing it.
 func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request) (*http.Response, *backendConn, func() bool, error) {
-	bc := m.conns.get(time.Now(), p.idleTimeout)
+	now := time.Now()
+	bc := m.conns.get(now, p.idleTimeout)
 	for {
 		reused := bc != nil
 		if !reused {
@@ -277,18 +279,19 @@ func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request) (*ht
 			if err != nil {
 				return nil, nil, nil, err
 			}
+			now = time.Now()
 		}
 		conn := bc.conn
 		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
-		res, err := p.exchange(bc, req)
+		res, err := p.exchange(bc, req, now)
 		if err == nil {
 			return res, bc, stop, nil
 		}
 		stop()
 		conn.Close()
 		// An idle connection the member has closed fails before any
-		// answer: try once more on a new connection.
-		// Requests on the direct path are replayable.
+		// answer: try once more on a new connection (requests on the
+		// direct path are replayable).
 		if !reused || ctx.Err() != nil || !noAnswer(err) {
 			return nil, nil, nil, err
 		}
@@ -311,8 +314,8 @@ func noAnswer(err error) bool {
 // exchange writes req on bc and reads the response head, skipping 1xx
 // responses. An error before the first byte of an answer that is not a
 // timeout is an *errNoAnswer.
-func (p *pool) exchange(bc *backendConn, req *http.Request) (res *http.Response, err error) {
-	if err := bc.conn.SetReadDeadline(time.Now().Add(p.responseHeaderTimeout)); err != nil {
+func (p *pool) exchange(bc *backendConn, req *http.Request, now time.Time) (res *http.Response, err error) {
+	if err := bc.conn.SetReadDeadline(now.Add(p.responseHeaderTimeout)); err != nil {
 		return nil, &errNoAnswer{err}
 	}
 	if err := req.Write(bc.bw); err != nil {
@@ -346,6 +349,11 @@ func (p *pool) exchange(bc *backendConn, req *http.Request) (res *http.Response,
 	}
 	// The body is not bounded; after the head, reads go to the connection.
 	bc.lr.N = 1<<63 - 1
+	if res.ContentLength >= 0 && int64(bc.br.Buffered()) >= res.ContentLength {
+		// The body was read with the head: no read waits on the
+		// connection before the next exchange sets a new deadline.
+		return res, nil
+	}
 	if err := bc.conn.SetReadDeadline(time.Time{}); err != nil {
 		return nil, err
 	}

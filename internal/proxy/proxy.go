@@ -1,6 +1,12 @@
 // Package proxy routes requests by host and path to backend pools,
-// balances them over the healthy members and reverse-proxies them with
-// net/http/httputil.ReverseProxy.
+// balances them over the healthy members and reverse-proxies them.
+//
+// Two paths, with the same headers and failure answers: body-less
+// idempotent requests (the keep-alive GETs that are most of the traffic)
+// take the direct path of direct.go, which talks HTTP/1.1 to the member in
+// the serving goroutine over its own idle connections; everything else
+// (bodies, WebSockets and other upgrades, TE: trailers, pools with
+// MaxConnsPerMember) goes through net/http/httputil.ReverseProxy.
 //
 // A Proxy is built from one config snapshot and is immutable apart from
 // member health; a reload builds a new Proxy (passing the old one as

@@ -80,6 +80,10 @@ type Options struct {
 	// store of gigabytes. 0 means DefaultCheckMaxBytes; negative means no
 	// bound.
 	CheckMaxBytes int64
+	// ReleaseMappedEvery is how often mapped file pages are dropped from the
+	// resident set (see ReleaseMapped). 0 means DefaultReleaseMappedEvery;
+	// negative means never.
+	ReleaseMappedEvery time.Duration
 }
 
 // Store is a store.Store kept in one bbolt file. It is safe for concurrent
@@ -155,6 +159,13 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("opening store file %s: reading revision: %w", path, err)
 	}
 	go s.commitLoop()
+	if every := opts.ReleaseMappedEvery; every >= 0 {
+		if every == 0 {
+			every = DefaultReleaseMappedEvery
+		}
+		s.watchWG.Add(1)
+		go s.releaseLoop(every)
+	}
 	log.Info("store opened", "rev", s.hub.rev)
 	if fi, err := os.Stat(path); err == nil && !opts.SkipCheck && opts.CheckMaxBytes > 0 && fi.Size() > opts.CheckMaxBytes {
 		log.Info("store file is larger than the structure check bound: checked its header, size and format only", "bytes", fi.Size(), "check_max_bytes", opts.CheckMaxBytes)
