@@ -60,6 +60,9 @@ type backendConn struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	idleAt time.Time
+	// abort makes pending and future I/O fail; it runs when the client's
+	// request is canceled (made once per connection, not per request).
+	abort func()
 }
 
 // connPool holds the idle direct-path connections of one member, most
@@ -281,14 +284,13 @@ func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request) (*ht
 			}
 			now = time.Now()
 		}
-		conn := bc.conn
-		stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
+		stop := context.AfterFunc(ctx, bc.abort)
 		res, err := p.exchange(bc, req, now)
 		if err == nil {
 			return res, bc, stop, nil
 		}
 		stop()
-		conn.Close()
+		bc.conn.Close()
 		// An idle connection the member has closed fails before any
 		// answer: try once more on a new connection (requests on the
 		// direct path are replayable).
@@ -370,6 +372,7 @@ func (p *pool) dial(ctx context.Context, m *member) (*backendConn, error) {
 	bc.lr = io.LimitedReader{R: conn, N: maxResponseHeaderBytes}
 	bc.br = bufio.NewReaderSize(&bc.lr, 4<<10)
 	bc.bw = bufio.NewWriterSize(conn, 4<<10)
+	bc.abort = func() { conn.SetDeadline(aLongTimeAgo) }
 	return bc, nil
 }
 

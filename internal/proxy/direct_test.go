@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -247,14 +248,26 @@ func TestDirectClientCancelAbortsMember(t *testing.T) {
 		}
 		errc <- err
 	}()
-	<-started
+	waitChan(t, "the member to get the request", started)
 	cancel()
 	if err := <-errc; err == nil {
 		t.Error("canceled request succeeded")
 	}
 	// The proxy closes its connection to the member, which cancels the
-	// member's request (the test times out otherwise).
-	<-canceled
+	// member's request.
+	waitChan(t, "the member's request to be canceled", canceled)
+}
+
+// waitChan waits up to 5 s for a value on c.
+func waitChan(t *testing.T, what string, c <-chan struct{}) {
+	t.Helper()
+	timer := time.NewTimer(5 * time.Second)
+	defer timer.Stop()
+	select {
+	case <-c:
+	case <-timer.C:
+		t.Fatalf("timed out waiting for %s", what)
+	}
 }
 
 func TestDirectBodies(t *testing.T) {
