@@ -97,10 +97,6 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	} else {
 		log.Info("file descriptor limit", "soft", soft, "hard", hard)
 	}
-	if m := int64(cfg.Limits.MemorySoftLimit); m > 0 {
-		debug.SetMemoryLimit(m)
-		log.Info("Go memory soft limit", "bytes", m)
-	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
@@ -220,6 +216,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		defer close(n.bgDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { n.capacity.Run(bg, 15*time.Second) })
+		wg.Go(func() { n.tuneMemory(bg, 30*time.Second) })
 		wg.Go(func() {
 			runFleetOnce(bg, n.store, "sweep-chains", log, func(ctx context.Context) { n.sweepChains(ctx, time.Hour) })
 		})
@@ -415,4 +412,44 @@ func (c expiryCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(expiringDesc, prometheus.GaugeValue, float64(e.Within7Days), "7d")
 	ch <- prometheus.MustNewConstMetric(expiringDesc, prometheus.GaugeValue, float64(e.Within30Days), "30d")
 	ch <- prometheus.MustNewConstMetric(expiredDesc, prometheus.GaugeValue, float64(e.Expired))
+}
+
+// memorySoftLimit is the automatic Go soft memory limit: room for the
+// decoded-certificate cache, the hostname index (about 400 bytes per
+// installed certificate, with headroom) and a fixed base.
+func memorySoftLimit(cacheBytes, certificates int64) int64 {
+	return cacheBytes + 640*certificates + 320<<20
+}
+
+// tuneMemory keeps the Go runtime's soft memory limit in step with the
+// number of installed certificates, unless GOMEMLIMIT or
+// limits.memory_soft_limit fixes it.
+func (n *node) tuneMemory(ctx context.Context, every time.Duration) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		n.log.Info("Go memory soft limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
+		return
+	}
+	if m := int64(n.cfg.Load().Limits.MemorySoftLimit); m > 0 {
+		debug.SetMemoryLimit(m)
+		n.log.Info("Go memory soft limit", "bytes", m, "source", "limits.memory_soft_limit")
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	last := int64(0)
+	for {
+		_, cacheLimit, _, _, _ := n.certs.CacheStats()
+		want := memorySoftLimit(cacheLimit, n.certs.Count())
+		// Move only on a change of more than 1/16, to keep the log quiet.
+		if d := want - last; d > last/16 || -d > last/16 {
+			debug.SetMemoryLimit(want)
+			n.log.Info("Go memory soft limit", "bytes", want, "source", "automatic", "certificates", n.certs.Count())
+			last = want
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -186,8 +186,10 @@ type Limits struct {
 	// StoreQuota caps the embedded store's file size (0: none).
 	StoreQuota ByteSize `yaml:"store_quota"`
 	// MemorySoftLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
-	// the garbage collector works harder as the heap nears it. 0 leaves the
-	// runtime's default (or the GOMEMLIMIT environment variable).
+	// the garbage collector works harder as the heap nears it. 0 means
+	// automatic: the decoded-certificate cache plus 640 bytes per installed
+	// certificate plus 320MiB, re-evaluated as certificates are added. The
+	// GOMEMLIMIT environment variable, when set, wins over both.
 	MemorySoftLimit ByteSize `yaml:"memory_soft_limit"`
 	// WarnPercent is the usage share at which a warning is logged (default 80).
 	WarnPercent float64 `yaml:"warn_percent"`

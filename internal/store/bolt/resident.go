@@ -12,7 +12,7 @@ import (
 
 // DefaultReleaseMappedEvery is how often a store drops the file pages it has
 // mapped from the process's resident set.
-const DefaultReleaseMappedEvery = 30 * time.Second
+const DefaultReleaseMappedEvery = 10 * time.Second
 
 // ReleaseMapped drops the store file's pages from this process's resident
 // set (madvise MADV_DONTNEED on the read-only shared mapping). The pages
