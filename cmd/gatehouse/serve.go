@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -249,6 +250,14 @@ func (n *node) registerResources() {
 	})
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
+	r.Register("go_heap", "bytes", "Go soft memory limit (limits.memory_soft_limit)", false, func() (int64, int64) {
+		u, _ := capacity.GoHeap()
+		l := debug.SetMemoryLimit(-1)
+		if l == math.MaxInt64 {
+			l = 0
+		}
+		return u, l
+	})
 	r.Register("store", "bytes", "limits.store_quota", true, func() (int64, int64) {
 		sz, ok := n.store.(store.Sizer)
 		if !ok {
