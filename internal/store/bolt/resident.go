@@ -35,7 +35,11 @@ func (s *Store) ReleaseMapped() error {
 		}
 		ps := int64(os.Getpagesize())
 		size = (size + ps - 1) / ps * ps
-		data := unsafe.Slice((*byte)(unsafe.Pointer(s.db.Info().Data)), size)
+		// Info().Data is the address of bbolt's mapping: memory outside the
+		// Go heap, so reading the address as a pointer is safe.
+		info := s.db.Info()
+		base := *(*unsafe.Pointer)(unsafe.Pointer(&info.Data))
+		data := unsafe.Slice((*byte)(base), size)
 		if err := unix.Madvise(data, unix.MADV_DONTNEED); err != nil {
 			return fmt.Errorf("releasing mapped pages of %s: %w", s.path, err)
 		}
