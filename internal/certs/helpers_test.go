@@ -12,16 +12,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"gatehouse/internal/leakcheck"
 	"maps"
 	"slices"
 
-	"fmt"
 	"math/big"
 	"net"
-	"os"
 	"path/filepath"
-	"runtime"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -354,33 +351,5 @@ func jsonKeys(v any) ([]string, error) {
 
 // TestMain fails the run if goroutines outlive the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		deadline := time.Now().Add(5 * time.Second)
-		leaked := leftoverGoroutines()
-		for len(leaked) > 0 && time.Now().Before(deadline) {
-			time.Sleep(10 * time.Millisecond)
-			leaked = leftoverGoroutines()
-		}
-		if len(leaked) > 0 {
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d goroutines outlived the tests\n%s\n", len(leaked), strings.Join(leaked, "\n\n"))
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// leftoverGoroutines returns the stacks of goroutines other than this one
-// and the runtime's own (the signal loop the fuzzing engine starts).
-func leftoverGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var left []string
-	for i, g := range strings.Split(string(buf), "\n\n") {
-		if i == 0 || strings.Contains(g, "os/signal.") || strings.TrimSpace(g) == "" {
-			continue
-		}
-		left = append(left, g)
-	}
-	return left
+	leakcheck.Main(m)
 }

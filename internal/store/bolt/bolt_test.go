@@ -5,10 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"gatehouse/internal/leakcheck"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,30 +24,7 @@ import (
 var _ storetest.Compactor = (*Store)(nil)
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if err := checkNoLeaks(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-// checkNoLeaks polls until no goroutine of this package is left.
-func checkNoLeaks() error {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		buf := make([]byte, 1<<20)
-		stacks := string(buf[:runtime.Stack(buf, true)])
-		if !strings.Contains(stacks, "internal/store/bolt.(*Store)") {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("goroutines leaked:\n%s", stacks)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	leakcheck.Main(m, "internal/store/bolt.(*Store)")
 }
 
 func openT(t testing.TB, path string, opts Options) *Store {
