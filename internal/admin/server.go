@@ -223,16 +223,31 @@ func (s *Server) addCerts(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) listCerts(w http.ResponseWriter, r *http.Request) {
-	limit := 100
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 10000 {
-			writeError(w, http.StatusBadRequest, "invalid_input", "limit: must be a number from 1 to 10000")
-			return
-		}
-		limit = n
+	limit, ok := queryLimit(w, r, 100, 10000)
+	if !ok {
+		return
 	}
 	list, err := s.opts.Certs.List(r.Context(), r.URL.Query().Get("after"), limit)
+	s.writeCerts(w, r, list, err)
+}
+
+// queryLimit reads the "limit" query parameter (def when absent); on a bad
+// value it answers 400 and returns false.
+func queryLimit(w http.ResponseWriter, r *http.Request, def, max int) (int, bool) {
+	v := r.URL.Query().Get("limit")
+	if v == "" {
+		return def, true
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > max {
+		writeError(w, http.StatusBadRequest, "invalid_input", "limit: must be a number from 1 to "+strconv.Itoa(max))
+		return 0, false
+	}
+	return n, true
+}
+
+// writeCerts answers with a list of bundles, or the error.
+func (s *Server) writeCerts(w http.ResponseWriter, r *http.Request, list []certs.Info, err error) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -253,24 +268,12 @@ func (s *Server) expiring(w http.ResponseWriter, r *http.Request) {
 		}
 		within = d
 	}
-	limit := 1000
-	if v := r.URL.Query().Get("limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > 100000 {
-			writeError(w, http.StatusBadRequest, "invalid_input", "limit: must be a number from 1 to 100000")
-			return
-		}
-		limit = n
-	}
-	list, err := s.opts.Certs.Expiring(r.Context(), within, limit)
-	if err != nil {
-		s.fail(w, r, err)
+	limit, ok := queryLimit(w, r, 1000, 100000)
+	if !ok {
 		return
 	}
-	if list == nil {
-		list = []certs.Info{}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"certs": list})
+	list, err := s.opts.Certs.Expiring(r.Context(), within, limit)
+	s.writeCerts(w, r, list, err)
 }
 
 func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
