@@ -61,7 +61,16 @@ type Options struct {
 	// Now returns the current time (nil: time.Now). It decides when a
 	// rotation is due.
 	Now func() time.Time
+	// StartTimeout bounds how long Start waits for the store (0:
+	// DefaultStartTimeout). A node whose store does not answer in time
+	// starts with its own keys and adopts the fleet's when the store does.
+	StartTimeout time.Duration
 }
+
+// DefaultStartTimeout is how long Start waits for the store when
+// Options.StartTimeout is zero: short, because serving matters more than
+// resumption across nodes.
+const DefaultStartTimeout = 2 * time.Second
 
 // Keys keeps the fleet's session ticket keys: it follows the store's copy
 // and hands it to the TLS configs built by TLSConfig. It is safe for
@@ -72,6 +81,7 @@ type Keys struct {
 	log    *slog.Logger
 	period time.Duration
 	now    func() time.Time
+	start  time.Duration
 
 	// mu guards set and configs.
 	mu      sync.Mutex
@@ -112,12 +122,16 @@ func New(st store.Store, sealer Sealer, opts Options) *Keys {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
+	if opts.StartTimeout <= 0 {
+		opts.StartTimeout = DefaultStartTimeout
+	}
 	return &Keys{
 		st:     st,
 		sealer: sealer,
 		log:    opts.Logger.With("component", "tickets"),
 		period: opts.Period,
 		now:    opts.Now,
+		start:  opts.StartTimeout,
 	}
 }
 
@@ -162,18 +176,21 @@ func (d *derived) with(set keySet) *tls.Config {
 
 // Start makes sure the store holds keys (creating the first ones if it
 // holds none), applies them, and follows changes until Close. A store that
-// cannot be reached does not fail Start: the keys are applied once it
-// answers. Keys that cannot be opened (another key-encryption key) do.
+// cannot be reached within Options.StartTimeout does not fail Start: the
+// keys are applied once it answers. Keys that cannot be opened (another
+// key-encryption key) do.
 func (k *Keys) Start(ctx context.Context) error {
 	k.runMu.Lock()
 	defer k.runMu.Unlock()
 	if k.done != nil {
 		return errors.New("tickets: already started")
 	}
-	rev, err := k.st.Rev(ctx)
+	sctx, scancel := context.WithTimeout(ctx, k.start)
+	rev, err := k.st.Rev(sctx)
 	if err == nil {
-		_, _, err = k.rotate(ctx, true)
+		_, _, err = k.rotate(sctx, true)
 	}
+	scancel()
 	switch {
 	case err == nil:
 	case errors.Is(err, errUnreadable):

@@ -21,6 +21,8 @@ import (
 	"gatehouse/internal/certs"
 	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
+	"gatehouse/internal/store/etcd"
+	"gatehouse/internal/store/etcd/etcdtest"
 )
 
 // clock is a settable time for rotation decisions.
@@ -245,5 +247,51 @@ func waitFor(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met within 5s")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestStartBoundedWhenStoreDown: a node whose etcd does not answer starts
+// within StartTimeout with its own keys, and adopts the fleet's keys once
+// etcd is back.
+func TestStartBoundedWhenStoreDown(t *testing.T) {
+	f := newFixture(t)
+	c := etcdtest.Start(t, 1)
+	st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints(), RequestTimeout: 10 * time.Second, DialTimeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c.StopAll()
+
+	k := New(st, f.kek, Options{StartTimeout: 300 * time.Millisecond})
+	began := time.Now()
+	if err := k.Start(context.Background()); err != nil {
+		t.Fatalf("Start with etcd down: %v", err)
+	}
+	t.Cleanup(func() { k.Close() })
+	if took := time.Since(began); took > 3*time.Second {
+		t.Errorf("Start with etcd down took %v, want about the 300ms start timeout", took)
+	}
+	if _, n := k.Current(); n != 0 {
+		t.Fatalf("keys known with etcd down: %d, want 0", n)
+	}
+
+	c.RestartAll()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if _, n := k.Current(); n > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("fleet keys not adopted 20s after etcd came back")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	kv, err := st.Get(context.Background(), StoreKey)
+	if err != nil {
+		t.Fatalf("keys not written to the store after etcd came back: %v", err)
+	}
+	if kv.ModRev == 0 {
+		t.Fatalf("stored keys have no revision")
 	}
 }
