@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"gatehouse/internal/store/etcd"
+	"gatehouse/internal/store/etcd/etcdtest"
+)
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// gatehouseBinary builds this command once per test run and returns the
+// path of the binary, for tests that need a separate process.
+func gatehouseBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "gatehouse-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "gatehouse")
+		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+		if err != nil {
+			binErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
+}
+
+// electionLeader returns the value of the current leader of a fleet-once
+// election (the campaign key with the lowest creation revision), or "".
+func electionLeader(ctx context.Context, cli *clientv3.Client, prefix, name string) (string, error) {
+	resp, err := cli.Get(ctx, strings.TrimSuffix(prefix, "/")+"-elections/"+name+"/",
+		clientv3.WithPrefix(), clientv3.WithSort(clientv3.SortByCreateRevision, clientv3.SortAscend), clientv3.WithLimit(1))
+	if err != nil {
+		return "", err
+	}
+	if len(resp.Kvs) == 0 {
+		return "", nil
+	}
+	return string(resp.Kvs[0].Value), nil
+}
+
+// TestFleetKilledLeaderLosesLock: a node killed (SIGKILL, no resignation)
+// while it holds a fleet-once lock loses it to another node once its lease
+// expires.
+func TestFleetKilledLeaderLosesLock(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary and waits out a lease (~15s); skipped with -short")
+	}
+	bin := gatehouseBinary(t)
+	cluster := etcdtest.Start(t, 3)
+	shared := t.TempDir()
+	var eps []string
+	for _, ep := range cluster.Endpoints() {
+		eps = append(eps, fmt.Sprintf("%q", ep))
+	}
+	tail := fmt.Sprintf(`store:
+  etcd:
+    endpoints: [%s]
+    prefix: /kill-test
+    request_timeout: 1s
+    dial_timeout: 2s
+tls:
+  kek_file: %s
+%s`, strings.Join(eps, ", "), filepath.Join(shared, "kek"), twoPools(t))
+
+	// Node A: a separate process, started first so that it leads.
+	dirA := t.TempDir()
+	cfgA := filepath.Join(dirA, "gatehouse.yaml")
+	doc := fmt.Sprintf(`data_dir: %s
+listeners:
+  https: {address: "127.0.0.1:0"}
+  status: {address: "127.0.0.1:0"}
+  admin: {address: "127.0.0.1:0"}
+%s`, dirA, tail)
+	if err := os.WriteFile(cfgA, []byte(doc), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, "serve", "--config", cfgA)
+	logA, err := os.Create(filepath.Join(dirA, "node.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logA.Close()
+	cmd.Stdout, cmd.Stderr = logA, logA
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		<-exited
+	})
+	showLog := func() {
+		b, _ := os.ReadFile(filepath.Join(dirA, "node.log"))
+		t.Logf("node A log:\n%s", b)
+	}
+
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cluster.Endpoints(), DialTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	const work = "session-tickets"
+	pidSuffix := func(pid int) string { return fmt.Sprintf("/%d", pid) }
+	waitLeader := func(suffix string, within time.Duration) time.Duration {
+		t.Helper()
+		start := time.Now()
+		var last string
+		for time.Since(start) < within {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			l, err := electionLeader(ctx, cli, "/kill-test", work)
+			cancel()
+			if err == nil && strings.HasSuffix(l, suffix) {
+				return time.Since(start)
+			}
+			last = l
+			time.Sleep(50 * time.Millisecond)
+		}
+		showLog()
+		t.Fatalf("leader of %s is %q after %v, want one ending in %q", work, last, within, suffix)
+		return 0
+	}
+	waitLeader(pidSuffix(cmd.Process.Pid), 30*time.Second)
+
+	// Node B: in this process; it campaigns and waits behind A.
+	nb := startTestNode(t, tail)
+	_ = nb
+	time.Sleep(500 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	l, err := electionLeader(ctx, cli, "/kill-test", work)
+	cancel()
+	if err != nil || !strings.HasSuffix(l, pidSuffix(cmd.Process.Pid)) {
+		t.Fatalf("leader after node B started: %q, %v; want node A still", l, err)
+	}
+
+	// Kill A without a chance to resign: B takes over within the lease.
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	took := waitLeader(pidSuffix(os.Getpid()), etcd.DefaultElectionTTL+10*time.Second)
+	t.Logf("node B leads %s %v after node A was killed (lease %v)", work, took.Round(time.Millisecond), etcd.DefaultElectionTTL)
+	if took > etcd.DefaultElectionTTL+5*time.Second {
+		t.Errorf("takeover took %v, want within the lease of %v (+5s)", took, etcd.DefaultElectionTTL)
+	}
+}
