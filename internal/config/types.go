@@ -141,6 +141,9 @@ type HealthCheck struct {
 	Fall int `yaml:"fall"`
 	// ExpectStatus lists acceptable status codes (default 200-399).
 	ExpectStatus []int `yaml:"expect_status"`
+	// Host is sent as the Host header of each check (default: the
+	// member's address), for members that route by virtual host.
+	Host string `yaml:"host"`
 }
 
 // Timeouts toward the members of a pool.

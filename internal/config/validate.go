@@ -315,7 +315,16 @@ func (c *Config) validatePools(v *validator) map[string]bool {
 					v.add(fmt.Sprintf("%s.expect_status[%d]", hp, k), "%d is not an HTTP status code", s)
 				}
 			}
-		} else if hc.Interval != 0 || hc.Rise != 0 || hc.Fall != 0 || len(hc.ExpectStatus) > 0 {
+			if hc.Host != "" {
+				h := hc.Host
+				if hh, _, err := net.SplitHostPort(h); err == nil {
+					h = hh
+				}
+				if !validHostname(h) && net.ParseIP(h) == nil {
+					v.add(hp+".host", "%q is not a hostname (optionally with :port)", hc.Host)
+				}
+			}
+		} else if hc.Interval != 0 || hc.Rise != 0 || hc.Fall != 0 || len(hc.ExpectStatus) > 0 || hc.Host != "" {
 			v.add(hp+".path", "is required when other health_check fields are set")
 		}
 		if p.Retries < -1 || p.Retries > 10 {

@@ -227,6 +227,9 @@ func (w *Watch) check() error {
 		return err
 	}
 	req.Header.Set("User-Agent", userAgent)
+	if w.target.Check.Host != "" {
+		req.Host = w.target.Check.Host
+	}
 	res, err := w.c.rt.RoundTrip(req)
 	if err != nil {
 		return err

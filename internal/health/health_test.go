@@ -244,3 +244,40 @@ func TestCloseStopsGoroutines(t *testing.T) {
 		t.Errorf("check goroutines still running after Close:\n%s", stacks)
 	}
 }
+
+// TestCheckHost: the check's Host header is the configured host, or the
+// member's address by default.
+func TestCheckHost(t *testing.T) {
+	for _, tt := range []struct {
+		name, host string
+		want       func(addr string) string
+	}{
+		{"default", "", func(addr string) string { return addr }},
+		{"configured", "status.app.test", func(string) string { return "status.app.test" }},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			hosts := make(chan string, 16)
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				select {
+				case hosts <- r.Host:
+				default:
+				}
+			}))
+			defer srv.Close()
+			c := New(Options{})
+			defer c.Close()
+			hc := fastCheck(1, 1)
+			hc.Host = tt.host
+			addr := strings.TrimPrefix(srv.URL, "http://")
+			c.Watch(Target{Pool: "p", Address: addr, Check: hc}, nil)
+			select {
+			case got := <-hosts:
+				if want := tt.want(addr); got != want {
+					t.Errorf("Host header %q, want %q", got, want)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("no check within 5s")
+			}
+		})
+	}
+}
