@@ -164,3 +164,14 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// TestExampleLoads keeps the shipped example configuration valid.
+func TestExampleLoads(t *testing.T) {
+	cfg, err := Load("../../examples/gatehouse.yaml")
+	if err != nil {
+		t.Fatalf("examples/gatehouse.yaml: %v", err)
+	}
+	if len(cfg.Pools) == 0 || len(cfg.Routes) == 0 {
+		t.Errorf("example has %d pools and %d routes, want some of each", len(cfg.Pools), len(cfg.Routes))
+	}
+}

@@ -67,7 +67,7 @@ type Listener struct {
 	ReadTimeout       Duration `yaml:"read_timeout"`
 	WriteTimeout      Duration `yaml:"write_timeout"`
 	IdleTimeout       Duration `yaml:"idle_timeout"`
-	MaxHeaderBytes    int      `yaml:"max_header_bytes"`
+	MaxHeaderBytes    ByteSize `yaml:"max_header_bytes"`
 	// MaxConnections caps concurrently open client connections (0: no cap
 	// beyond file descriptors).
 	MaxConnections int `yaml:"max_connections"`

@@ -129,7 +129,7 @@ func (s *Server) listen(name string, lc config.Listener, h http.Handler, tcfg *t
 		ReadTimeout:       lc.ReadTimeout.D(),
 		WriteTimeout:      lc.WriteTimeout.D(),
 		IdleTimeout:       lc.IdleTimeout.D(),
-		MaxHeaderBytes:    lc.MaxHeaderBytes,
+		MaxHeaderBytes:    int(lc.MaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(s.log.With("listener", name).Handler(), slog.LevelDebug),
 	}
 	if tcfg != nil {
