@@ -19,30 +19,35 @@ import (
 
 var (
 	binOnce sync.Once
+	binDir  string
 	binPath string
-	binErr  error
 )
 
-// gatehouseBinary builds this command once per test run and returns the
-// path of the binary, for tests that need a separate process.
+// gatehouseBinary builds this command once per test run (see
+// buildGatehouse) and returns the binary's path, for tests that need
+// separate processes. TestMain removes it.
 func gatehouseBinary(t *testing.T) string {
 	t.Helper()
 	binOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "gatehouse-bin-")
 		if err != nil {
-			binErr = err
-			return
+			t.Fatal(err)
 		}
-		binPath = filepath.Join(dir, "gatehouse")
-		out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
-		if err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		binDir = dir
+		binPath = buildGatehouse(t, dir)
 	})
-	if binErr != nil {
-		t.Fatal(binErr)
+	if binPath == "" {
+		t.Fatal("building the gatehouse binary failed in an earlier test")
 	}
 	return binPath
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	os.Exit(code)
 }
 
 // electionLeader returns the value of the current leader of a fleet-once

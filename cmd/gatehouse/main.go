@@ -4,6 +4,7 @@
 //	gatehouse demo                      run the quickstart
 //	gatehouse serve --config FILE       run from a configuration file
 //	gatehouse cert add|list|show|rm|import   manage certificates live
+//	gatehouse upgrade --pid-file FILE   replace the server with the binary at its path
 package main
 
 import (
@@ -38,6 +39,6 @@ func newRoot() *cobra.Command {
 	}
 	cf := &clientFlags{}
 	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newPoolsCmd(cf), newReloadCmd(cf), newLimitsCmd(cf),
-		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd())
+		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd(), newUpgradeCmd(cf))
 	return root
 }

@@ -36,6 +36,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var path string
+	var uf upgradeFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Run the edge from a configuration file",
@@ -47,14 +48,20 @@ func newServeCmd() *cobra.Command {
 			}
 			log := newLogger(cfg.Log, os.Stderr)
 			reload := func() (*config.Config, error) { return config.Load(path) }
-			n, err := startNode(cmd.Context(), cfg, log, reload)
+			up, err := newUpgrades(uf, log)
 			if err != nil {
+				return err
+			}
+			n, err := startNode(cmd.Context(), cfg, log, reload, withUpgrades(up))
+			if err != nil {
+				up.stop()
 				return err
 			}
 			return n.wait(cmd.Context())
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "gatehouse.yaml", "configuration file")
+	uf.register(cmd)
 	return cmd
 }
 
@@ -85,12 +92,16 @@ type node struct {
 	bgDone   chan struct{}
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
+	up       *upgrades // binary upgrades (upgrade.go); nil: none
 }
 
 // startNode wires every part from cfg and starts serving. reload, if not
 // nil, re-reads the configuration on SIGHUP or the admin API's reload.
-func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload func() (*config.Config, error)) (*node, error) {
+func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload func() (*config.Config, error), opts ...nodeOption) (*node, error) {
 	n := &node{log: log, reload: reload}
+	for _, o := range opts {
+		o(n)
+	}
 	n.cfg.Store(cfg)
 	soft, hard, err := server.RaiseFileLimit()
 	if err != nil {
@@ -109,7 +120,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = openStore(cfg, log)
+	n.store, err = n.up.openStore(cfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -126,6 +137,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		DefaultHostname: cfg.TLS.DefaultHostname,
 		MaxCertificates: cfg.Limits.MaxCertificates,
 		ExpiryWarning:   cfg.TLS.ExpiryWarning.D(),
+		// On etcd: the local index snapshot and bundle cache.
+		Dir:            filepath.Join(cfg.DataDir, "cache"),
+		DiskCacheBytes: localCacheBytes(cfg),
 	})
 	start := time.Now()
 	if err := n.certs.Start(ctx); err != nil {
@@ -180,6 +194,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Certs:   n.certs,
 		Pools:   func() any { return n.edge.Load().Pools() },
 		Reload:  func(ctx context.Context) error { return n.doReload() },
+		Upgrade: func(ctx context.Context) error { return n.doUpgrade() },
 		Limits:  func() any { return n.capacity.Snapshot() },
 		Metrics: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
 		Status:  n.portal.ManagementHandler(),
@@ -206,6 +221,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Status:    n.portal,
 		AdminTLS:  &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{adminCert}},
 		Admin:     adminAPI,
+		Listen:    n.up.listen(),
 	})
 	if err := n.srv.Start(); err != nil {
 		return nil, err
@@ -222,6 +238,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 			runFleetOnce(bg, n.store, "sweep-chains", log, func(ctx context.Context) { n.sweepChains(ctx, time.Hour) })
 		})
 		wg.Go(func() { runFleetOnce(bg, n.store, "session-tickets", log, n.tickets.RunRotation) })
+		// One node decides the status portal's component states, history,
+		// drafts, maintenance and webhooks for the fleet (issue 4).
+		wg.Go(func() { runFleetOnce(bg, n.store, "status", log, n.portal.Lead) })
 		if compact := storeCompaction(n.store, cfg); compact != nil {
 			wg.Go(func() { runFleetOnce(bg, n.store, "compaction", log, compact) })
 		}
@@ -304,6 +323,7 @@ func (n *node) poolHealth() []status.Pool {
 		for _, m := range p.Members {
 			out[i].Members = append(out[i].Members, status.Member{Address: m.Address, Up: m.Up})
 		}
+		out[i].Requests, out[i].Failures = p.Requests, p.Failures
 	}
 	return out
 }
@@ -336,30 +356,50 @@ func (n *node) doReload() error {
 	// In-flight requests hold their own reference to the old proxy's pools;
 	// closing it stops only its health checks.
 	prev.Close()
+	n.portal.Reconfigure(cfg.Status, cfg.Pools) // status components follow the new config
 	n.log.Info("configuration reloaded", "pools", len(cfg.Pools), "routes", len(cfg.Routes))
 	return nil
 }
 
-// wait serves until ctx is done, reloading on SIGHUP, then shuts down
-// gracefully, draining in-flight requests.
+// wait serves until ctx is done, reloading on SIGHUP and upgrading the
+// binary on SIGUSR2 (upgrade.go), then shuts down gracefully, draining
+// in-flight requests. A node replaced by a new process drains the same way.
 func (n *node) wait(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2, replaced, err := n.up.start(n.store)
+	if err != nil {
+		n.log.Error("binary upgrade: reporting ready failed", "err", err)
+		return errors.Join(err, n.shutdown())
+	}
 	for {
 		select {
 		case <-hup:
 			_ = n.doReload()
+		case <-usr2:
+			_ = n.doUpgrade()
+		case <-replaced:
+			n.log.Info("a new process serves: this one stops accepting")
+			return n.shutdown()
 		case <-ctx.Done():
-			n.log.Info("shutting down: draining in-flight requests", "timeout", server.ShutdownTimeout)
-			sctx, cancel := context.WithTimeout(context.Background(), server.ShutdownTimeout)
-			defer cancel()
-			err := n.srv.Shutdown(sctx)
-			n.close()
-			n.log.Info("stopped")
-			return err
+			return n.shutdown()
 		}
 	}
+}
+
+// shutdown stops accepting, drains in-flight requests and closes the node.
+func (n *node) shutdown() error {
+	n.up.stop()
+	https, _ := n.srv.Connections("https")
+	n.log.Info("shutting down: draining in-flight requests", "timeout", server.ShutdownTimeout, "https_connections", https)
+	start := time.Now()
+	sctx, cancel := context.WithTimeout(context.Background(), server.ShutdownTimeout)
+	defer cancel()
+	err := n.srv.Shutdown(sctx)
+	n.close()
+	n.log.Info("stopped", "drained_in", time.Since(start).Round(time.Millisecond))
+	return err
 }
 
 func (n *node) close() {
@@ -377,7 +417,9 @@ func (n *node) close() {
 		n.tickets.Close()
 	}
 	if n.portal != nil { // status portal: flush history before the store closes
-		n.portal.Close()
+		if err := n.portal.Close(); err != nil {
+			n.log.Warn("status portal: flushing history at close", "err", err)
+		}
 	}
 	if n.store != nil {
 		n.store.Close()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -336,13 +337,14 @@ func newComponentCmd(cf *clientFlags) *cobra.Command {
 				return printJSON(cmd.OutOrStdout(), list)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "ID\tREGION\tNAME\tSTATUS\tHEALTH\tMEMBERS UP")
+			fmt.Fprintln(tw, "ID\tREGION\tNAME\tSTATUS\tHEALTH\tMEMBERS UP\tERRORS (WINDOW)")
 			for _, cs := range list {
 				st := cs.Status
 				if cs.Override != nil {
 					st += " (override)"
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\n", cs.ID, cs.Region, cs.Name, st, cs.Health, cs.HealthyMembers, cs.TotalMembers)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d/%d\t%s%% of %d\n", cs.ID, cs.Region, cs.Name, st, cs.Health,
+					cs.HealthyMembers, cs.TotalMembers, strconv.FormatFloat(cs.ErrorRate, 'f', -1, 64), cs.Requests)
 			}
 			return tw.Flush()
 		},
@@ -351,9 +353,10 @@ func newComponentCmd(cf *clientFlags) *cobra.Command {
 	return cmd
 }
 
-// newStatusCmd is `gatehouse status export --out DIR [--watch]`.
+// newStatusCmd is `gatehouse status export --out DIR [--watch]` and
+// `gatehouse status subscribers add|list|rm|deliveries`.
 func newStatusCmd(cf *clientFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "status", Short: "The status portal: export it as a static site"}
+	cmd := &cobra.Command{Use: "status", Short: "The status portal: export it as a static site, manage its webhook subscribers"}
 	cf.register(cmd)
 	var out string
 	var watch bool
@@ -374,7 +377,119 @@ func newStatusCmd(cf *clientFlags) *cobra.Command {
 	}
 	exportCmd.Flags().StringVarP(&out, "out", "o", "", "directory to write the site into")
 	exportCmd.Flags().BoolVar(&watch, "watch", false, "keep running and re-export at every change")
-	cmd.AddCommand(exportCmd)
+	cmd.AddCommand(exportCmd, newSubscribersCmd(cf))
+	return cmd
+}
+
+// newSubscribersCmd is `gatehouse status subscribers add|list|rm|deliveries`.
+func newSubscribersCmd(cf *clientFlags) *cobra.Command {
+	cmd := &cobra.Command{Use: "subscribers", Short: "Webhook subscribers of the status portal and their delivery log"}
+	var req status.SubscriberRequest
+	addCmd := &cobra.Command{
+		Use:   "add --url URL",
+		Short: "Subscribe an endpoint to component and incident updates; prints the signing secret once",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if req.URL == "" {
+				return errors.New("--url: is required")
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			s, err := c.AddStatusWebhook(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), s)
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "subscriber %s → %s\n", s.ID, s.URL)
+			fmt.Fprintf(w, "secret: %s\n", s.Secret)
+			fmt.Fprintf(w, "Keep the secret: it is not shown again. Each POST carries %s: sha256=HMAC-SHA256(secret, body) in hex.\n", status.SignatureHeader)
+			return nil
+		},
+	}
+	addCmd.Flags().StringVar(&req.URL, "url", "", "http(s) URL to POST updates to (required)")
+	addCmd.Flags().StringVar(&req.Secret, "secret", "", "signing secret, at least 16 characters (default: a generated one)")
+	addCmd.Flags().StringSliceVar(&req.Components, "component", nil, "only updates about this component (id, Region/Name or unique name); repeatable")
+
+	listCmd := &cobra.Command{
+		Use: "list", Short: "List webhook subscribers", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			list, err := c.StatusWebhooks(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tURL\tCOMPONENTS\tCREATED")
+			for _, s := range list {
+				comps := "all"
+				if len(s.Components) > 0 {
+					comps = strings.Join(s.Components, ",")
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", s.ID, s.URL, comps, s.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"))
+			}
+			return tw.Flush()
+		},
+	}
+	rmCmd := &cobra.Command{
+		Use: "rm ID", Short: "Remove a webhook subscriber", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			if err := c.RemoveStatusWebhook(cmd.Context(), args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "subscriber %s removed\n", args[0])
+			return nil
+		},
+	}
+	deliveriesCmd := &cobra.Command{
+		Use: "deliveries [ID]", Short: "Show the webhook delivery log (the fleet's last 500 attempts), of one subscriber or all",
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			sub := ""
+			if len(args) == 1 {
+				sub = args[0]
+			}
+			list, err := c.StatusDeliveries(cmd.Context(), sub)
+			if err != nil {
+				return err
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), list)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "AT\tSUBSCRIBER\tEVENT\tDELIVERY\tATTEMPT\tRESULT")
+			for _, d := range list {
+				result := "ok"
+				if !d.OK {
+					result = d.Error
+					if d.Final {
+						result += " (gave up)"
+					}
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.At.UTC().Format("2006-01-02 15:04:05"), d.Subscriber, d.Event, d.ID, d.Attempt, result)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd)
 	return cmd
 }
 

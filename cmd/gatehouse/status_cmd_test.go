@@ -4,13 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"gatehouse/internal/status"
 )
 
 // statusCLI runs the gatehouse CLI against tn's admin API.
@@ -167,4 +173,237 @@ func jsonEqual(a, b any) bool {
 	x, _ := json.Marshal(a)
 	y, _ := json.Marshal(b)
 	return bytes.Equal(x, y)
+}
+
+// componentStatuses reads "Region/Name" → status from a node's public
+// components.json.
+func componentStatuses(t *testing.T, tn *testNode) map[string]string {
+	t.Helper()
+	resp, err := http.Get("http://" + tn.srv.Addr("status") + "/api/v2/components.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var doc struct {
+		Components []struct {
+			Name, Status string
+			Group        bool
+		}
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&doc); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	for _, c := range doc.Components {
+		if !c.Group {
+			out[c.Name] = c.Status
+		}
+	}
+	return out
+}
+
+// waitStatuses polls the public components.json until it shows want.
+func waitStatuses(t *testing.T, tn *testNode, want map[string]string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		got := componentStatuses(t, tn)
+		if jsonEqual(got, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("components: got %v, want %v", got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestStatusErrorRate sends real traffic through the edge to a backend
+// that answers 500: the component goes to major outage by its error rate
+// while its member passes every health check, and recovers when the
+// backend does.
+func TestStatusErrorRate(t *testing.T) {
+	var failing atomic.Bool
+	failing.Store(true)
+	flaky := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/health" && failing.Load() {
+			http.Error(w, "database unavailable", http.StatusInternalServerError)
+			return
+		}
+		io.WriteString(w, "ok")
+	}))
+	t.Cleanup(flaky.Close)
+	ok := backend(t, "ok")
+	tn := startTestNode(t, fmt.Sprintf(`pools:
+  - name: web
+    members: [{address: %q}]
+    health_check: {path: /health, interval: 50ms, timeout: 40ms, rise: 1, fall: 1}
+  - name: mobile
+    members: [{address: %q}]
+routes:
+  - {host: app.uni-a.test, pool: web}
+  - {host: m.uni-a.test, pool: mobile}
+status:
+  hysteresis: 100ms
+  error_rate: {window: 10s, min_requests: 10}
+  components:
+    - {name: Web app, region: EU01, pools: [web]}
+    - {name: Mobile app, region: EU01, pools: [mobile]}
+`, addrOf(flaky), addrOf(ok)))
+	tn.addCert("app.uni-a.test", "m.uni-a.test")
+	c := tn.httpClient(false)
+	for range 12 {
+		if code, _ := get(t, c, "https://app.uni-a.test/grades"); code != http.StatusInternalServerError {
+			t.Fatalf("backend answered %d, want 500", code)
+		}
+		if code, _ := get(t, c, "https://m.uni-a.test/"); code != http.StatusOK {
+			t.Fatalf("mobile answered %d, want 200", code)
+		}
+	}
+	waitStatuses(t, tn, map[string]string{"Web app": "major_outage", "Mobile app": "operational"})
+	list, err := tn.client.StatusComponents(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cs := range list {
+		if cs.Name == "Web app" && (cs.HealthyMembers != 1 || cs.ErrorRate != 100 || cs.Requests < 12) {
+			t.Errorf("Web app: %d/%d members up, %v%% of %d requests failed; want 1/1, 100%% of ≥12", cs.HealthyMembers, cs.TotalMembers, cs.ErrorRate, cs.Requests)
+		}
+	}
+	out, err := statusCLI(t, tn, "component", "list")
+	if err != nil || !strings.Contains(out, "100%") {
+		t.Errorf("component list: %v\n%s", err, out)
+	}
+	// The backend recovers; successful traffic brings the rate under 5%
+	// (12 of 262).
+	failing.Store(false)
+	for range 250 {
+		get(t, c, "https://app.uni-a.test/grades")
+	}
+	waitStatuses(t, tn, map[string]string{"Web app": "operational", "Mobile app": "operational"})
+}
+
+// twoComponentNode starts a node with one pool behind two components,
+// EU01/Web app and EU01/Mobile app.
+func twoComponentNode(t *testing.T) *testNode {
+	t.Helper()
+	a := backend(t, "a1")
+	return startTestNode(t, fmt.Sprintf(`pools:
+  - name: web
+    members: [{address: %q}]
+routes:
+  - {host: app.uni-a.test, pool: web}
+status:
+  components:
+    - {name: Web app, region: EU01, pools: [web]}
+    - {name: Mobile app, region: EU01, pools: [web]}
+`, addrOf(a)))
+}
+
+// TestStatusReloadComponents reloads a config that adds and removes
+// components: the page follows, the remaining component keeps its state.
+func TestStatusReloadComponents(t *testing.T) {
+	tn := twoComponentNode(t)
+	if out, err := statusCLI(t, tn, "component", "set", "EU01/Web app", "degraded_performance"); err != nil {
+		t.Fatalf("component set: %v\n%s", err, out)
+	}
+	waitStatuses(t, tn, map[string]string{"Web app": "degraded_performance", "Mobile app": "operational"})
+	orig, _ := os.ReadFile(tn.cfgPath)
+	next := strings.Replace(string(orig), "    - {name: Mobile app, region: EU01, pools: [web]}\n",
+		"    - {name: Offline content, region: EU01, pools: [web]}\n", 1)
+	if err := os.WriteFile(tn.cfgPath, []byte(next), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := tn.client.Reload(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	waitStatuses(t, tn, map[string]string{"Web app": "degraded_performance", "Offline content": "operational"})
+}
+
+// TestStatusSubscribersCLI drives `gatehouse status subscribers` against a
+// real receiver: the secret is shown once, signed deliveries arrive and
+// the log shows them.
+func TestStatusSubscribersCLI(t *testing.T) {
+	var mu sync.Mutex
+	var bodies [][]byte
+	var sigs []string
+	recv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		bodies, sigs = append(bodies, b), append(sigs, r.Header.Get(status.SignatureHeader))
+		mu.Unlock()
+	}))
+	t.Cleanup(recv.Close)
+	tn := twoComponentNode(t)
+
+	out, err := statusCLI(t, tn, "status", "subscribers", "add", "--url", recv.URL+"/hook", "--component", "EU01/Web app", "--json")
+	if err != nil {
+		t.Fatalf("subscribers add: %v\n%s", err, out)
+	}
+	var sub status.Subscriber
+	if err := json.Unmarshal([]byte(out), &sub); err != nil || len(sub.ID) != 12 || len(sub.Secret) != 64 || len(sub.Components) != 1 {
+		t.Fatalf("subscribers add printed %q", out)
+	}
+	out, err = statusCLI(t, tn, "status", "subscribers", "list")
+	if err != nil || !strings.Contains(out, sub.ID) || !strings.Contains(out, recv.URL+"/hook") || strings.Contains(out, sub.Secret) {
+		t.Fatalf("subscribers list (must not show the secret): %v\n%s", err, out)
+	}
+
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no url", []string{"status", "subscribers", "add"}, "--url: is required"},
+		{"relative url", []string{"status", "subscribers", "add", "--url", "/hook"}, `url: "/hook" is not an absolute http(s) URL`},
+		{"short secret", []string{"status", "subscribers", "add", "--url", recv.URL, "--secret", "short"}, "secret: is 5 characters"},
+		{"unknown component", []string{"status", "subscribers", "add", "--url", recv.URL, "--component", "EU09/Nothing"}, `components[0]: "EU09/Nothing" is not a configured component`},
+		{"rm unknown", []string{"status", "subscribers", "rm", "nosuchsubscr"}, "not found"},
+		{"deliveries of unknown", []string{"status", "subscribers", "deliveries", "nosuchsubscr"}, "not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := statusCLI(t, tn, tt.args...)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v (%s), want an error with %q", err, out, tt.want)
+			}
+			list, err := tn.client.StatusWebhooks(context.Background())
+			if err != nil || len(list) != 1 {
+				t.Errorf("subscribers after refused input: %v, %v", list, err)
+			}
+		})
+	}
+
+	// Only the subscribed component's update is delivered, signed.
+	for _, ref := range []string{"EU01/Mobile app", "EU01/Web app"} {
+		if out, err := statusCLI(t, tn, "component", "set", ref, "major_outage"); err != nil {
+			t.Fatalf("component set: %v\n%s", err, out)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		out, err = statusCLI(t, tn, "status", "subscribers", "deliveries", sub.ID)
+		if err == nil && strings.Contains(out, "component_update") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("deliveries: %v\n%s", err, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	mu.Lock()
+	if len(bodies) != 1 || sigs[0] != status.Sign(sub.Secret, bodies[0]) || !strings.Contains(string(bodies[0]), `"name":"Web app"`) {
+		t.Errorf("received %d deliveries (want 1, for Web app, signed): %s", len(bodies), bodies)
+	}
+	mu.Unlock()
+	if !strings.Contains(out, " ok") {
+		t.Errorf("deliveries log lacks a successful attempt:\n%s", out)
+	}
+
+	if out, err := statusCLI(t, tn, "status", "subscribers", "rm", sub.ID); err != nil || !strings.Contains(out, "removed") {
+		t.Fatalf("subscribers rm: %v\n%s", err, out)
+	}
+	if list, err := tn.client.StatusWebhooks(context.Background()); err != nil || len(list) != 0 {
+		t.Errorf("subscribers after rm: %v, %v", list, err)
+	}
 }

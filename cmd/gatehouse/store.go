@@ -131,3 +131,11 @@ func storeCompaction(st store.Store, cfg *config.Config) func(ctx context.Contex
 	}
 	return func(ctx context.Context) { e.RunCompaction(ctx, opts) }
 }
+
+// localCacheBytes is store.etcd.local_cache_bytes (0: the default).
+func localCacheBytes(cfg *config.Config) int64 {
+	if cfg.Store.Etcd == nil {
+		return 0
+	}
+	return int64(cfg.Store.Etcd.LocalCacheBytes)
+}

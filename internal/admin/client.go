@@ -161,6 +161,13 @@ func (c *Client) Reload(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/reload", struct{}{}, nil)
 }
 
+// Upgrade asks the node to start the binary at its path and hand it the
+// listeners; it returns once the new process serves, or the reason it does
+// not (the old process then keeps serving).
+func (c *Client) Upgrade(ctx context.Context) error {
+	return c.do(ctx, http.MethodPost, "/v1/upgrade", struct{}{}, nil)
+}
+
 // Limits returns every finite resource with its usage and limit.
 func (c *Client) Limits(ctx context.Context) ([]capacity.Resource, error) {
 	var out struct {

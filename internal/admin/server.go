@@ -49,6 +49,10 @@ type Options struct {
 	Pools func() any
 	// Reload re-reads the static configuration and swaps it in.
 	Reload func(ctx context.Context) error
+	// Upgrade starts the binary at the node's path and hands it the
+	// listeners; it returns once the new process is ready (this one then
+	// drains and exits) or with the reason it is not.
+	Upgrade func(ctx context.Context) error
 	// Limits returns every finite resource with usage and limit.
 	Limits func() any
 	// Metrics serves Prometheus metrics at /metrics (token required too).
@@ -113,6 +117,16 @@ func NewServer(opts Options) (*Server, error) {
 				return
 			}
 			writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
+		})
+	}
+	if opts.Upgrade != nil {
+		s.mux.HandleFunc("POST /v1/upgrade", func(w http.ResponseWriter, r *http.Request) {
+			if err := opts.Upgrade(r.Context()); err != nil {
+				// This process keeps serving; say why the new one did not.
+				writeError(w, http.StatusConflict, "upgrade_failed", err.Error())
+				return
+			}
+			writeJSON(w, http.StatusOK, map[string]string{"status": "upgraded"})
 		})
 	}
 	return s, nil

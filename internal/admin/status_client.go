@@ -101,20 +101,40 @@ func (c *Client) AdvanceMaintenance(ctx context.Context, id, action, body string
 	return out, err
 }
 
-// AddStatusWebhook subscribes url to component and incident updates,
-// signed with secret.
-func (c *Client) AddStatusWebhook(ctx context.Context, rawURL, secret string) (status.Subscriber, error) {
+// AddStatusWebhook subscribes an endpoint to component and incident
+// updates. The answer carries the signing secret (generated when req has
+// none); it is not shown again.
+func (c *Client) AddStatusWebhook(ctx context.Context, req status.SubscriberRequest) (status.Subscriber, error) {
 	var out status.Subscriber
-	err := c.do(ctx, http.MethodPost, "/v1/status/webhooks", map[string]string{"url": rawURL, "secret": secret}, &out)
+	err := c.do(ctx, http.MethodPost, "/v1/status/webhooks", req, &out)
 	return out, err
 }
 
-// StatusDeliveries returns the webhook delivery log.
-func (c *Client) StatusDeliveries(ctx context.Context) ([]status.Delivery, error) {
+// StatusWebhooks lists the webhook subscribers, without their secrets.
+func (c *Client) StatusWebhooks(ctx context.Context) ([]status.Subscriber, error) {
+	var out struct {
+		Subscribers []status.Subscriber `json:"subscribers"`
+	}
+	err := c.do(ctx, http.MethodGet, "/v1/status/webhooks", nil, &out)
+	return out.Subscribers, err
+}
+
+// RemoveStatusWebhook unsubscribes a webhook endpoint.
+func (c *Client) RemoveStatusWebhook(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/status/webhooks/"+url.PathEscape(id), nil, nil)
+}
+
+// StatusDeliveries returns the webhook delivery log, oldest first, of one
+// subscriber or of all ("").
+func (c *Client) StatusDeliveries(ctx context.Context, subscriber string) ([]status.Delivery, error) {
 	var out struct {
 		Deliveries []status.Delivery `json:"deliveries"`
 	}
-	err := c.do(ctx, http.MethodGet, "/v1/status/webhooks/deliveries", nil, &out)
+	path := "/v1/status/webhooks/deliveries"
+	if subscriber != "" {
+		path += "?subscriber=" + url.QueryEscape(subscriber)
+	}
+	err := c.do(ctx, http.MethodGet, path, nil, &out)
 	return out.Deliveries, err
 }
 

@@ -25,6 +25,11 @@ pools:
 		{"slash in region", "status: {components: [{name: Web, region: EU/01}]}", "status.components[0].region"},
 		{"relative url", "status: {url: status.example.com}", `status.url: "status.example.com" is not an absolute`},
 		{"hysteresis too long", "status: {hysteresis: 2h}", "status.hysteresis: 2h0m0s must be between 0 and 1h"},
+		{"error window too short", "status: {hysteresis: 10s, error_rate: {window: 1s}}", "status.error_rate.window: 1s must be between 10s and 1h"},
+		{"negative minimum", "status: {error_rate: {min_requests: -1}}", "status.error_rate.min_requests: -1 must not be negative"},
+		{"threshold above 100", "status: {error_rate: {major: 150}}", "status.error_rate.major: 150 must be a percentage"},
+		{"thresholds out of order", "status: {error_rate: {degraded: 30, partial: 20}}", "status.error_rate.partial: 20% is below status.error_rate.degraded (30%)"},
+		{"default major below a raised partial", "status: {error_rate: {partial: 60}}", "status.error_rate.major: 50% is below status.error_rate.partial (60%)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -40,6 +45,35 @@ pools:
 			}
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 				t.Errorf("got %v, want an error containing %q", err, tt.wantErr)
+			}
+		})
+	}
+}
+
+func TestErrorRateDefaults(t *testing.T) {
+	tests := []struct {
+		name, status string
+		want         ErrorRate
+	}{
+		{"none set", "", ErrorRate{Window: Duration(time.Minute), MinRequests: 20, Degraded: 5, Partial: 25, Major: 50}},
+		{"some set", "status: {error_rate: {window: 5m, min_requests: 100, degraded: 1}}",
+			ErrorRate{Window: Duration(5 * time.Minute), MinRequests: 100, Degraded: 1, Partial: 25, Major: 50}},
+		{"disabled", "status: {error_rate: {disabled: true}}",
+			ErrorRate{Disabled: true, Window: Duration(time.Minute), MinRequests: 20, Degraded: 5, Partial: 25, Major: 50}},
+	}
+	base := `
+listeners:
+  https: {address: "127.0.0.1:8443"}
+  admin: {address: "127.0.0.1:9443"}
+`
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse(strings.NewReader(base + tt.status))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Status.ErrorRate.WithDefaults(); got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
 			}
 		})
 	}

@@ -48,6 +48,10 @@ type Etcd struct {
 	// compaction keeps (default 24h): longer than the longest expected node
 	// downtime, so a returning node resumes its watch instead of relisting.
 	CompactionRetention Duration `yaml:"compaction_retention"`
+	// LocalCacheBytes bounds the node's local cache of the bundle records it
+	// read from etcd, kept (keys sealed) in <data_dir>/cache/ beside its
+	// index snapshot (default 512MiB).
+	LocalCacheBytes ByteSize `yaml:"local_cache_bytes"`
 }
 
 // Listeners are the sockets Gatehouse serves on. Admin is never the public
@@ -170,8 +174,61 @@ type Status struct {
 	URL string `yaml:"url"`
 	// Hysteresis is how long a health-derived component state must hold
 	// before the page shows it (0: the default, 30s).
-	Hysteresis Duration    `yaml:"hysteresis"`
+	Hysteresis Duration `yaml:"hysteresis"`
+	// ErrorRate turns the share of failed requests to a component's pools
+	// into a component state; the worse of it and the health-derived
+	// state is shown.
+	ErrorRate  ErrorRate   `yaml:"error_rate"`
 	Components []Component `yaml:"components"`
+}
+
+// ErrorRate sets how the share of failed requests (5xx from members,
+// 502/503/504 from the edge) over a sliding window maps to a component
+// state. Zero fields take their defaults; thresholds are percentages.
+type ErrorRate struct {
+	// Disabled leaves the error rate out of component states.
+	Disabled bool `yaml:"disabled"`
+	// Window is how far back requests count (default 1m).
+	Window Duration `yaml:"window"`
+	// MinRequests is the fewest requests in the window for the rate to
+	// count at all (default 20): a handful of failures on a quiet
+	// component says little.
+	MinRequests int `yaml:"min_requests"`
+	// Degraded, Partial and Major are the error rates, in percent, from
+	// which a component shows degraded performance (default 5), partial
+	// outage (25) and major outage (50).
+	Degraded float64 `yaml:"degraded"`
+	Partial  float64 `yaml:"partial"`
+	Major    float64 `yaml:"major"`
+}
+
+// Defaults of ErrorRate's zero fields.
+const (
+	DefaultErrorWindow      = time.Minute
+	DefaultErrorMinRequests = 20
+	DefaultErrorDegraded    = 5.0
+	DefaultErrorPartial     = 25.0
+	DefaultErrorMajor       = 50.0
+)
+
+// WithDefaults returns e with every zero field set to its default.
+func (e ErrorRate) WithDefaults() ErrorRate {
+	if e.Window == 0 {
+		e.Window = Duration(DefaultErrorWindow)
+	}
+	if e.MinRequests == 0 {
+		e.MinRequests = DefaultErrorMinRequests
+	}
+	if e.Degraded == 0 {
+		e.Degraded = DefaultErrorDegraded
+	}
+	if e.Partial == 0 {
+		e.Partial = DefaultErrorPartial
+	}
+	if e.Major == 0 {
+		e.Major = DefaultErrorMajor
+	}
+	return e
 }
 
 // Component is one (region, service) pair on the status portal, driven by

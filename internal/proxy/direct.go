@@ -411,6 +411,7 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 		}
 		h["Trailer"] = []string{strings.Join(keys, ", ")}
 	}
+	p.countAnswer(res.StatusCode >= 500)
 	w.WriteHeader(res.StatusCode)
 
 	// Like ReverseProxy: a body of unknown length is flushed as it comes.

@@ -65,6 +65,30 @@ type pool struct {
 	responseHeaderTimeout time.Duration
 	idleTimeout           time.Duration
 	onChange              func(pool, address string, up bool)
+
+	// stats counts the pool's requests and failures; a reload hands the
+	// same counters to the pool of the same name, so they are cumulative
+	// over the process's life.
+	stats *poolStats
+}
+
+// poolStats are a pool's cumulative request counters: two atomic adds on
+// the request path, no allocation. Padded so that the counters of two
+// pools never share a cache line.
+type poolStats struct {
+	_        [64]byte
+	requests atomic.Uint64 // requests routed to the pool and answered
+	failures atomic.Uint64 // of which failed: see countAnswer
+	_        [48]byte
+}
+
+// countAnswer counts one answered request; failed is a 5xx from a member,
+// a 502/503/504 generated here, or a connection failure or timeout.
+func (p *pool) countAnswer(failed bool) {
+	p.stats.requests.Add(1)
+	if failed {
+		p.stats.failures.Add(1)
+	}
 }
 
 func newPool(pc config.Pool) *pool {
@@ -78,6 +102,7 @@ func newPool(pc config.Pool) *pool {
 		dialer:                newDialer(pc),
 		responseHeaderTimeout: orDefault(pc.Timeouts.ResponseHeader.D(), DefaultResponseHeaderTimeout),
 		idleTimeout:           orDefault(pc.Timeouts.IdleConn.D(), DefaultIdleConnTimeout),
+		stats:                 new(poolStats),
 	}
 	if p.algo == "" {
 		p.algo = RoundRobin

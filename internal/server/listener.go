@@ -1,7 +1,9 @@
 package server
 
 import (
+	"crypto/tls"
 	"net"
+	"net/http"
 	"sync"
 	"sync/atomic"
 )
@@ -12,8 +14,13 @@ import (
 type countingListener struct {
 	net.Listener
 	open atomic.Int64
-	max  int
-	sem  chan struct{}
+	// fresh counts the open connections that have not yet begun their
+	// first request (http.StateNew).
+	fresh     atomic.Int64
+	max       int
+	sem       chan struct{}
+	closeOnce sync.Once
+	closeErr  error
 }
 
 func newCountingListener(ln net.Listener, max int) *countingListener {
@@ -36,17 +43,48 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	l.open.Add(1)
-	return &countedConn{Conn: c, l: l}, nil
+	l.fresh.Add(1)
+	cc := &countedConn{Conn: c, l: l}
+	cc.fresh.Store(true)
+	return cc, nil
+}
+
+// Close closes the listener once; later calls return the first's result.
+func (l *countingListener) Close() error {
+	l.closeOnce.Do(func() { l.closeErr = l.Listener.Close() })
+	return l.closeErr
+}
+
+// connState is the http.Server's ConnState hook: a connection leaves the
+// fresh count once it is in any state but new.
+func (l *countingListener) connState(c net.Conn, st http.ConnState) {
+	if st == http.StateNew {
+		return
+	}
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	if cc, ok := c.(*countedConn); ok {
+		cc.notFresh()
+	}
 }
 
 type countedConn struct {
 	net.Conn
-	l    *countingListener
-	once sync.Once
+	l     *countingListener
+	fresh atomic.Bool
+	once  sync.Once
+}
+
+func (c *countedConn) notFresh() {
+	if c.fresh.CompareAndSwap(true, false) {
+		c.l.fresh.Add(-1)
+	}
 }
 
 func (c *countedConn) Close() error {
 	err := c.Conn.Close()
+	c.notFresh()
 	c.once.Do(func() {
 		c.l.open.Add(-1)
 		if c.l.sem != nil {

@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gatehouse/internal/config"
@@ -30,6 +31,9 @@ type Options struct {
 	// AdminTLS and Admin serve the admin API.
 	AdminTLS *tls.Config
 	Admin    http.Handler
+	// Listen binds a listener's socket; nil means net.Listen. An Upgrader's
+	// Listen inherits the sockets of the process it replaces.
+	Listen func(network, addr string) (net.Listener, error)
 }
 
 // Server owns the listeners of one process.
@@ -49,6 +53,8 @@ type managed struct {
 	name string
 	srv  *http.Server
 	ln   *countingListener
+	// draining is set once Shutdown has closed ln: Serve's error is expected.
+	draining atomic.Bool
 }
 
 // New returns a Server for the listeners of cfg; Start binds them.
@@ -89,7 +95,7 @@ func (s *Server) Start() error {
 		m, err := s.listen(sp.name, sp.lc, sp.handler, sp.tls)
 		if err != nil {
 			for _, m := range started {
-				m.srv.Close()
+				m.ln.Close() // not yet served: srv.Close would not close it
 			}
 			return err
 		}
@@ -108,7 +114,7 @@ func (s *Server) Start() error {
 			} else {
 				err = m.srv.Serve(m.ln)
 			}
-			if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err != nil && !errors.Is(err, http.ErrServerClosed) && !m.draining.Load() {
 				s.log.Error("listener stopped", "listener", m.name, "err", err)
 			}
 		}()
@@ -117,7 +123,11 @@ func (s *Server) Start() error {
 }
 
 func (s *Server) listen(name string, lc config.Listener, h http.Handler, tcfg *tls.Config) (*managed, error) {
-	ln, err := net.Listen("tcp", lc.Address)
+	listen := s.opts.Listen
+	if listen == nil {
+		listen = net.Listen
+	}
+	ln, err := listen("tcp", lc.Address)
 	if err != nil {
 		return nil, fmt.Errorf("listeners.%s: cannot listen on %s: %w", name, lc.Address, err)
 	}
@@ -131,6 +141,7 @@ func (s *Server) listen(name string, lc config.Listener, h http.Handler, tcfg *t
 		IdleTimeout:       lc.IdleTimeout.D(),
 		MaxHeaderBytes:    int(lc.MaxHeaderBytes),
 		ErrorLog:          slog.NewLogLogger(s.log.With("listener", name).Handler(), slog.LevelDebug),
+		ConnState:         cl.connState,
 	}
 	if tcfg != nil {
 		srv.HTTP2 = &http.HTTP2Config{MaxConcurrentStreams: 250}
@@ -162,12 +173,33 @@ func (s *Server) Connections(name string) (open, limit int64) {
 	return 0, 0
 }
 
+// FreshGrace bounds how long Shutdown waits for connections that have not
+// sent their first request yet (a client that connects and stays silent).
+const FreshGrace = 5 * time.Second
+
 // Shutdown stops accepting, lets in-flight requests finish until ctx is done,
 // then closes what is left. It waits for every serving goroutine.
+//
+// It drains in two phases. First it closes the listening sockets (in a
+// binary upgrade the new process goes on accepting from them) and turns
+// keep-alives off, so that every response from then on closes its
+// connection, and waits, up to FreshGrace, until every accepted connection
+// has begun its first request: http.Server.Shutdown would close a
+// connection whose first request it reads after shutdown began, without an
+// answer. Then http.Server.Shutdown closes the idle connections, waits for
+// the active ones and ends HTTP/2 connections with GOAWAY.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	servers := s.servers
 	s.mu.Unlock()
+	for _, m := range servers {
+		m.draining.Store(true)
+		m.ln.Close()
+		m.srv.SetKeepAlivesEnabled(false)
+	}
+	grace, cancel := context.WithTimeout(ctx, FreshGrace)
+	waitFresh(grace, servers)
+	cancel()
 	var errs []error
 	var wg sync.WaitGroup
 	var emu sync.Mutex
@@ -186,6 +218,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	wg.Wait()
 	s.wg.Wait()
 	return errors.Join(errs...)
+}
+
+// waitFresh polls until no connection of servers is fresh, or ctx is done.
+func waitFresh(ctx context.Context, servers []*managed) {
+	t := time.NewTicker(2 * time.Millisecond)
+	defer t.Stop()
+	for {
+		var fresh int64
+		for _, m := range servers {
+			fresh += m.ln.fresh.Load()
+		}
+		if fresh == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // RedirectHandler answers plain-HTTP requests with a permanent redirect to

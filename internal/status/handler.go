@@ -121,27 +121,26 @@ func (p *Portal) ManagementHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"subscribers": p.Subscribers()})
 	})
 	mux.HandleFunc("POST /v1/status/webhooks", func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			URL    string `json:"url"`
-			Secret string `json:"secret"`
-		}
+		var req SubscriberRequest
 		if !readJSON(w, r, &req) {
 			return
 		}
-		s, err := p.AddSubscriber(r.Context(), req.URL, req.Secret)
-		s.Secret = ""
+		// The secret is in this answer only.
+		s, err := p.AddSubscriber(r.Context(), req)
 		p.reply(w, http.StatusCreated, s, err)
 	})
 	mux.HandleFunc("DELETE /v1/status/webhooks/{id}", func(w http.ResponseWriter, r *http.Request) {
 		err := p.RemoveSubscriber(r.Context(), r.PathValue("id"))
 		p.reply(w, http.StatusOK, map[string]string{"removed": r.PathValue("id")}, err)
 	})
+	// GET /v1/status/webhooks/deliveries[?subscriber=ID]
 	mux.HandleFunc("GET /v1/status/webhooks/deliveries", func(w http.ResponseWriter, r *http.Request) {
-		list := p.Deliveries()
-		if list == nil {
-			list = []Delivery{}
+		sub := r.URL.Query().Get("subscriber")
+		if sub != "" && !p.hasSubscriber(sub) && len(p.Deliveries(sub)) == 0 {
+			p.reply(w, 0, nil, &NotFoundError{Kind: "subscriber", ID: sub})
+			return
 		}
-		writeJSON(w, http.StatusOK, map[string]any{"deliveries": list})
+		writeJSON(w, http.StatusOK, map[string]any{"deliveries": p.Deliveries(sub)})
 	})
 	// GET /v1/status/site?after=REV waits (up to wait, default 25s) for a
 	// rendering newer than REV, then returns the whole site.

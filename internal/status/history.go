@@ -80,14 +80,22 @@ func (p *Portal) accountLocked(now time.Time) {
 	}
 }
 
-// flushLocked writes the days accounted since the last flush.
+// staleNodeAfter is how long the leader keeps the observation of a node
+// that stopped publishing before deleting it from the store.
+const staleNodeAfter = time.Hour
+
+// flushLocked writes the days accounted since the last flush and, on the
+// leader, its decisions, in one transaction; it also forgets nodes that
+// have not published for staleNodeAfter.
 func (p *Portal) flushLocked(ctx context.Context) error {
-	p.lastFlush = p.now()
-	if p.st == nil || len(p.hist.dirty) == 0 {
+	now := p.now()
+	p.lastFlush = now
+	if p.st == nil || (!p.leading && len(p.hist.dirty) == 0) {
 		clear(p.hist.dirty)
 		return nil
 	}
 	var ops []store.Op
+	var keys []string
 	for day := range p.hist.dirty {
 		rec, ok := p.hist.days[day]
 		if !ok {
@@ -98,9 +106,31 @@ func (p *Portal) flushLocked(ctx context.Context) error {
 			return err
 		}
 		ops = append(ops, store.Put(keyHistory+day, b))
+		keys = append(keys, keyHistory+day)
 	}
-	if _, err := p.st.Txn(ctx, nil, ops); err != nil {
-		return fmt.Errorf("writing %d days of history: %w", len(ops), err)
+	if p.leading {
+		b, err := json.Marshal(p.fleetStateLocked())
+		if err != nil {
+			return err
+		}
+		ops = append(ops, store.Put(keyState, b))
+		keys = append(keys, keyState)
+		for name, nv := range p.nodes {
+			if name != p.node && now.Sub(nv.latest.At) > staleNodeAfter {
+				ops = append(ops, store.Delete(keyNodes+name))
+				delete(p.nodes, name)
+			}
+		}
+	}
+	rev, err := p.st.Txn(ctx, nil, ops)
+	if err != nil {
+		return fmt.Errorf("writing %d days of history: %w", len(p.hist.dirty), err)
+	}
+	for _, k := range keys {
+		p.revs[k] = rev
+	}
+	if p.leading {
+		p.fleet = p.fleetStateLocked()
 	}
 	clear(p.hist.dirty)
 	return nil

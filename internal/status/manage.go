@@ -2,8 +2,11 @@ package status
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
 	"sort"
@@ -52,15 +55,30 @@ type OverrideRequest struct {
 
 // ComponentState is a component as the management API reports it.
 type ComponentState struct {
-	ID             string    `json:"id"`
-	Name           string    `json:"name"`
-	Region         string    `json:"region,omitempty"`
-	Status         string    `json:"status"`
-	Health         string    `json:"health"` // state from health after hysteresis
-	HealthyMembers int       `json:"healthy_members"`
-	TotalMembers   int       `json:"total_members"`
-	Override       *Override `json:"override,omitempty"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	ID             string `json:"id"`
+	Name           string `json:"name"`
+	Region         string `json:"region,omitempty"`
+	Status         string `json:"status"`
+	Health         string `json:"health"` // state from health after hysteresis
+	HealthyMembers int    `json:"healthy_members"`
+	TotalMembers   int    `json:"total_members"`
+	// Requests and Failures are counted over the error-rate window, by
+	// every node of the fleet; ErrorRate is their ratio in percent.
+	Requests  uint64    `json:"window_requests"`
+	Failures  uint64    `json:"window_failures"`
+	ErrorRate float64   `json:"error_rate"`
+	Override  *Override `json:"override,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// SubscriberRequest registers a webhook endpoint.
+type SubscriberRequest struct {
+	URL string `json:"url"`
+	// Secret keys the signatures; empty generates one, returned once.
+	Secret string `json:"secret,omitempty"`
+	// Components limits the updates to these components (ids,
+	// "Region/Name" or unique names); empty means every update.
+	Components []string `json:"components,omitempty"`
 }
 
 func checkText(field, s string, max int, required bool) error {
@@ -117,9 +135,17 @@ func (p *Portal) resolveComponentsLocked(field string, refs []string) ([]string,
 	return ids, nil
 }
 
-// changedLocked re-evaluates, renders and announces after a write.
+// changedLocked re-evaluates, renders and announces after a write; the
+// leader also records a change of component state in the store.
 func (p *Portal) changedLocked(now time.Time) {
-	p.reevaluateLocked(now)
+	if p.leading {
+		p.accountLocked(now) // the time so far belongs to the old states
+	}
+	if p.reevaluateLocked(now) && p.leading {
+		if err := p.flushLocked(context.Background()); err != nil {
+			p.log.Warn("writing status state", "err", err)
+		}
+	}
 	p.updatedAt = now
 	p.renderLocked()
 }
@@ -149,13 +175,37 @@ func (p *Portal) OpenIncident(ctx context.Context, req IncidentRequest) (Inciden
 	if req.Status == Monitoring {
 		in.MonitoringAt = &now
 	}
-	if err := p.casLocked(ctx, keyIncidents+in.ID, in); err != nil {
+	if err := saveLocked(ctx, p, p.incidents, keyIncidents, in.ID, in, now); err != nil {
 		return Incident{}, err
 	}
-	p.incidents[in.ID] = in
-	p.events = append(p.events, pendingEvent{kind: "incident_update", id: in.ID})
-	p.changedLocked(now)
 	return *in, nil
+}
+
+// findLocked returns the incident or maintenance id of kept.
+func findLocked[T any](kept map[string]*T, kind, id string) (*T, error) {
+	if v := kept[id]; v != nil {
+		return v, nil
+	}
+	return nil, &NotFoundError{Kind: kind, ID: id}
+}
+
+// saveLocked writes a new or changed incident or maintenance v under
+// prefix+id (compare-and-swap against the revision we hold), keeps it in
+// kept, queues its announcement and re-renders.
+func saveLocked[T any](ctx context.Context, p *Portal, kept map[string]*T, prefix, id string, v *T, now time.Time) error {
+	if err := p.casLocked(ctx, prefix+id, v); err != nil {
+		return err
+	}
+	kept[id] = v
+	p.events = append(p.events, pendingEvent{kind: "incident_update", id: id})
+	p.changedLocked(now)
+	return nil
+}
+
+// withUpdate returns a timeline with u appended, leaving ups unchanged
+// (a reader may hold the record it belongs to).
+func withUpdate(ups []Update, u Update) []Update {
+	return append(slices.Clone(ups), u)
 }
 
 // firstInput returns the first error of a join, so a client sees one
@@ -182,15 +232,14 @@ func (p *Portal) UpdateIncident(ctx context.Context, id string, req UpdateReques
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cur := p.incidents[id]
-	if cur == nil {
-		return Incident{}, &NotFoundError{Kind: "incident", ID: id}
+	cur, err := findLocked(p.incidents, "incident", id)
+	if err != nil {
+		return Incident{}, err
 	}
 	if !cur.Unresolved() {
 		return Incident{}, inputErr("status", "incident %s is %s; open a new incident instead of updating it", id, cur.Status)
 	}
 	in := *cur
-	in.Updates = slices.Clone(cur.Updates)
 	if req.Components != nil {
 		ids, err := p.resolveComponentsLocked("components", req.Components)
 		if err != nil {
@@ -214,13 +263,10 @@ func (p *Portal) UpdateIncident(ctx context.Context, id string, req UpdateReques
 	case Resolved:
 		in.ResolvedAt = &now
 	}
-	in.Updates = append(in.Updates, Update{ID: p.id(), Status: req.Status, Body: req.Body, CreatedAt: now})
-	if err := p.casLocked(ctx, keyIncidents+id, &in); err != nil {
+	in.Updates = withUpdate(cur.Updates, Update{ID: p.id(), Status: req.Status, Body: req.Body, CreatedAt: now})
+	if err := saveLocked(ctx, p, p.incidents, keyIncidents, id, &in, now); err != nil {
 		return Incident{}, err
 	}
-	p.incidents[id] = &in
-	p.events = append(p.events, pendingEvent{kind: "incident_update", id: id})
-	p.changedLocked(now)
 	return in, nil
 }
 
@@ -240,10 +286,11 @@ func (p *Portal) Incidents() []Incident {
 func (p *Portal) Incident(id string) (Incident, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if in := p.incidents[id]; in != nil {
-		return *in, nil
+	in, err := findLocked(p.incidents, "incident", id)
+	if err != nil {
+		return Incident{}, err
 	}
-	return Incident{}, &NotFoundError{Kind: "incident", ID: id}
+	return *in, nil
 }
 
 // ReportSections are the sections of a post-incident report, in order.
@@ -303,9 +350,9 @@ func (p *Portal) PublishPostmortem(ctx context.Context, id, markdown string) (In
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cur := p.incidents[id]
-	if cur == nil {
-		return Incident{}, &NotFoundError{Kind: "incident", ID: id}
+	cur, err := findLocked(p.incidents, "incident", id)
+	if err != nil {
+		return Incident{}, err
 	}
 	if cur.Unresolved() {
 		return Incident{}, inputErr("status", "incident %s is %s; resolve it before publishing its report", id, cur.Status)
@@ -313,12 +360,9 @@ func (p *Portal) PublishPostmortem(ctx context.Context, id, markdown string) (In
 	now := p.now()
 	in := *cur
 	in.Status, in.Postmortem, in.PostmortemAt, in.UpdatedAt, in.Draft = Postmortem, markdown, &now, now, false
-	if err := p.casLocked(ctx, keyIncidents+id, &in); err != nil {
+	if err := saveLocked(ctx, p, p.incidents, keyIncidents, id, &in, now); err != nil {
 		return Incident{}, err
 	}
-	p.incidents[id] = &in
-	p.events = append(p.events, pendingEvent{kind: "incident_update", id: id})
-	p.changedLocked(now)
 	return in, nil
 }
 
@@ -353,12 +397,9 @@ func (p *Portal) ScheduleMaintenance(ctx context.Context, req MaintenanceRequest
 	m := &MaintenanceWindow{ID: p.id(), Name: strings.TrimSpace(req.Name), Status: Scheduled, Components: ids,
 		ScheduledFor: req.ScheduledFor.UTC(), ScheduledUntil: req.ScheduledUntil.UTC(), CreatedAt: now, UpdatedAt: now,
 		Updates: []Update{{ID: p.id(), Status: Scheduled, Body: body, CreatedAt: now}}}
-	if err := p.casLocked(ctx, keyMaintenances+m.ID, m); err != nil {
+	if err := saveLocked(ctx, p, p.maints, keyMaintenances, m.ID, m, now); err != nil {
 		return MaintenanceWindow{}, err
 	}
-	p.maints[m.ID] = m
-	p.events = append(p.events, pendingEvent{kind: "incident_update", id: m.ID})
-	p.changedLocked(now)
 	return *m, nil
 }
 
@@ -373,9 +414,9 @@ func (p *Portal) SetMaintenanceStatus(ctx context.Context, id, status, body stri
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	cur := p.maints[id]
-	if cur == nil {
-		return MaintenanceWindow{}, &NotFoundError{Kind: "maintenance", ID: id}
+	cur, err := findLocked(p.maints, "maintenance", id)
+	if err != nil {
+		return MaintenanceWindow{}, err
 	}
 	if cur.Status == Completed {
 		return MaintenanceWindow{}, inputErr("status", "maintenance %s is already completed", id)
@@ -386,14 +427,11 @@ func (p *Portal) SetMaintenanceStatus(ctx context.Context, id, status, body stri
 	}
 	now := p.now()
 	m := *cur
-	m.Updates = append(slices.Clone(cur.Updates), Update{ID: p.id(), Status: status, Body: body, CreatedAt: now})
+	m.Updates = withUpdate(cur.Updates, Update{ID: p.id(), Status: status, Body: body, CreatedAt: now})
 	setMaintStatus(&m, status, now)
-	if err := p.casLocked(ctx, keyMaintenances+id, &m); err != nil {
+	if err := saveLocked(ctx, p, p.maints, keyMaintenances, id, &m, now); err != nil {
 		return MaintenanceWindow{}, err
 	}
-	p.maints[id] = &m
-	p.events = append(p.events, pendingEvent{kind: "incident_update", id: id})
-	p.changedLocked(now)
 	return m, nil
 }
 
@@ -458,7 +496,8 @@ func (p *Portal) Components() []ComponentState {
 	out := make([]ComponentState, 0, len(p.comps))
 	for _, c := range p.comps {
 		cs := ComponentState{ID: c.ID, Name: c.Name, Region: c.Region, Status: c.status, Health: c.track.shown,
-			HealthyMembers: c.healthy, TotalMembers: c.total, UpdatedAt: c.updatedAt}
+			HealthyMembers: c.healthy, TotalMembers: c.total, UpdatedAt: c.updatedAt,
+			Requests: c.requests, Failures: c.failures, ErrorRate: math.Round(errorPercent(c.requests, c.failures)*100) / 100}
 		if o, ok := p.overrides[c.ID]; ok {
 			cs.Override = &o
 		}
@@ -467,23 +506,41 @@ func (p *Portal) Components() []ComponentState {
 	return out
 }
 
-// AddSubscriber registers a webhook endpoint; secret keys its signatures.
-func (p *Portal) AddSubscriber(ctx context.Context, rawURL, secret string) (Subscriber, error) {
-	u, err := url.Parse(rawURL)
+// AddSubscriber registers a webhook endpoint. The answer carries the
+// secret (generated when the request has none); later listings do not.
+func (p *Portal) AddSubscriber(ctx context.Context, req SubscriberRequest) (Subscriber, error) {
+	u, err := url.Parse(req.URL)
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return Subscriber{}, inputErr("url", "%q is not an absolute http(s) URL", rawURL)
+		return Subscriber{}, inputErr("url", "%q is not an absolute http(s) URL", req.URL)
 	}
-	if len(secret) < 16 {
-		return Subscriber{}, inputErr("secret", "is %d characters; use at least 16", len(secret))
+	secret := req.Secret
+	if secret == "" {
+		secret = newSecret()
+	} else if len(secret) < 16 {
+		return Subscriber{}, inputErr("secret", "is %d characters; use at least 16 (or none to have one generated)", len(secret))
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	s := Subscriber{ID: p.id(), URL: u.String(), Secret: secret, CreatedAt: p.now()}
+	ids, err := p.resolveComponentsLocked("components", req.Components)
+	if err != nil {
+		return Subscriber{}, err
+	}
+	if len(ids) == 0 {
+		ids = nil
+	}
+	s := Subscriber{ID: p.id(), URL: u.String(), Secret: secret, Components: ids, CreatedAt: p.now()}
 	if err := p.putLocked(ctx, keyWebhooks+s.ID, s); err != nil {
 		return Subscriber{}, err
 	}
 	p.subs[s.ID] = s
 	return s, nil
+}
+
+// newSecret returns 32 random bytes in hex.
+func newSecret() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand does not fail on supported platforms
+	return hex.EncodeToString(b)
 }
 
 // RemoveSubscriber unregisters a webhook endpoint.
@@ -513,5 +570,13 @@ func (p *Portal) Subscribers() []Subscriber {
 	return out
 }
 
-// Deliveries returns the webhook delivery log, oldest first.
-func (p *Portal) Deliveries() []Delivery { return p.hooks.deliveries() }
+// Deliveries returns the webhook delivery log (the last 500 attempts of
+// the fleet), oldest first, of one subscriber or of all ("").
+func (p *Portal) Deliveries(subscriber string) []Delivery { return p.hooks.log.list(subscriber) }
+
+func (p *Portal) hasSubscriber(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.subs[id]
+	return ok
+}

@@ -8,6 +8,25 @@
 //
 // Everything a reader fetches is rendered once per change into an
 // immutable site (a map from path to bytes) and served from memory.
+//
+// # Fleet
+//
+// Several nodes may share one store (etcd). Each node publishes its own
+// observation of its pools (members up, cumulative request and failure
+// counters, with its timestamp) under status/nodes/<node>. One node at a
+// time leads (Lead, run under the fleet-once election; a single node
+// always leads): it merges the fresh observations of every node (stale
+// ones, older than three publish intervals, are ignored), decides
+// component states with hysteresis, writes them under status/state with
+// the history, opens draft incidents, advances maintenance and delivers
+// webhooks. Every node renders the site from what the store holds, so
+// every node shows the same page.
+//
+// A component's automatic state is the worse of the state from the share
+// of healthy members (summed over the nodes' observations) and the state
+// from the error rate: failed over answered requests of its pools over a
+// sliding window (config.ErrorRate), ignored while the window holds fewer
+// than a minimum number of requests.
 package status
 
 import (
@@ -33,10 +52,15 @@ type Member struct {
 	Up      bool   `json:"up"`
 }
 
-// Pool is a pool's live health.
+// Pool is a pool's live health and its cumulative request counters.
 type Pool struct {
 	Name    string   `json:"name"`
 	Members []Member `json:"members"`
+	// Requests and Failures count the requests the pool answered and
+	// those that failed since the process started; they only grow (a
+	// drop is taken for a restart).
+	Requests uint64 `json:"requests"`
+	Failures uint64 `json:"failures"`
 }
 
 // Source returns the live state of every pool.
@@ -49,6 +73,11 @@ const (
 	DefaultHistoryFlush   = time.Minute
 	DefaultWebhookBackoff = 2 * time.Second
 	DefaultWebhookTries   = 6
+	// DefaultPublish is how often a node publishes its observation when
+	// nothing changed; a change of member health is published at once.
+	DefaultPublish = 5 * time.Second
+	// StaleAfter observations (in publish intervals) are ignored.
+	StaleAfter = 3
 	// HistoryDays is how many days of history the page shows; the store
 	// keeps HistoryKeepDays.
 	HistoryDays     = 90
@@ -63,6 +92,9 @@ const (
 	keyOverrides    = KeyPrefix + "overrides/"
 	keyWebhooks     = KeyPrefix + "webhooks/"
 	keyHistory      = KeyPrefix + "history/"
+	keyNodes        = KeyPrefix + "nodes/"      // one observation per node
+	keyState        = KeyPrefix + "state"       // the leader's decisions
+	keyDeliveries   = KeyPrefix + "deliveries/" // the webhook delivery log
 )
 
 // Options configures a Portal. Every field is optional.
@@ -87,6 +119,13 @@ type Options struct {
 	// IDs generates the ids of new incidents, updates and maintenance
 	// (default: random 12-character lowercase); tests inject a sequence.
 	IDs func() string
+	// Node names this node's observation in the store (default: the host
+	// name and a random suffix). Nodes sharing a store need distinct names.
+	Node string
+	// Publish is how often the node's observation is written to the store
+	// when member health did not change (default 5s); observations older
+	// than StaleAfter times Publish are ignored.
+	Publish time.Duration
 }
 
 // component is one configured component and its live state.
@@ -98,7 +137,8 @@ type component struct {
 	status                                 string // what the page shows
 	updatedAt                              time.Time
 	healthy, total                         int
-	healthChanged                          bool // the last sample changed the tracked state
+	requests, failures                     uint64 // in the error-rate window
+	healthChanged                          bool   // the last sample changed the tracked state
 }
 
 // group is a region: a component group of the status API.
@@ -123,13 +163,24 @@ type Portal struct {
 	st        store.Store
 	tmpl      *templates
 	hooks     *dispatcher
-	comps     []*component
-	byID      map[string]*component
-	groups    []*group // regions in order of first appearance; "" region is not a group
+	node      string
+	publishEv time.Duration
 	started   time.Time
+
+	// pubMu guards the last published observation.
+	pubMu     sync.Mutex
+	pubHealth string // members up per pool, as last published
+	pubAt     time.Time
 
 	// mu guards the model below and serialises writes.
 	mu          sync.Mutex
+	errRate     config.ErrorRate
+	comps       []*component
+	byID        map[string]*component
+	groups      []*group // regions in order of first appearance; "" region is not a group
+	leading     bool     // this node decides for the fleet (Lead runs)
+	nodes       map[string]*nodeView
+	fleet       fleetState // the last decisions written or read
 	incidents   map[string]*Incident
 	maints      map[string]*MaintenanceWindow
 	overrides   map[string]Override
@@ -152,7 +203,8 @@ type Portal struct {
 
 // New returns the portal for the configured components (every pool is a
 // component when none are configured), reading health from src. Call
-// Start to load the store and keep the page current, and Close to stop.
+// Start to load the store and keep the page current, Lead to decide
+// component states (on one node of a fleet at a time), and Close to stop.
 func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Portal {
 	log := opts.Logger
 	if log == nil {
@@ -162,20 +214,8 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	if now == nil {
 		now = time.Now
 	}
-	hold := cfg.Hysteresis.D()
-	if hold <= 0 {
-		hold = DefaultHysteresis
-	}
-	base := cfg.URL
-	if base != "" && !strings.HasSuffix(base, "/") {
-		base += "/"
-	}
 	p := &Portal{
 		log:       log.With("component", "status"),
-		title:     cfg.Title,
-		url:       base,
-		pageID:    stableID("page", cfg.Title+"\x00"+cfg.URL),
-		hold:      hold,
 		interval:  opts.Interval,
 		flushEvry: opts.HistoryFlush,
 		src:       src,
@@ -190,9 +230,15 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 		subs:      map[string]Subscriber{},
 		revs:      map[string]int64{},
 		hist:      history{days: map[string]dayRecord{}, dirty: map[string]bool{}},
+		nodes:     map[string]*nodeView{},
+		node:      opts.Node,
+		publishEv: opts.Publish,
 	}
-	if p.title == "" {
-		p.title = "Service status"
+	if p.node == "" {
+		p.node = defaultNode()
+	}
+	if p.publishEv <= 0 {
+		p.publishEv = DefaultPublish
 	}
 	if p.interval <= 0 {
 		p.interval = DefaultInterval
@@ -206,14 +252,47 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	if p.src == nil {
 		p.src = func() []Pool { return nil }
 	}
-	p.hooks = newDispatcher(p.log, opts)
+	p.hooks = newDispatcher(p.log, opts, p.deliveryLogged)
+	p.started = p.now()
+	ch := make(chan struct{})
+	p.changed.Store(&ch)
+	p.lastTick = p.started
+	p.lastFlush = p.started
+	p.updatedAt = p.started
+	p.mu.Lock()
+	p.configureLocked(cfg, pools)
+	p.renderLocked()
+	p.mu.Unlock()
+	return p
+}
+
+// configureLocked sets the page's settings and builds its component list
+// and groups from cfg. Components that were there before (same region and
+// name, hence the same id) keep their live state; their history is kept
+// in any case, by id.
+func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
+	p.title = cfg.Title
+	if p.title == "" {
+		p.title = "Service status"
+	}
+	p.url = cfg.URL
+	if p.url != "" && !strings.HasSuffix(p.url, "/") {
+		p.url += "/"
+	}
+	p.pageID = stableID("page", cfg.Title+"\x00"+cfg.URL)
+	p.hold = cfg.Hysteresis.D()
+	if p.hold <= 0 {
+		p.hold = DefaultHysteresis
+	}
+	p.errRate = cfg.ErrorRate.WithDefaults()
 	comps := cfg.Components
 	if len(comps) == 0 {
 		for _, pl := range pools {
 			comps = append(comps, config.Component{Name: pl.Name, Pools: []string{pl.Name}})
 		}
 	}
-	p.started = p.now()
+	old := p.byID
+	p.comps, p.groups, p.byID = nil, nil, make(map[string]*component, len(comps))
 	groups := map[string]*group{}
 	for _, c := range comps {
 		comp := &component{
@@ -221,6 +300,12 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 			Description: c.Description, Pools: c.Pools, status: Operational, updatedAt: p.started,
 		}
 		comp.track.shown = Operational
+		if prev := old[comp.ID]; prev != nil {
+			comp.track, comp.status, comp.updatedAt = prev.track, prev.status, prev.updatedAt
+			comp.healthy, comp.total, comp.requests, comp.failures = prev.healthy, prev.total, prev.requests, prev.failures
+		} else if r, ok := p.fleet.Components[comp.ID]; ok {
+			comp.track.shown = r.Health
+		}
 		if c.Region != "" {
 			g := groups[c.Region]
 			if g == nil {
@@ -246,16 +331,31 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 			c.Position = pos
 		}
 	}
-	ch := make(chan struct{})
-	p.changed.Store(&ch)
-	p.lastTick = p.started
-	p.lastFlush = p.started
-	p.updatedAt = p.started
+}
+
+// Reconfigure applies a reloaded status section: components added to the
+// configuration appear, removed ones disappear, and those that remain keep
+// their state and history. Settings (title, URL, hysteresis, error-rate
+// thresholds) take effect at once.
+func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
 	p.mu.Lock()
-	p.evaluateLocked(p.started, p.src(), true)
+	defer p.mu.Unlock()
+	now := p.now()
+	if p.leading {
+		p.accountLocked(now) // the time so far belongs to the old list
+	}
+	p.configureLocked(cfg, pools)
+	if p.leading {
+		p.evaluateLocked(now, false)
+		if err := p.flushLocked(context.Background()); err != nil {
+			p.log.Warn("writing status state", "err", err)
+		}
+	} else {
+		p.reevaluateLocked(now)
+	}
+	p.updatedAt = now
 	p.renderLocked()
-	p.mu.Unlock()
-	return p
+	p.log.Info("status components reconfigured", "components", len(p.comps), "regions", len(p.groups))
 }
 
 // Start loads incidents, maintenance, overrides, subscribers and history
@@ -270,10 +370,14 @@ func (p *Portal) Start(ctx context.Context) error {
 			return fmt.Errorf("status: loading from the store: %w", err)
 		}
 	}
+	now := p.now()
+	obs := p.observe(now)
 	p.mu.Lock()
-	p.evaluateLocked(p.now(), p.src(), true)
+	p.ingestLocked(obs)
+	p.showLocked(now, true)
 	p.renderLocked()
 	p.mu.Unlock()
+	p.publish(obs)
 	bg, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
 	p.done = make(chan struct{})
@@ -289,18 +393,24 @@ func (p *Portal) Start(ctx context.Context) error {
 	return nil
 }
 
-// Close stops sampling and watching, flushes history to the store and
-// waits for webhook deliveries in flight to give up.
+// Close stops sampling and watching, steps down (writing history to the
+// store) if this node leads, withdraws its observation and waits for
+// webhook deliveries in flight to give up.
 func (p *Portal) Close() error {
 	if p.cancel != nil {
 		p.cancel()
 		<-p.done
 	}
+	err := p.stepDown()
 	p.hooks.close()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.accountLocked(p.now())
-	return p.flushLocked(context.Background())
+	if p.st != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if _, derr := store.DeleteKey(ctx, p.st, keyNodes+p.node); derr != nil {
+			err = errors.Join(err, derr)
+		}
+	}
+	return err
 }
 
 // RerenderEvery bounds how stale the uptime figures of the site may be.
@@ -319,17 +429,29 @@ func (p *Portal) run(ctx context.Context) {
 	}
 }
 
-// Tick samples pool health, applies hysteresis, overrides and maintenance
-// windows, accounts history, and re-renders the site if anything a reader
-// sees changed. Run calls it every Interval; tests call it directly.
+// Tick samples this node's pools and publishes the observation. On the
+// leader it then merges every node's fresh observation, applies
+// hysteresis, overrides and maintenance windows, accounts history, and
+// writes the decisions; on every node it re-renders the site if anything
+// a reader sees changed. Run calls it every Interval; tests call it
+// directly.
 func (p *Portal) Tick() {
-	health := p.src()
 	now := p.now()
+	obs := p.observe(now)
+	p.publish(obs)
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.ingestLocked(obs)
+	if !p.leading {
+		// Maintenance windows begin and end by the clock on every node.
+		if p.reevaluateLocked(now) || now.Sub(p.lastRender) >= RerenderEvery {
+			p.renderLocked()
+		}
+		return
+	}
 	p.accountLocked(now)
 	advanced := p.advanceMaintenanceLocked(now)
-	changed := p.evaluateLocked(now, health, false) || advanced
+	changed := p.evaluateLocked(now, false) || advanced
 	// Re-render on a change, and at least once a minute so uptime figures
 	// include the time spent in the current state.
 	if changed || now.Sub(p.lastRender) >= RerenderEvery {
@@ -342,27 +464,22 @@ func (p *Portal) Tick() {
 	}
 }
 
-// evaluateLocked recomputes every component's shown state and reports
-// whether one changed. Changes are announced to webhook subscribers, and a
-// health-driven major outage opens a draft incident.
-func (p *Portal) evaluateLocked(now time.Time, health []Pool, initial bool) bool {
-	byName := make(map[string]*Pool, len(health))
-	for i := range health {
-		byName[health[i].Name] = &health[i]
-	}
+// evaluateLocked merges the fleet's observations, recomputes every
+// component's automatic and shown state and reports whether one changed.
+// Changes are announced to webhook subscribers, and a major outage from
+// health or errors opens a draft incident.
+func (p *Portal) evaluateLocked(now time.Time, initial bool) bool {
+	agg := p.aggregateLocked(now)
 	for _, c := range p.comps {
-		c.healthy, c.total = 0, 0
+		c.healthy, c.total, c.requests, c.failures = 0, 0, 0, 0
 		for _, name := range c.Pools {
-			if pl := byName[name]; pl != nil {
-				for _, m := range pl.Members {
-					c.total++
-					if m.Up {
-						c.healthy++
-					}
-				}
-			}
+			a := agg[name]
+			c.healthy += a.healthy
+			c.total += a.total
+			c.requests += a.requests
+			c.failures += a.failures
 		}
-		c.healthChanged = c.track.observe(stateOf(c.healthy, c.total), now, p.hold)
+		c.healthChanged = c.track.observe(worse(stateOf(c.healthy, c.total), p.errorState(c.requests, c.failures)), now, p.hold)
 	}
 	return p.showLocked(now, initial)
 }
@@ -377,18 +494,27 @@ func (p *Portal) reevaluateLocked(now time.Time) bool {
 }
 
 // showLocked sets every component's shown state from overrides,
-// maintenance and tracked health, and reports whether one changed.
+// maintenance and tracked health, and reports whether one changed. Only
+// the leader announces changes and opens drafts; a follower takes the
+// time of a change from the leader's decisions when they agree.
 func (p *Portal) showLocked(now time.Time, initial bool) bool {
 	changed := false
 	for _, c := range p.comps {
 		eff := p.effectiveLocked(c, now)
+		if !p.leading {
+			if r, ok := p.fleet.Components[c.ID]; ok && r.Status == eff && !r.UpdatedAt.IsZero() && !r.UpdatedAt.Equal(c.updatedAt) {
+				c.status, c.updatedAt = eff, r.UpdatedAt
+				changed = true
+				continue
+			}
+		}
 		if eff == c.status {
 			continue
 		}
 		old := c.status
 		c.status, c.updatedAt = eff, now
 		changed = true
-		if initial {
+		if initial || !p.leading {
 			continue
 		}
 		p.log.Info("component state changed", "component", c.Region+"/"+c.Name, "from", old, "to", eff)
@@ -452,11 +578,15 @@ func (p *Portal) openDraftLocked(c *component, now time.Time) {
 	if c.Region != "" {
 		name = c.Region + " " + c.Name
 	}
+	body := fmt.Sprintf("No member of %s passes its health checks. We are investigating.", strings.Join(c.Pools, ", "))
+	if stateOf(c.healthy, c.total) != Major {
+		body = fmt.Sprintf("%.0f%% of the %d requests to %s in the last %s failed. We are investigating.",
+			errorPercent(c.requests, c.failures), c.requests, strings.Join(c.Pools, ", "), p.errRate.Window.D())
+	}
 	in := &Incident{
 		ID: p.id(), Name: name + ": major outage", Status: Investigating, Impact: ImpactMajor,
 		Draft: true, Auto: true, Components: []string{c.ID}, CreatedAt: now, UpdatedAt: now,
-		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now,
-			Body: fmt.Sprintf("No member of %s passes its health checks. We are investigating.", strings.Join(c.Pools, ", "))}},
+		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now, Body: body}},
 	}
 	if err := p.putLocked(context.Background(), keyIncidents+in.ID, in); err != nil {
 		p.log.Warn("opening a draft incident", "component", c.Name, "err", err)
@@ -481,7 +611,7 @@ func (p *Portal) advanceMaintenanceLocked(now time.Time) bool {
 			continue
 		}
 		cp := *m
-		cp.Updates = append(slices.Clone(m.Updates), Update{ID: p.id(), Status: next, Body: body, CreatedAt: now})
+		cp.Updates = withUpdate(m.Updates, Update{ID: p.id(), Status: next, Body: body, CreatedAt: now})
 		setMaintStatus(&cp, next, now)
 		if err := p.casLocked(context.Background(), keyMaintenances+m.ID, &cp); err != nil {
 			p.log.Warn("advancing maintenance", "maintenance", m.ID, "err", err)
@@ -622,6 +752,26 @@ func (p *Portal) applyLocked(kv store.KV) error {
 			d.merge(cur) // keep what this node accumulated and has not written
 		}
 		p.hist.days[day] = d
+	case strings.HasPrefix(key, keyNodes):
+		var o observation
+		if err := json.Unmarshal(kv.Value, &o); err != nil {
+			return err
+		}
+		if o.Node != p.node {
+			p.ingestLocked(o)
+		}
+	case key == keyState:
+		var fs fleetState
+		if err := json.Unmarshal(kv.Value, &fs); err != nil {
+			return err
+		}
+		p.applyFleetLocked(fs)
+	case strings.HasPrefix(key, keyDeliveries):
+		var d Delivery
+		if err := json.Unmarshal(kv.Value, &d); err != nil {
+			return err
+		}
+		p.hooks.log.apply(key, d)
 	}
 	return nil
 }
@@ -638,6 +788,10 @@ func (p *Portal) removeLocked(key string, rev int64) {
 		delete(p.overrides, id)
 	case strings.HasPrefix(key, keyWebhooks):
 		delete(p.subs, id)
+	case strings.HasPrefix(key, keyNodes):
+		delete(p.nodes, id)
+	case strings.HasPrefix(key, keyDeliveries):
+		p.hooks.log.remove(key)
 	}
 }
 
@@ -655,24 +809,7 @@ func (p *Portal) watch(ctx context.Context, rev int64) {
 			}
 			rev = resp.Rev
 			p.mu.Lock()
-			dirty := false
-			for _, ev := range resp.Events {
-				if strings.HasPrefix(ev.KV.Key, keyHistory) || p.revs[ev.KV.Key] >= ev.KV.ModRev {
-					continue // our own write, or history we account ourselves
-				}
-				dirty = true
-				if ev.Type == store.EventDelete {
-					p.removeLocked(ev.KV.Key, ev.KV.ModRev)
-				} else if err := p.applyLocked(ev.KV); err != nil {
-					p.log.Warn("skipping an unreadable status record", "key", ev.KV.Key, "err", err)
-				}
-			}
-			if dirty {
-				now := p.now()
-				p.reevaluateLocked(now)
-				p.updatedAt = now
-				p.renderLocked()
-			}
+			p.applyEventsLocked(resp.Events)
 			p.mu.Unlock()
 		}
 		select {
@@ -680,6 +817,41 @@ func (p *Portal) watch(ctx context.Context, rev int64) {
 			return
 		case <-time.After(time.Second): // the store went away; try again
 		}
+	}
+}
+
+// applyEventsLocked applies a batch of watched changes and re-renders if
+// a reader would see a difference. The leader announces incidents and
+// maintenance that other nodes changed.
+func (p *Portal) applyEventsLocked(events []store.Event) {
+	dirty := false
+	for _, ev := range events {
+		key := ev.KV.Key
+		switch {
+		case p.revs[key] >= ev.KV.ModRev:
+			continue // our own write, or one already applied
+		case p.leading && (key == keyState || strings.HasPrefix(key, keyHistory)):
+			continue // the leader's own decisions
+		case strings.HasPrefix(key, keyNodes), strings.HasPrefix(key, keyDeliveries):
+			// Observations count at the leader's next tick; the delivery
+			// log is not on the page.
+		default:
+			dirty = true
+		}
+		if ev.Type == store.EventDelete {
+			p.removeLocked(key, ev.KV.ModRev)
+			continue
+		}
+		if err := p.applyLocked(ev.KV); err != nil {
+			p.log.Warn("skipping an unreadable status record", "key", key, "err", err)
+			continue
+		}
+		if p.leading && (strings.HasPrefix(key, keyIncidents) || strings.HasPrefix(key, keyMaintenances)) {
+			p.events = append(p.events, pendingEvent{kind: "incident_update", id: key[strings.LastIndexByte(key, '/')+1:]})
+		}
+	}
+	if dirty {
+		p.changedLocked(p.now())
 	}
 }
 

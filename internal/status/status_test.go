@@ -35,10 +35,22 @@ func (c *clock) Add(d time.Duration) {
 	c.mu.Unlock()
 }
 
-// health is mutable pool health.
+// health is mutable pool health and request counters.
 type health struct {
-	mu    sync.Mutex
-	pools map[string][]bool
+	mu       sync.Mutex
+	pools    map[string][]bool
+	counters map[string][2]uint64 // pool → cumulative requests, failures
+}
+
+// serve counts requests to pool, failures of them failed.
+func (h *health) serve(pool string, requests, failures uint64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.counters == nil {
+		h.counters = map[string][2]uint64{}
+	}
+	c := h.counters[pool]
+	h.counters[pool] = [2]uint64{c[0] + requests, c[1] + failures}
 }
 
 func (h *health) set(pool string, up ...bool) {
@@ -52,7 +64,7 @@ func (h *health) source() []Pool {
 	defer h.mu.Unlock()
 	var out []Pool
 	for name, ups := range h.pools {
-		p := Pool{Name: name}
+		p := Pool{Name: name, Requests: h.counters[name][0], Failures: h.counters[name][1]}
 		for i, up := range ups {
 			p.Members = append(p.Members, Member{Address: fmt.Sprintf("10.0.0.%d:80", i+1), Up: up})
 		}
@@ -116,11 +128,30 @@ func newFixture(t *testing.T, dir string, opts Options) *fixture {
 	if err := f.p.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	stopLead := lead(t, f.p)
 	t.Cleanup(func() {
+		stopLead()
 		f.p.Close()
 		st.Close()
 	})
 	return f
+}
+
+// lead runs p.Lead until the returned stop is called, as a single node
+// does, and waits until p leads.
+func lead(t *testing.T, p *Portal) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		p.Lead(ctx)
+	}()
+	waitFor(t, "leadership", p.Leading)
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 func (f *fixture) state(t *testing.T, ref string) string {
@@ -299,10 +330,18 @@ func TestBadInputChangesNothing(t *testing.T) {
 			_, err := f.p.SetOverride(ctx, "Mobile app", OverrideRequest{Status: "down"})
 			return err
 		}, "status", "operational"},
-		{"subscriber without secret", func() error {
-			_, err := f.p.AddSubscriber(ctx, "http://127.0.0.1:1/hook", "")
+		{"subscriber with a short secret", func() error {
+			_, err := f.p.AddSubscriber(ctx, SubscriberRequest{URL: "http://127.0.0.1:1/hook", Secret: "short"})
 			return err
 		}, "secret", "at least 16"},
+		{"subscriber to an unknown component", func() error {
+			_, err := f.p.AddSubscriber(ctx, SubscriberRequest{URL: "http://127.0.0.1:1/hook", Components: []string{"EU09/Nothing"}})
+			return err
+		}, "components[0]", "not a configured component"},
+		{"subscriber with a relative URL", func() error {
+			_, err := f.p.AddSubscriber(ctx, SubscriberRequest{URL: "/hook"})
+			return err
+		}, "url", "absolute"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -12,9 +12,13 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"gatehouse/internal/store"
 )
 
 // Webhook headers.
@@ -36,10 +40,29 @@ const (
 // Subscriber is a webhook endpoint that receives component and incident
 // updates.
 type Subscriber struct {
-	ID        string    `json:"id"`
-	URL       string    `json:"url"`
-	Secret    string    `json:"secret,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
+	ID  string `json:"id"`
+	URL string `json:"url"`
+	// Secret keys the HMAC signature; the management API shows it only in
+	// the answer that creates the subscriber.
+	Secret string `json:"secret,omitempty"`
+	// Components, if not empty, limits the updates to those of these
+	// component ids and to incidents and maintenance that affect one of
+	// them (or name no component).
+	Components []string  `json:"components,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+}
+
+// wants reports whether s subscribed to an update about comps.
+func (s Subscriber) wants(comps []string) bool {
+	if len(s.Components) == 0 || len(comps) == 0 {
+		return true
+	}
+	for _, c := range comps {
+		if slices.Contains(s.Components, c) {
+			return true
+		}
+	}
+	return false
 }
 
 // LogValue keeps the secret out of logs.
@@ -78,7 +101,7 @@ type pendingEvent struct {
 // dispatcher delivers webhook events in the background: enqueueing never
 // blocks, and a failing subscriber only costs its own goroutine.
 type dispatcher struct {
-	log     *slog.Logger
+	logger  *slog.Logger
 	client  *http.Client
 	backoff time.Duration
 	tries   int
@@ -86,15 +109,21 @@ type dispatcher struct {
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
 	pending atomic.Int64
-
-	// mu guards ring.
-	mu   sync.Mutex
-	ring []Delivery
+	now     func() time.Time
+	seq     atomic.Uint64 // orders attempts recorded at the same instant
+	log     deliveryLog
+	// persist, if not nil, writes an attempt to the store with the keys
+	// that fell off the log.
+	persist func(key string, d Delivery, dropped []string)
 }
 
-func newDispatcher(log *slog.Logger, opts Options) *dispatcher {
+func newDispatcher(log *slog.Logger, opts Options, persist func(string, Delivery, []string)) *dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &dispatcher{log: log, client: opts.WebhookClient, backoff: opts.WebhookBackoff, tries: opts.WebhookTries, ctx: ctx, cancel: cancel}
+	d := &dispatcher{logger: log, client: opts.WebhookClient, backoff: opts.WebhookBackoff, tries: opts.WebhookTries,
+		ctx: ctx, cancel: cancel, persist: persist, now: opts.Now}
+	if d.now == nil {
+		d.now = time.Now
+	}
 	if d.client == nil {
 		d.client = &http.Client{Timeout: 10 * time.Second,
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
@@ -113,20 +142,94 @@ func (d *dispatcher) close() {
 	d.wg.Wait()
 }
 
-// deliveries returns the delivery log, newest last.
-func (d *dispatcher) deliveries() []Delivery {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]Delivery(nil), d.ring...)
+// record adds an attempt to the log and persists it.
+func (d *dispatcher) record(del Delivery) {
+	key := deliveryKey(del, d.seq.Add(1))
+	dropped := d.log.apply(key, del)
+	if d.persist != nil {
+		d.persist(key, del, dropped)
+	}
 }
 
-func (d *dispatcher) record(del Delivery) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if len(d.ring) >= deliveryLogSize {
-		d.ring = append(d.ring[:0], d.ring[1:]...)
+// deliveryLog is the bounded log of delivery attempts, oldest first. It
+// mirrors status/deliveries/ in the store, whose keys sort by time, so
+// that it survives restarts and reads the same on every node.
+type deliveryLog struct {
+	// mu guards entries (sorted by key).
+	mu      sync.Mutex
+	entries []loggedDelivery
+}
+
+type loggedDelivery struct {
+	key string
+	d   Delivery
+}
+
+// deliveryKey is the store key of an attempt: its time first, then the
+// order in which this node recorded it.
+func deliveryKey(d Delivery, seq uint64) string {
+	return fmt.Sprintf("%s%020d-%010d-%s-%02d", keyDeliveries, d.At.UnixNano(), seq, d.ID, d.Attempt)
+}
+
+// apply inserts (or replaces) the attempt under key and returns the keys
+// of the oldest attempts beyond deliveryLogSize, which it dropped.
+func (l *deliveryLog) apply(key string, d Delivery) (dropped []string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i, found := slices.BinarySearchFunc(l.entries, key, func(e loggedDelivery, k string) int { return strings.Compare(e.key, k) })
+	if found {
+		l.entries[i].d = d
+		return nil
 	}
-	d.ring = append(d.ring, del)
+	l.entries = slices.Insert(l.entries, i, loggedDelivery{key: key, d: d})
+	if n := len(l.entries) - deliveryLogSize; n > 0 {
+		for _, e := range l.entries[:n] {
+			dropped = append(dropped, e.key)
+		}
+		l.entries = slices.Delete(l.entries, 0, n)
+	}
+	return dropped
+}
+
+func (l *deliveryLog) remove(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.entries = slices.DeleteFunc(l.entries, func(e loggedDelivery) bool { return e.key == key })
+}
+
+// list returns the attempts, oldest first, of subscriber sub ("" for all).
+func (l *deliveryLog) list(sub string) []Delivery {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Delivery, 0, len(l.entries))
+	for _, e := range l.entries {
+		if sub == "" || e.d.Subscriber == sub {
+			out = append(out, e.d)
+		}
+	}
+	return out
+}
+
+// deliveryLogged writes an attempt to the store and deletes the attempts
+// that fell off the log, so the log is bounded there too.
+func (p *Portal) deliveryLogged(key string, d Delivery, dropped []string) {
+	if p.st == nil {
+		return
+	}
+	b, err := json.Marshal(d)
+	if err != nil {
+		p.log.Error("encoding a webhook delivery", "err", err)
+		return
+	}
+	ops := []store.Op{store.Put(key, b)}
+	for _, k := range dropped {
+		ops = append(ops, store.Delete(k))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := p.st.Txn(ctx, nil, ops); err != nil {
+		p.log.Warn("writing the webhook delivery log", "err", err)
+	}
 }
 
 // send delivers body to every subscriber, each in its own goroutine.
@@ -134,7 +237,7 @@ func (d *dispatcher) send(subs []Subscriber, event string, body []byte) {
 	for _, s := range subs {
 		if d.pending.Add(1) > maxPendingDeliveries {
 			d.pending.Add(-1)
-			d.log.Warn("webhook queue full; event dropped", "subscriber", s, "event", event)
+			d.logger.Warn("webhook queue full; event dropped", "subscriber", s, "event", event)
 			continue
 		}
 		d.wg.Go(func() {
@@ -148,7 +251,7 @@ func (d *dispatcher) deliver(s Subscriber, event string, body []byte) {
 	id := newID()
 	wait := d.backoff
 	for attempt := 1; attempt <= d.tries; attempt++ {
-		del := Delivery{ID: id, Subscriber: s.ID, Event: event, Attempt: attempt, At: time.Now().UTC()}
+		del := Delivery{ID: id, Subscriber: s.ID, Event: event, Attempt: attempt, At: d.now().UTC()}
 		code, err := d.post(s, event, id, body)
 		del.StatusCode = code
 		switch {
@@ -165,7 +268,7 @@ func (d *dispatcher) deliver(s Subscriber, event string, body []byte) {
 			return
 		}
 		if del.Final {
-			d.log.Warn("webhook delivery failed; giving up", "subscriber", s, "event", event, "attempts", attempt, "err", del.Error)
+			d.logger.Warn("webhook delivery failed; giving up", "subscriber", s, "event", event, "attempts", attempt, "err", del.Error)
 			return
 		}
 		t := time.NewTimer(wait)
@@ -245,37 +348,45 @@ func (d *dispatcher) componentUpdate(p *Portal, c *component, old string, at tim
 }
 
 // flushEventsLocked sends the queued events with the freshly rendered
-// page status.
+// page status. Only the leader delivers; followers drop their events.
 func (p *Portal) flushEventsLocked(m *apiModel) {
 	events := p.events
 	p.events = nil
-	if len(p.subs) == 0 || len(events) == 0 {
+	if !p.leading || len(p.subs) == 0 || len(events) == 0 {
 		return
 	}
-	subs := make([]Subscriber, 0, len(p.subs))
+	all := make([]Subscriber, 0, len(p.subs))
 	for _, s := range p.subs {
-		subs = append(subs, s)
+		all = append(all, s)
 	}
 	meta := webhookMeta{Documentation: p.url + "api/v2/summary.json", GeneratedAt: apiTime(p.now())}
 	page := webhookPage{ID: p.pageID, StatusIndicator: m.status.Indicator, StatusDescription: m.status.Description}
 	for _, ev := range events {
 		var body any
+		var comps []string
 		switch ev.kind {
 		case "component_update":
 			comp, ok := m.compByID[ev.id]
 			if !ok {
 				continue
 			}
+			comps = []string{ev.id}
 			body = ComponentEvent{Meta: meta, Page: page, Component: comp, ComponentUpdate: ComponentUpdate{
 				ID: p.id(), CreatedAt: apiTime(ev.at), OldStatus: ev.old, NewStatus: ev.new, ComponentType: "Component", ComponentID: ev.id}}
 		case "incident_update":
 			if in, ok := p.incidents[ev.id]; ok && !in.Draft {
+				comps = in.Components
 				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiIncidentLocked(in, m)}
 			} else if mw, ok := p.maints[ev.id]; ok {
+				comps = mw.Components
 				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiMaintenanceLocked(mw, m)}
 			} else {
 				continue
 			}
+		}
+		subs := slices.DeleteFunc(slices.Clone(all), func(s Subscriber) bool { return !s.wants(comps) })
+		if len(subs) == 0 {
+			continue
 		}
 		b, err := json.Marshal(body)
 		if err != nil {

@@ -55,7 +55,7 @@ func TestWebhookDeliveryWithRetry(t *testing.T) {
 	defer srv.Close()
 	f := newFixture(t, "", Options{WebhookBackoff: 5 * time.Millisecond, WebhookTries: 3})
 	ctx := context.Background()
-	if _, err := f.p.AddSubscriber(ctx, srv.URL+"/hook", secret); err != nil {
+	if _, err := f.p.AddSubscriber(ctx, SubscriberRequest{URL: srv.URL + "/hook", Secret: secret}); err != nil {
 		t.Fatal(err)
 	}
 	// A component update: an override to major outage.
@@ -92,9 +92,9 @@ func TestWebhookDeliveryWithRetry(t *testing.T) {
 		t.Errorf("incident keys (-got +want):\n%s", diff)
 	}
 	// The log shows the failed attempt and its successful retry.
-	waitFor(t, "the delivery log", func() bool { return len(f.p.Deliveries()) == 3 })
+	waitFor(t, "the delivery log", func() bool { return len(f.p.Deliveries("")) == 3 })
 	var log []string
-	for _, d := range f.p.Deliveries() {
+	for _, d := range f.p.Deliveries("") {
 		log = append(log, d.Event+" "+map[bool]string{true: "ok", false: "failed"}[d.OK])
 	}
 	if diff := cmp.Diff(log, []string{"component_update failed", "component_update ok", "incident_update ok"}); diff != "" {
@@ -109,7 +109,7 @@ func TestWebhookFailingSubscriberDoesNotSlowThePage(t *testing.T) {
 	defer close(block)
 	f := newFixture(t, "", Options{WebhookBackoff: time.Hour})
 	ctx := context.Background()
-	if _, err := f.p.AddSubscriber(ctx, srv.URL, "0123456789abcdef"); err != nil {
+	if _, err := f.p.AddSubscriber(ctx, SubscriberRequest{URL: srv.URL, Secret: "0123456789abcdef"}); err != nil {
 		t.Fatal(err)
 	}
 	start := time.Now()

@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -84,15 +85,29 @@ type Options struct {
 	// resident set (see ReleaseMapped). 0 means DefaultReleaseMappedEvery;
 	// negative means never.
 	ReleaseMappedEvery time.Duration
+	// ReadOnly opens an existing store file with a shared lock, which other
+	// read-only holders may share, and refuses writes with an error wrapping
+	// ErrReadOnly until ReopenWritable. It is how the new process of a binary
+	// upgrade opens the file while the old one still serves from it.
+	ReadOnly bool
 }
 
 // Store is a store.Store kept in one bbolt file. It is safe for concurrent
 // use.
 type Store struct {
 	path string
-	db   *bbolt.DB
 	opts Options
 	log  *slog.Logger
+
+	// dbMu guards db and dbErr: calls hold it for reading while they use
+	// db; ReopenReadOnly, ReopenWritable and Close hold it for writing while
+	// they swap or close the handle.
+	dbMu  sync.RWMutex
+	db    *bbolt.DB // nil after a reopen failed both ways (dbErr says why)
+	dbErr error
+	// readOnly is set, under dbMu held for writing, while db is a shared,
+	// read-only handle; Txn reads it without the lock to refuse early.
+	readOnly atomic.Bool
 
 	reqs     chan *txnReq  // to the committer
 	done     chan struct{} // closed by Close: watches and the committer end
@@ -149,6 +164,7 @@ func Open(path string, opts Options) (*Store, error) {
 		loopDone: make(chan struct{}),
 		hub:      hub{watchers: make(map[*watcher]struct{})},
 	}
+	s.readOnly.Store(opts.ReadOnly)
 	err = db.View(func(tx *bbolt.Tx) error {
 		rev, err := readU64(tx.Bucket(bucketMeta).Get(metaRev))
 		s.hub.rev = int64(rev)
@@ -166,7 +182,7 @@ func Open(path string, opts Options) (*Store, error) {
 		s.watchWG.Add(1)
 		go s.releaseLoop(every)
 	}
-	log.Info("store opened", "rev", s.hub.rev)
+	log.Info("store opened", "rev", s.hub.rev, "read_only", opts.ReadOnly)
 	if fi, err := os.Stat(path); err == nil && !opts.SkipCheck && opts.CheckMaxBytes > 0 && fi.Size() > opts.CheckMaxBytes {
 		log.Info("store file is larger than the structure check bound: checked its header, size and format only", "bytes", fi.Size(), "check_max_bytes", opts.CheckMaxBytes)
 	}
@@ -197,6 +213,11 @@ func (s *Store) Close() error {
 	close(s.done)
 	<-s.loopDone
 	s.watchWG.Wait()
+	s.dbMu.Lock()
+	defer s.dbMu.Unlock()
+	if s.db == nil {
+		return nil
+	}
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("closing store file %s: %w", s.path, err)
 	}
@@ -213,7 +234,7 @@ func (s *Store) Get(ctx context.Context, key string) (store.KV, error) {
 		return store.KV{}, err
 	}
 	var kv store.KV
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		v := tx.Bucket(bucketKV).Get([]byte(key))
 		if v == nil {
 			return fmt.Errorf("getting %q: %w", key, store.ErrNotFound)
@@ -238,7 +259,7 @@ func (s *Store) List(ctx context.Context, prefix, startAfter string, limit int) 
 		kvs []store.KV
 		rev int64
 	)
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		r, err := readU64(tx.Bucket(bucketMeta).Get(metaRev))
 		if err != nil {
 			return err
@@ -300,7 +321,7 @@ func (s *Store) Usage(ctx context.Context) (store.Usage, error) {
 	}
 	defer s.calls.Done()
 	u := store.Usage{QuotaBytes: s.opts.QuotaBytes}
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		n, err := readU64(tx.Bucket(bucketMeta).Get(metaKeys))
 		u.Keys = int64(n)
 		return err
@@ -326,7 +347,7 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	return s.db.Update(func(tx *bbolt.Tx) error {
+	return s.update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		cur, err := readU64(meta.Get(metaRev))
 		if err != nil {
@@ -431,6 +452,9 @@ func (s *Store) Txn(ctx context.Context, conds []store.Cond, ops []store.Op) (in
 	if len(ops) == 0 {
 		return s.check(conds)
 	}
+	if s.readOnly.Load() {
+		return 0, fmt.Errorf("txn of %d ops: %w", len(ops), ErrReadOnly)
+	}
 	r := &txnReq{conds: conds, ops: ops, done: make(chan txnResult, 1), size: size}
 	select {
 	case s.reqs <- r:
@@ -446,7 +470,7 @@ func (s *Store) Txn(ctx context.Context, conds []store.Cond, ops []store.Op) (in
 // check evaluates conditions without writing.
 func (s *Store) check(conds []store.Cond) (int64, error) {
 	var rev int64
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := s.view(func(tx *bbolt.Tx) error {
 		if err := checkConds(tx.Bucket(bucketKV), conds); err != nil {
 			return err
 		}
@@ -509,6 +533,20 @@ type applied struct {
 // quota, a disk error) each transaction is retried alone so that only the
 // one at fault fails.
 func (s *Store) commit(batch []*txnReq) {
+	s.dbMu.RLock()
+	defer s.dbMu.RUnlock()
+	if err := s.writableLocked(); err != nil {
+		// The store turned read-only after the caller's check.
+		for _, r := range batch {
+			r.done <- txnResult{err: fmt.Errorf("txn of %d ops: %w", len(r.ops), err)}
+		}
+		return
+	}
+	s.commitLocked(batch)
+}
+
+// commitLocked is commit with dbMu held for reading and db writable.
+func (s *Store) commitLocked(batch []*txnReq) {
 	res := make([]applied, len(batch))
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		kv, meta := tx.Bucket(bucketKV), tx.Bucket(bucketMeta)
@@ -593,7 +631,7 @@ func (s *Store) commit(batch []*txnReq) {
 	if err != nil {
 		if len(batch) > 1 {
 			for _, r := range batch {
-				s.commit([]*txnReq{r})
+				s.commitLocked([]*txnReq{r})
 			}
 			return
 		}
@@ -633,7 +671,7 @@ const scanChunk = 10000
 // modified. It reads in chunks of consistent read transactions and returns
 // the revision of the first, like paging with List; changes after that
 // revision may or may not be seen, and a watch from it delivers them. An
-// error from fn stops the scan and is returned.
+// error from fn stops the scan and is returned. fn must not call the store.
 func (s *Store) Scan(ctx context.Context, prefix string, fn func(key, value []byte) error) (int64, error) {
 	if err := s.enter(); err != nil {
 		return 0, err
@@ -647,7 +685,7 @@ func (s *Store) Scan(ctx context.Context, prefix string, fn func(key, value []by
 			return 0, err
 		}
 		n := 0
-		err := s.db.View(func(tx *bbolt.Tx) error {
+		err := s.view(func(tx *bbolt.Tx) error {
 			if firstRev == 0 {
 				r, err := readU64(tx.Bucket(bucketMeta).Get(metaRev))
 				if err != nil {

@@ -41,8 +41,9 @@ func openDB(path string, o Options) (*bbolt.DB, error) {
 	var file *os.File
 	bo := &bbolt.Options{
 		// bbolt polls the lock every 50ms and gives up one poll early.
-		Timeout: o.OpenTimeout + 50*time.Millisecond,
-		MaxSize: int(o.QuotaBytes),
+		Timeout:  o.OpenTimeout + 50*time.Millisecond,
+		MaxSize:  int(o.QuotaBytes),
+		ReadOnly: o.ReadOnly,
 		OpenFile: func(name string, flag int, perm os.FileMode) (*os.File, error) {
 			f, err := os.OpenFile(name, flag, perm)
 			file = f
@@ -72,7 +73,7 @@ func openDB(path string, o Options) (*bbolt.DB, error) {
 	if fi, err := os.Stat(path); err == nil && o.CheckMaxBytes > 0 && fi.Size() > o.CheckMaxBytes {
 		skip = true
 	}
-	if err := guard(path, func() error { return initOrCheck(path, db, skip) }); err != nil {
+	if err := guard(path, func() error { return initOrCheck(path, db, skip, o.ReadOnly) }); err != nil {
 		_ = db.Close()
 		return nil, err
 	}
@@ -168,11 +169,15 @@ func parseMetaAt(f *os.File, off int64) (boltMeta, bool) {
 	return parseMeta(b)
 }
 
-// initOrCheck creates the buckets of a new store, or checks that an existing
-// file is a Gatehouse store of a format this code reads and, unless
-// skipCheck, that bbolt's structure is consistent.
-func initOrCheck(path string, db *bbolt.DB, skipCheck bool) error {
-	err := db.Update(func(tx *bbolt.Tx) error {
+// initOrCheck creates the buckets of a new store (unless readOnly), or
+// checks that an existing file is a Gatehouse store of a format this code
+// reads and, unless skipCheck, that bbolt's structure is consistent.
+func initOrCheck(path string, db *bbolt.DB, skipCheck, readOnly bool) error {
+	run := db.Update
+	if readOnly {
+		run = db.View
+	}
+	err := run(func(tx *bbolt.Tx) error {
 		var names []string
 		if err := tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
 			names = append(names, string(name))
@@ -181,6 +186,9 @@ func initOrCheck(path string, db *bbolt.DB, skipCheck bool) error {
 			return err
 		}
 		if len(names) == 0 {
+			if readOnly {
+				return fmt.Errorf("opening store file %s read-only: the file holds no store yet", path)
+			}
 			return initBuckets(tx)
 		}
 		meta := tx.Bucket(bucketMeta)

@@ -28,7 +28,7 @@ func (s *Store) ReleaseMapped() error {
 		return err
 	}
 	defer s.calls.Done()
-	return s.db.View(func(tx *bbolt.Tx) error {
+	return s.view(func(tx *bbolt.Tx) error {
 		size := tx.Size()
 		if size <= 0 {
 			return nil

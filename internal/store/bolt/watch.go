@@ -172,9 +172,23 @@ func (s *Store) runWatch(ctx context.Context, w *watcher, fromRev, now int64) {
 // replay reads up to replayChunk revisions after `after` and up to `upTo`,
 // returning the responses matching prefix and the last revision covered.
 func (s *Store) replay(prefix string, after, upTo int64) ([]store.WatchResponse, int64, error) {
+	var (
+		out  []store.WatchResponse
+		next int64
+	)
+	err := s.view(func(tx *bbolt.Tx) error {
+		var err error
+		out, next, err = replayTx(tx, prefix, after, upTo)
+		return err
+	})
+	return out, next, err
+}
+
+// replayTx is replay inside the read transaction tx.
+func replayTx(tx *bbolt.Tx, prefix string, after, upTo int64) ([]store.WatchResponse, int64, error) {
 	var out []store.WatchResponse
 	next := after
-	err := s.db.View(func(tx *bbolt.Tx) error {
+	err := func() error {
 		compacted, err := readU64(tx.Bucket(bucketMeta).Get(metaCompacted))
 		if err != nil {
 			return err
@@ -211,7 +225,7 @@ func (s *Store) replay(prefix string, after, upTo int64) ([]store.WatchResponse,
 			next = upTo
 		}
 		return nil
-	})
+	}()
 	return out, next, err
 }
 

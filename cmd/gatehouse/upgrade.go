@@ -1,0 +1,325 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"gatehouse/internal/config"
+	"gatehouse/internal/server"
+	"gatehouse/internal/store"
+	"gatehouse/internal/store/bolt"
+)
+
+// Binary upgrades (SIGUSR2 or `gatehouse upgrade`): the running process
+// starts the executable at its own path again, which inherits every
+// listening socket; the old process stops accepting once the new one is
+// ready, drains and exits.
+//
+// The embedded store's bbolt file is locked exclusively by its writer, so
+// it is handed over in read-only steps:
+//  1. the old process reopens it read-only (a shared lock) and refuses
+//     writes with bolt.ErrReadOnly ("upgrade in progress"; 503 on the admin
+//     API) while it keeps serving reads;
+//  2. the new process opens it read-only too, starts and reports ready;
+//  3. the old process drains and exits, releasing its lock;
+//  4. the new process reopens the file read-write and accepts writes.
+//
+// If the new process fails (exits, or is not ready within the timeout and
+// is killed), the old one reopens the file read-write and serves on. An
+// etcd store needs none of this.
+
+// upgradeFlags are serve's flags for binary upgrades.
+type upgradeFlags struct {
+	pidFile string
+	timeout time.Duration
+}
+
+func (f *upgradeFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.pidFile, "pid-file", "", "write the PID of the serving process to this file; a binary upgrade replaces it with the new process's")
+	cmd.Flags().DurationVar(&f.timeout, "upgrade-timeout", server.DefaultUpgradeTimeout, "how long a new binary has to become ready on SIGUSR2 before the upgrade is abandoned")
+}
+
+// upgrades is a node's part in binary upgrades. A nil *upgrades (a node
+// started in-process, as in tests) does none.
+type upgrades struct {
+	up   *server.Upgrader
+	log  *slog.Logger
+	usr2 chan os.Signal
+
+	mu sync.Mutex
+	// mu guards the store's promotion to read-write: cancelPromote stops
+	// it and promoteDone is closed when it has returned.
+	cancelPromote context.CancelFunc
+	promoteDone   chan struct{}
+}
+
+// newUpgrades creates the process's Upgrader. SIGUSR2 is caught from here
+// on, so that one arriving during start-up does not kill the process.
+func newUpgrades(f upgradeFlags, log *slog.Logger) (*upgrades, error) {
+	up, err := server.NewUpgrader(server.UpgradeOptions{Logger: log, PIDFile: f.pidFile, Timeout: f.timeout})
+	if err != nil {
+		return nil, err
+	}
+	u := &upgrades{up: up, log: log.With("component", "upgrade"), usr2: make(chan os.Signal, 1)}
+	signal.Notify(u.usr2, syscall.SIGUSR2)
+	if up.Inherited() {
+		u.log.Info("started by a binary upgrade: serving on the inherited sockets")
+	}
+	return u, nil
+}
+
+// nodeOption changes how startNode builds a node; most callers pass none.
+type nodeOption func(*node)
+
+// withUpgrades makes the node take part in binary upgrades.
+func withUpgrades(u *upgrades) nodeOption { return func(n *node) { n.up = u } }
+
+// listen is the node's server.Options.Listen: nil binds new sockets.
+func (u *upgrades) listen() func(network, addr string) (net.Listener, error) {
+	if u == nil {
+		return nil
+	}
+	return u.up.Listen
+}
+
+// openStore opens the node's store. A node started by an upgrade opens the
+// embedded store read-only, beside the process it replaces (step 2).
+func (u *upgrades) openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+	if u == nil || !u.up.Inherited() || cfg.Store.Etcd != nil {
+		return openStore(cfg, log)
+	}
+	// The old process checked the file when it opened it.
+	return bolt.Open(filepath.Join(cfg.DataDir, "gatehouse.db"), bolt.Options{
+		Logger: log, QuotaBytes: int64(cfg.Limits.StoreQuota), ReadOnly: true, SkipCheck: true,
+	})
+}
+
+// start reports the node ready (the old process, if any, then drains) and
+// makes its store writable once the old process has exited (step 4). It
+// returns the channels wait selects on: SIGUSR2, and the one closed when a
+// new process has taken over.
+func (u *upgrades) start(st store.Store) (usr2 <-chan os.Signal, replaced <-chan struct{}, err error) {
+	if u == nil {
+		return nil, nil, nil
+	}
+	if err := u.up.Ready(); err != nil {
+		return nil, nil, err
+	}
+	u.promoteAfter(st, u.up.ParentExited())
+	return u.usr2, u.up.Exit(), nil
+}
+
+// stop ends the store's promotion and the Upgrader.
+func (u *upgrades) stop() {
+	if u == nil {
+		return
+	}
+	// A process that drains ignores further upgrade signals rather than
+	// die of them.
+	signal.Ignore(syscall.SIGUSR2)
+	u.cancelPromotion()
+	u.up.Stop()
+}
+
+// promoteAfter reopens st read-write once ready is closed, retrying while
+// another process still holds the file.
+func (u *upgrades) promoteAfter(st store.Store, ready <-chan struct{}) {
+	bs, ok := st.(*bolt.Store)
+	if !ok {
+		return
+	}
+	u.cancelPromotion()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	u.mu.Lock()
+	u.cancelPromote, u.promoteDone = cancel, done
+	u.mu.Unlock()
+	go func() {
+		defer close(done)
+		select {
+		case <-ready:
+		case <-ctx.Done():
+			return
+		}
+		if !bs.ReadOnly() {
+			return
+		}
+		start := time.Now()
+		wait := 50 * time.Millisecond
+		for attempt := 1; ; attempt++ {
+			err := bs.ReopenWritable()
+			if err == nil {
+				u.log.Info("store writable again: the binary upgrade is complete", "waited", time.Since(start).Round(time.Millisecond))
+				return
+			}
+			if attempt%10 == 1 {
+				u.log.Warn("store stays read-only: its file is still held", "err", err, "retry_in", wait)
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				return
+			}
+			wait = min(2*wait, time.Second)
+		}
+	}()
+}
+
+// cancelPromotion stops a promotion in progress and waits for it.
+func (u *upgrades) cancelPromotion() {
+	u.mu.Lock()
+	cancel, done := u.cancelPromote, u.promoteDone
+	u.cancelPromote, u.promoteDone = nil, nil
+	u.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// doUpgrade starts the new binary and hands it the listeners (steps 1-2).
+// On failure the store is made writable again and this process serves on.
+func (n *node) doUpgrade() error {
+	u := n.up
+	if u == nil {
+		return errors.New("upgrade: this node was not started by gatehouse serve")
+	}
+	start := time.Now()
+	inFlight, _ := n.srv.Connections("https")
+	u.log.Info("upgrade: starting the new binary", "https_connections", inFlight)
+	closed := make(chan struct{})
+	close(closed)
+	err := u.up.Upgrade(server.Handover{
+		Prepare: func() error {
+			u.cancelPromotion()
+			if bs, ok := n.store.(*bolt.Store); ok {
+				return bs.ReopenReadOnly()
+			}
+			return nil
+		},
+		Abort: func() { u.promoteAfter(n.store, closed) },
+	})
+	took := time.Since(start).Round(time.Millisecond)
+	if err != nil {
+		u.log.Error("upgrade failed: this process keeps serving", "err", err, "took", took)
+		return err
+	}
+	inFlight, _ = n.srv.Connections("https")
+	u.log.Info("upgrade: the new process is ready; this one stops accepting and drains", "took", took, "https_connections", inFlight)
+	return nil
+}
+
+func newUpgradeCmd(cf *clientFlags) *cobra.Command {
+	var (
+		pidFile string
+		timeout time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "upgrade",
+		Short: "Replace the running server with the binary now at its path, without dropping a connection",
+		Long: `Asks the running node to start the binary at its own path again and hand it
+its listening sockets; the old process stops accepting once the new one is
+ready, then drains its connections and exits. A new binary that fails to start
+or to become ready leaves the old process serving, and the reason is printed.
+
+By default the request goes through the admin API (like reload). With
+--pid-file the process named there is sent SIGUSR2 instead, and the command
+waits until the PID file names the new process (its log says why if not).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if pidFile != "" {
+				return runUpgrade(cmd.Context(), pidFile, timeout, cmd.OutOrStdout())
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
+			defer cancel()
+			if err := c.Upgrade(ctx); err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), "upgraded: the new process serves; the old one drains its connections and exits")
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&pidFile, "pid-file", "", "signal the process this PID file names (gatehouse serve --pid-file) instead of using the admin API")
+	cmd.Flags().DurationVar(&timeout, "timeout", server.DefaultUpgradeTimeout+5*time.Second, "how long to wait for the new process")
+	cf.register(cmd)
+	return cmd
+}
+
+// runUpgrade signals the process of pidFile and waits for the PID file to
+// name a new, live process.
+func runUpgrade(ctx context.Context, pidFile string, timeout time.Duration, out interface{ Write([]byte) (int, error) }) error {
+	old, err := readPIDFile(pidFile)
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
+		return fmt.Errorf("signalling process %d of --pid-file %s: %w", old, pidFile, err)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	t := time.NewTicker(50 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if pid, err := readPIDFile(pidFile); err == nil && pid != old && alive(pid) {
+			fmt.Fprintf(out, "upgraded: process %d serves; process %d drains its connections and exits\n", pid, old)
+			return nil
+		}
+		if !alive(old) {
+			return fmt.Errorf("process %d exited during the upgrade and --pid-file %s names no new process: see its log", old, pidFile)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no new process became ready within %s: process %d keeps serving (a failed upgrade leaves it in place); its log says why", timeout, old)
+		case <-t.C:
+		}
+	}
+}
+
+// readPIDFile reads the PID a PID file holds.
+func readPIDFile(path string) (int, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, fmt.Errorf("reading --pid-file: %w", err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil || pid <= 0 {
+		return 0, fmt.Errorf("--pid-file %s holds %q, not a process id", path, strings.TrimSpace(string(b)))
+	}
+	return pid, nil
+}
+
+// alive reports whether process pid exists (and is not a zombie).
+func alive(pid int) bool {
+	if syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true // no procfs: trust the signal
+	}
+	// The state follows the command name in parentheses.
+	s := string(b)
+	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
+		return s[i+2] != 'Z'
+	}
+	return true
+}
