@@ -8,6 +8,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"flag"
@@ -46,6 +47,10 @@ type config struct {
 	serverCPU, importers int
 	loadCPU              int
 	skipBolt             bool
+	fromBolt             string
+	reuse                bool
+	repeat               int
+	logLevel             string // of the nodes (default warn)
 }
 
 func main() {
@@ -63,11 +68,18 @@ func main() {
 	flag.IntVar(&c.loadCPU, "load-cpu", 1, "CPU this process (etcd and the load) is pinned to after the import; -1: no pinning")
 	flag.IntVar(&c.importers, "importers", 4, "parallel importers")
 	flag.BoolVar(&c.skipBolt, "skip-bolt", false, "skip the bolt comparison")
+	flag.StringVar(&c.fromBolt, "from-bolt", "", "start-up mode: fill etcd from the bolt data dir DIR (its kek file included) instead of issuing -n certificates, then time a cold and a warm node start")
+	flag.IntVar(&c.repeat, "repeat", 2, "with -from-bolt: cold and warm starts to time, each with a fresh node")
+	flag.BoolVar(&c.reuse, "reuse", false, "with -from-bolt: keep an etcd already filled in -work by an earlier run")
 	flag.Parse()
 	if c.gatehouse == "" {
 		log.Fatal("-gatehouse is required")
 	}
-	if err := run(&c); err != nil {
+	runFn := run
+	if c.fromBolt != "" {
+		runFn = runStartup
+	}
+	if err := runFn(&c); err != nil {
 		log.Fatal(err)
 	}
 }
@@ -91,8 +103,24 @@ func freePort() string {
 func startEtcd(dir string) ([]*member, error) {
 	var ms []*member
 	var initial []string
+	// The members keep each other's peer addresses in their data: a
+	// cluster restarted from dir must listen where it did before.
+	addrsFile := filepath.Join(dir, "addrs")
+	addrs := strings.Fields(readFileString(addrsFile))
+	if len(addrs) != 6 {
+		addrs = nil
+		for range 6 {
+			addrs = append(addrs, freePort())
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(addrsFile, []byte(strings.Join(addrs, "\n")), 0o600); err != nil {
+			return nil, err
+		}
+	}
 	for i := range 3 {
-		m := &member{name: fmt.Sprintf("m%d", i), client: url.URL{Scheme: "http", Host: freePort()}, peer: url.URL{Scheme: "http", Host: freePort()}}
+		m := &member{name: fmt.Sprintf("m%d", i), client: url.URL{Scheme: "http", Host: addrs[2*i]}, peer: url.URL{Scheme: "http", Host: addrs[2*i+1]}}
 		initial = append(initial, m.name+"="+m.peer.String())
 		ms = append(ms, m)
 	}
@@ -118,7 +146,7 @@ func startEtcd(dir string) ([]*member, error) {
 	for _, m := range ms {
 		select {
 		case <-m.e.Server.ReadyNotify():
-		case <-time.After(60 * time.Second):
+		case <-time.After(10 * time.Minute): // a member of a million keys replays its log first
 			return nil, fmt.Errorf("etcd member %s not ready", m.name)
 		}
 	}
@@ -131,6 +159,11 @@ func endpoints(ms []*member) []string {
 		out = append(out, m.client.String())
 	}
 	return out
+}
+
+func readFileString(path string) string {
+	b, _ := os.ReadFile(path)
+	return string(b)
 }
 
 func host(i int) string { return fmt.Sprintf("h%07d.fleet.bench", i) }
@@ -213,8 +246,8 @@ pools:
     members: [{address: %q}]
 routes:
   - {host: "*", pool: origin}
-log: {level: warn}
-`, n.dir, n.https, n.admin, token, filepath.Join(c.work, "kek"), storeYAML, backend)
+log: {level: %s}
+`, n.dir, n.https, n.admin, token, filepath.Join(c.work, "kek"), storeYAML, backend, cmp.Or(c.logLevel, "warn"))
 	cfgPath := filepath.Join(n.dir, "gatehouse.yaml")
 	if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
 		return nil, err

@@ -207,12 +207,25 @@ func (n *node) doUpgrade() error {
 	err := u.up.Upgrade(server.Handover{
 		Prepare: func() error {
 			u.cancelPromotion()
-			if bs, ok := n.store.(*bolt.Store); ok {
-				return bs.ReopenReadOnly()
+			bs, ok := n.store.(*bolt.Store)
+			if !ok {
+				return nil
 			}
-			return nil
+			// The new process decides the status portal from now on; what
+			// this one accounted is written while the store is writable.
+			if n.portal != nil {
+				if err := n.portal.Pause(); err != nil {
+					u.log.Warn("upgrade: writing status history before the hand-over", "err", err)
+				}
+			}
+			return bs.ReopenReadOnly()
 		},
-		Abort: func() { u.promoteAfter(n.store, closed) },
+		Abort: func() {
+			u.promoteAfter(n.store, closed)
+			if n.portal != nil {
+				n.portal.Resume()
+			}
+		},
 	})
 	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {

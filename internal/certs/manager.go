@@ -60,6 +60,20 @@ type Options struct {
 	ExpiryWarning time.Duration
 	// Now returns the current time (nil: time.Now).
 	Now func() time.Time
+	// Dir is where a node on a remote store (etcd) keeps its local copy:
+	// a snapshot of the hostname index with the revision it reflects, so
+	// that a restart reads it instead of listing the store and then follows
+	// the store from that revision, and a cache of the bundle records it
+	// has read (private keys sealed, as in the store). Empty: neither. The
+	// embedded store needs neither and ignores Dir.
+	Dir string
+	// DiskCacheBytes bounds the local bundle cache in Dir (0:
+	// DefaultDiskCacheBytes).
+	DiskCacheBytes int64
+	// SnapshotEvery is how often a changed index is saved to Dir (0:
+	// DefaultSnapshotEvery); it is also saved after a full listing and by
+	// Close.
+	SnapshotEvery time.Duration
 }
 
 // Manager installs, removes and serves certificates. It keeps the hostname
@@ -93,6 +107,14 @@ type Manager struct {
 	// expiry caches ExpiryCounts.
 	expiry expiryCache
 
+	// local is the node's local copy of a remote store's index (nil for
+	// the embedded store or without Options.Dir); set by Start.
+	local *local
+	// resync asks run for a full relisting.
+	resync chan struct{}
+	// failed holds bundles whose load the store did not answer lately.
+	failed failures
+
 	started atomic.Bool // pending writes matter only once a watch may run
 	runMu   sync.Mutex  // guards cancel and done
 	cancel  context.CancelFunc
@@ -121,6 +143,12 @@ func NewManager(st store.Store, kek *KEK, opts Options) *Manager {
 	if opts.ExpiryWarning <= 0 {
 		opts.ExpiryWarning = DefaultExpiryWarning
 	}
+	if opts.DiskCacheBytes <= 0 {
+		opts.DiskCacheBytes = DefaultDiskCacheBytes
+	}
+	if opts.SnapshotEvery <= 0 {
+		opts.SnapshotEvery = DefaultSnapshotEvery
+	}
 	now := opts.Now
 	if now == nil {
 		now = time.Now
@@ -134,6 +162,7 @@ func NewManager(st store.Store, kek *KEK, opts Options) *Manager {
 		idx:     newIndex(),
 		cache:   newCache(opts.CacheBytes),
 		pending: make(map[string]pendingWrite),
+		resync:  make(chan struct{}, 1),
 	}
 }
 
@@ -201,6 +230,12 @@ func (m *Manager) CacheStats() (bytes, limitBytes, entries int64, hits, misses u
 // Start loads the hostname index by listing certs/names/ (never the bundles
 // themselves), then follows changes by any writer with a watch until Close.
 // ctx bounds only the initial listing.
+//
+// On a remote store with Options.Dir set, Start loads the local index
+// snapshot instead when there is one of this store, and returns once the
+// changes made since it was taken are applied (a certificate removed
+// meanwhile is not served). If the store does not answer, the node serves
+// from the snapshot and catches up in the background when it does.
 func (m *Manager) Start(ctx context.Context) error {
 	m.runMu.Lock()
 	defer m.runMu.Unlock()
@@ -208,20 +243,52 @@ func (m *Manager) Start(ctx context.Context) error {
 		return errors.New("certs: manager already started")
 	}
 	m.started.Store(true)
-	rev, err := m.relist(ctx)
+	var (
+		rev      int64
+		fromSnap bool
+		err      error
+	)
+	rs, remote := m.st.(remoteStore)
+	if remote && m.opts.Dir != "" {
+		rev, fromSnap, err = m.startLocal(ctx, rs)
+	} else {
+		rev, err = m.relist(ctx)
+	}
 	if err != nil {
+		m.closeLocal()
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
 	m.done = make(chan struct{})
-	go m.run(runCtx, rev)
-	m.log.Info("certificate index loaded", "bundles", m.Count(), "rev", rev)
+	var caughtUp chan struct{}
+	if fromSnap {
+		caughtUp = make(chan struct{})
+	}
+	go m.run(runCtx, rev, caughtUp)
+	if !fromSnap {
+		m.log.Info("certificate index loaded", "bundles", m.Count(), "rev", rev)
+		return nil
+	}
+	if !rs.Reachable() {
+		m.log.Warn("certificate store unreachable at start: serving from the local index snapshot; catching up when the store answers", "rev", rev, "bundles", m.Count())
+		return nil
+	}
+	t := time.NewTimer(catchUpWait)
+	defer t.Stop()
+	select {
+	case <-caughtUp:
+	case <-ctx.Done():
+		m.log.Warn("serving from the local index snapshot before catching up with the store", "rev", rev, "err", ctx.Err())
+	case <-t.C:
+		m.log.Warn("serving from the local index snapshot before catching up with the store", "rev", rev, "waited", catchUpWait)
+	}
 	return nil
 }
 
-// Close stops following the store and waits for the watch to end. It does
-// not close the store.
+// Close stops following the store and waits for the watch to end; with a
+// local copy (Options.Dir), it saves the index snapshot. It does not close
+// the store.
 func (m *Manager) Close() error {
 	m.runMu.Lock()
 	cancel, done := m.cancel, m.done
@@ -229,8 +296,18 @@ func (m *Manager) Close() error {
 	if cancel != nil {
 		cancel()
 		<-done
+		m.saveSnapshot()
+		m.closeLocal()
 	}
 	return nil
+}
+
+func (m *Manager) closeLocal() {
+	if m.local != nil && m.local.disk != nil {
+		if err := m.local.disk.close(); err != nil {
+			m.log.Warn("closing the local bundle cache", "err", err)
+		}
+	}
 }
 
 // prefixScanner is implemented by stores that stream the keys of a prefix
@@ -274,7 +351,16 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 	}
 	var firstRev int64
 	if sc, ok := m.st.(prefixScanner); ok {
-		rev, err := sc.Scan(ctx, prefixNames, func(key, value []byte) error {
+		scan := func(fn func(key, value []byte) error) (int64, error) {
+			rev, err := sc.Scan(ctx, prefixNames, fn)
+			if errors.Is(err, store.ErrCompacted) {
+				// Compacted under a long scan: once more from the start.
+				b, host, es = newIndexBuilder(hint), "", nil
+				rev, err = sc.Scan(ctx, prefixNames, fn)
+			}
+			return rev, err
+		}
+		rev, err := scan(func(key, value []byte) error {
 			// One string holds host and id.
 			rest := string(key[len(prefixNames):])
 			i := strings.LastIndexByte(rest, '/')
@@ -329,43 +415,62 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 	}
 	m.idx.replace(b)
 	m.watchRev = firstRev
+	if m.local != nil && m.local.disk != nil {
+		if err := m.local.disk.clearRecords(); err != nil {
+			m.log.Warn("clearing the local bundle cache", "err", err)
+		}
+	}
 	return firstRev, nil
 }
 
-// run follows certs/names/ from rev until ctx is done.
-func (m *Manager) run(ctx context.Context, rev int64) {
+// errResync ends a watch so that run lists the index again.
+var errResync = errors.New("relisting requested")
+
+// run follows certs/names/ from rev until ctx is done, relisting when the
+// store no longer has the history to resume from. With a local copy it
+// saves the index snapshot after a full listing and then every
+// Options.SnapshotEvery if changed. caughtUp, if not nil, is closed once the
+// index has caught up with the store (see catchUp).
+func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 	defer close(m.done)
-	backoff := 100 * time.Millisecond
-	for {
-		wctx, cancel := context.WithCancel(ctx)
-		var werr error
-		for resp := range m.st.Watch(wctx, prefixNames, rev) {
-			if resp.Err != nil {
-				werr = resp.Err
-				break
-			}
-			m.applyWatch(resp)
-			rev = resp.Rev
-			backoff = 100 * time.Millisecond
+	var bg sync.WaitGroup
+	defer bg.Wait()
+	var tick <-chan time.Time
+	if m.local != nil {
+		t := time.NewTicker(m.opts.SnapshotEvery)
+		defer t.Stop()
+		tick = t.C
+		if caughtUp == nil {
+			bg.Go(m.saveSnapshot)
 		}
-		cancel()
+	}
+	if caughtUp != nil {
+		bg.Go(func() { m.catchUp(ctx, caughtUp) })
+	}
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 30 * time.Second
+	backoff := minBackoff
+	for {
+		err := m.follow(ctx, &rev, tick, func() { backoff = minBackoff })
 		if ctx.Err() != nil {
 			return
 		}
 		switch {
-		case werr == nil || errors.Is(werr, store.ErrClosed):
+		case err == nil || errors.Is(err, store.ErrClosed):
 			m.log.Warn("certificate watch ended: store closed")
 			return
-		case errors.Is(werr, store.ErrCompacted):
-			m.log.Info("certificate watch compacted; relisting", "rev", rev)
-			r, err := m.relist(ctx)
-			if err == nil {
+		case errors.Is(err, store.ErrCompacted), errors.Is(err, errResync):
+			m.log.Info("relisting certificate names", "rev", rev, "reason", err)
+			r, lerr := m.relist(ctx)
+			if lerr == nil {
 				rev = r
+				if m.local != nil {
+					bg.Go(m.saveSnapshot)
+				}
 				continue
 			}
-			werr = err
+			err = lerr
 		}
-		m.log.Warn("certificate watch failed; retrying", "err", werr, "retry_in", backoff)
+		m.log.Warn("certificate watch failed; retrying", "err", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)
 		select {
 		case <-ctx.Done():
@@ -373,7 +478,39 @@ func (m *Manager) run(ctx context.Context, rev int64) {
 			return
 		case <-t.C:
 		}
-		backoff = min(2*backoff, 30*time.Second)
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// follow applies the watch of certs/names/ from *rev until it ends, and
+// saves the snapshot on each tick meanwhile. progress is called when the
+// watch delivers.
+func (m *Manager) follow(ctx context.Context, rev *int64, tick <-chan time.Time, progress func()) error {
+	wctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var ch <-chan store.WatchResponse
+	if pw, ok := m.st.(progressWatcher); ok && m.local != nil {
+		ch = pw.WatchProgress(wctx, prefixNames, *rev)
+	} else {
+		ch = m.st.Watch(wctx, prefixNames, *rev)
+	}
+	for {
+		select {
+		case resp, ok := <-ch:
+			if !ok {
+				return nil
+			}
+			if resp.Err != nil {
+				return resp.Err
+			}
+			m.applyWatch(resp)
+			*rev = max(*rev, resp.Rev)
+			progress()
+		case <-tick:
+			m.saveSnapshot()
+		case <-m.resync:
+			return errResync
+		}
 	}
 }
 
@@ -415,6 +552,7 @@ func (m *Manager) applyWatch(resp store.WatchResponse) {
 func (m *Manager) cacheDropIfUnused(id string) {
 	if !m.idx.has(id) {
 		m.cache.remove(id)
+		m.diskDrop(id)
 	}
 }
 
@@ -446,6 +584,7 @@ func (m *Manager) applyLocal(rev int64, changes []nameChange, dropped []string) 
 	m.pmu.Unlock()
 	for _, id := range dropped {
 		m.cache.remove(id)
+		m.diskDrop(id)
 	}
 }
 

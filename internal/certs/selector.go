@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"gatehouse/internal/store"
 )
@@ -199,14 +200,25 @@ func (m *Manager) certificate(ctx context.Context, id string) (*tls.Certificate,
 	if c := m.cache.get(id); c != nil {
 		return c, nil
 	}
+	if err := m.failed.get(id, time.Now()); err != nil {
+		return nil, err
+	}
 	ch := m.flight.DoChan(id, func() (any, error) {
 		if c := m.cache.peek(id); c != nil {
 			return c, nil
+		}
+		if err := m.failed.get(id, time.Now()); err != nil {
+			return nil, err // a load that just ended failed
 		}
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		defer cancel()
 		cert, size, err := m.load(lctx, id)
 		if err != nil {
+			if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+				// The store is down: the next handshakes for this bundle
+				// fail at once rather than each waiting for it.
+				m.failed.add(id, err, time.Now())
+			}
 			return nil, err
 		}
 		m.cache.add(id, cert, size)
@@ -223,16 +235,32 @@ func (m *Manager) certificate(ctx context.Context, id string) (*tls.Certificate,
 	}
 }
 
-// load reads and decodes bundle id: its record, its chain and its key.
+// load reads and decodes bundle id: its record, its chain and its key,
+// from the local bundle cache if it has them, else from the store (and
+// then keeps them in the local cache).
 func (m *Manager) load(ctx context.Context, id string) (*tls.Certificate, int64, error) {
-	kv, err := m.getForHandshake(ctx, bundleKey(id))
+	var disk *diskCache
+	if m.local != nil {
+		disk = m.local.disk
+	}
+	var raw []byte
+	fromStore := true
+	if disk != nil {
+		raw, fromStore = disk.record(id)
+		fromStore = !fromStore
+	}
+	if fromStore {
+		kv, err := m.getForHandshake(ctx, bundleKey(id))
+		if err != nil {
+			return nil, 0, fmt.Errorf("loading bundle %s: %w", id, err)
+		}
+		raw = kv.Value
+	}
+	rec, err := decodeRecord(raw)
 	if err != nil {
 		return nil, 0, fmt.Errorf("loading bundle %s: %w", id, err)
 	}
-	rec, err := decodeRecord(kv.Value)
-	if err != nil {
-		return nil, 0, fmt.Errorf("loading bundle %s: %w", id, err)
-	}
+	var chains map[string][]byte // read from the store, for the local cache
 	leaf, err := x509.ParseCertificate(rec.Leaf)
 	if err != nil {
 		return nil, 0, fmt.Errorf("loading bundle %s: leaf: %w", id, err)
@@ -240,11 +268,22 @@ func (m *Manager) load(ctx context.Context, id string) (*tls.Certificate, int64,
 	ders := make([][]byte, 0, 1+len(rec.Chain))
 	ders = append(ders, rec.Leaf)
 	for _, h := range rec.Chain {
-		kv, err := m.getForHandshake(ctx, chainKeyOf(h))
+		key := chainKeyOf(h)
+		if disk != nil {
+			if der, ok := disk.chain(key); ok {
+				ders = append(ders, der)
+				continue
+			}
+		}
+		kv, err := m.getForHandshake(ctx, key)
 		if err != nil {
 			return nil, 0, fmt.Errorf("loading bundle %s: chain: %w", id, err)
 		}
 		ders = append(ders, kv.Value)
+		if chains == nil {
+			chains = make(map[string][]byte)
+		}
+		chains[key] = kv.Value
 	}
 	pkcs8, err := m.kek.open(id, rec.SealedKey)
 	if err != nil {
@@ -254,6 +293,9 @@ func (m *Manager) load(ctx context.Context, id string) (*tls.Certificate, int64,
 	clear(pkcs8)
 	if err != nil {
 		return nil, 0, fmt.Errorf("loading bundle %s: private key: %w", id, err)
+	}
+	if disk != nil && (fromStore || chains != nil) {
+		disk.put(id, raw, chains)
 	}
 	cert := &tls.Certificate{Certificate: ders, PrivateKey: key, Leaf: leaf}
 	return cert, certSize(cert, rec.KeyType), nil

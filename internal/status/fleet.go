@@ -276,11 +276,27 @@ func (p *Portal) applyFleetLocked(fs fleetState) {
 // steps down (writing its history) when ctx is done.
 func (p *Portal) Lead(ctx context.Context) {
 	p.mu.Lock()
-	if p.leading {
+	if p.elected {
 		p.mu.Unlock()
 		<-ctx.Done()
 		return
 	}
+	p.elected = true
+	if !p.paused {
+		p.startLeadingLocked()
+	}
+	p.mu.Unlock()
+	<-ctx.Done()
+	p.mu.Lock()
+	p.elected = false
+	p.mu.Unlock()
+	if err := p.stepDown(); err != nil {
+		p.log.Warn("writing status history while stepping down", "err", err)
+	}
+}
+
+// startLeadingLocked makes this node decide for the fleet from now on.
+func (p *Portal) startLeadingLocked() {
 	p.leading = true
 	now := p.now()
 	p.lastTick, p.lastFlush = now, now
@@ -291,10 +307,30 @@ func (p *Portal) Lead(ctx context.Context) {
 		c.track.pending = "" // hysteresis starts over with this node's own samples
 	}
 	p.log.Info("leading the status portal for the fleet", "node", p.node, "previous", p.fleet.Leader)
+}
+
+// Pause writes the history this node accounted as leader and stops
+// deciding for the fleet until Resume, without giving up its election. A
+// binary upgrade pauses the old process before its store turns read-only,
+// so that nothing it accounted is lost and the new process decides alone.
+func (p *Portal) Pause() error {
+	p.mu.Lock()
+	p.paused = true
 	p.mu.Unlock()
-	<-ctx.Done()
-	if err := p.stepDown(); err != nil {
-		p.log.Warn("writing status history while stepping down", "err", err)
+	return p.stepDown()
+}
+
+// Resume undoes Pause (a binary upgrade that failed): the node leads again
+// if it is still elected.
+func (p *Portal) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.paused {
+		return
+	}
+	p.paused = false
+	if p.elected && !p.leading {
+		p.startLeadingLocked()
 	}
 }
 

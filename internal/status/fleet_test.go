@@ -176,3 +176,52 @@ func TestFleetSharesOneTruth(t *testing.T) {
 		t.Errorf("today's worst state: %q, want %s", got, Major)
 	}
 }
+
+// TestPauseFlushesAndResumes: Pause (before a binary upgrade's read-only
+// store) writes the accounted history and stops deciding; Resume (the
+// upgrade failed) leads again.
+func TestPauseFlushesAndResumes(t *testing.T) {
+	f := newFixture(t, "", Options{HistoryFlush: 24 * time.Hour})
+	f.clock.Add(time.Hour)
+	if err := f.p.Pause(); err != nil {
+		t.Fatalf("Pause: %v", err)
+	}
+	if f.p.Leading() {
+		t.Fatal("still leading after Pause")
+	}
+	kv, err := f.st.Get(context.Background(), keyHistory+t0.Format(dayLayout))
+	if err != nil {
+		t.Fatalf("history of the day after Pause: %v", err)
+	}
+	var day map[string]map[string]float64
+	if err := json.Unmarshal(kv.Value, &day); err != nil {
+		t.Fatal(err)
+	}
+	for id, secs := range day {
+		if got := secs[Operational]; got < 3600 {
+			t.Errorf("component %s: %v s operational written at Pause, want the hour accounted (3600)", id, got)
+		}
+	}
+	if len(day) == 0 {
+		t.Error("no component history written at Pause")
+	}
+
+	// Paused, the node does not decide: a pool going down changes nothing.
+	f.h.set("mobile", false)
+	f.p.Tick()
+	f.clock.Add(time.Minute)
+	f.p.Tick()
+	if got := f.state(t, "EU01/Mobile app"); got != Operational {
+		t.Errorf("paused node decided %q for a down pool, want it unchanged (operational)", got)
+	}
+	f.p.Resume()
+	if !f.p.Leading() {
+		t.Fatal("not leading after Resume")
+	}
+	f.p.Tick() // hysteresis starts over: the down state must hold for 30s
+	f.clock.Add(time.Minute)
+	f.p.Tick()
+	if got := f.state(t, "EU01/Mobile app"); got != Major {
+		t.Errorf("after Resume: %q for a down pool, want %q", got, Major)
+	}
+}

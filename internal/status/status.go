@@ -178,7 +178,9 @@ type Portal struct {
 	comps       []*component
 	byID        map[string]*component
 	groups      []*group // regions in order of first appearance; "" region is not a group
-	leading     bool     // this node decides for the fleet (Lead runs)
+	leading     bool     // this node decides for the fleet (Lead runs, not paused)
+	elected     bool     // Lead is running
+	paused      bool     // Pause: do not lead until Resume
 	nodes       map[string]*nodeView
 	fleet       fleetState // the last decisions written or read
 	incidents   map[string]*Incident

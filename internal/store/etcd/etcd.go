@@ -103,6 +103,8 @@ type Store struct {
 	health   atomic.Pointer[Health]
 	usage    atomic.Pointer[usageAt]
 	noStream atomic.Bool // the cluster does not implement RangeStream
+	// clusterID is the id of the cluster that answered (0: none yet).
+	clusterID atomic.Uint64
 }
 
 type usageAt struct {
@@ -376,6 +378,7 @@ func (s *Store) rev(ctx context.Context) (int64, error) {
 		return 0, s.mapErr(ctx, "reading the store revision", err)
 	}
 	s.markUp()
+	s.noteCluster(resp.Header.ClusterId)
 	return resp.Header.Revision, nil
 }
 

@@ -67,13 +67,15 @@ func (s *Store) healthLoop() {
 // probe checks that a quorum answers a linearizable read and refreshes the
 // usage from one member's status.
 func (s *Store) probe(ctx context.Context) {
-	if _, err := s.cli.Get(ctx, s.prefix, clientv3.WithCountOnly()); err != nil {
+	resp, err := s.cli.Get(ctx, s.prefix, clientv3.WithCountOnly())
+	if err != nil {
 		if s.ctx.Err() == nil {
 			s.markDown(err)
 		}
 		return
 	}
 	s.markUp()
+	s.noteCluster(resp.Header.ClusterId)
 	for _, ep := range s.cli.Endpoints() {
 		st, err := s.cli.Status(ctx, ep)
 		if err != nil {

@@ -19,6 +19,35 @@ import (
 // after the last one delivered, after a short backoff. Progress
 // notifications advance that revision without delivering anything.
 func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan store.WatchResponse {
+	return s.startWatch(ctx, prefix, fromRev, false)
+}
+
+// WatchProgress is Watch that also delivers the progress notifications the
+// cluster sends: a response with no events and Rev r means that every
+// change under prefix up to revision r has been delivered. The cluster
+// sends one when asked by RequestProgress, once the watch has caught up.
+func (s *Store) WatchProgress(ctx context.Context, prefix string, fromRev int64) <-chan store.WatchResponse {
+	return s.startWatch(ctx, prefix, fromRev, true)
+}
+
+// RequestProgress asks the cluster for a progress notification on every
+// watch of this store that has caught up with the current revision (see
+// WatchProgress). Watches still replaying history get none.
+func (s *Store) RequestProgress(ctx context.Context) error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.calls.Done()
+	cctx, cancel := s.callCtx(ctx)
+	defer cancel()
+	// The watches run on the stream of leader-requiring contexts.
+	if err := s.cli.RequestProgress(clientv3.WithRequireLeader(cctx)); err != nil {
+		return s.mapErr(ctx, "requesting watch progress", err)
+	}
+	return nil
+}
+
+func (s *Store) startWatch(ctx context.Context, prefix string, fromRev int64, progress bool) <-chan store.WatchResponse {
 	out := make(chan store.WatchResponse, 1)
 	if err := s.enter(); err != nil {
 		out <- store.WatchResponse{Err: err}
@@ -39,12 +68,12 @@ func (s *Store) Watch(ctx context.Context, prefix string, fromRev int64) <-chan 
 	}
 	s.bg.Go(func() {
 		defer close(out)
-		s.watch(ctx, prefix, fromRev, out)
+		s.watch(ctx, prefix, fromRev, out, progress)
 	})
 	return out
 }
 
-func (s *Store) watch(ctx context.Context, prefix string, last int64, out chan<- store.WatchResponse) {
+func (s *Store) watch(ctx context.Context, prefix string, last int64, out chan<- store.WatchResponse, progress bool) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	defer context.AfterFunc(s.ctx, cancel)()
@@ -74,6 +103,10 @@ func (s *Store) watch(ctx context.Context, prefix string, last int64, out chan<-
 			}
 			if resp.IsProgressNotify() {
 				last = max(last, resp.Header.Revision)
+				if progress && !send(store.WatchResponse{Rev: last}) {
+					wcancel()
+					return
+				}
 				continue
 			}
 			for _, r := range s.split(resp.Events) {

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gatehouse/internal/store/etcd"
+)
+
+// runStartup is the start-up mode (-from-bolt): etcd is filled from an
+// existing bolt data dir (a million certificates take minutes to issue, so
+// they are issued once, offline, into bolt), then a node with an empty data
+// dir (cold: no local index snapshot or bundle cache) and the same node
+// restarted (warm) are timed from process start to the first successful
+// handshake of a random installed name.
+func runStartup(c *config) error {
+	ctx := context.Background()
+	c.logLevel = "info"
+	out := &strings.Builder{}
+	report := func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		log.Print(line)
+		fmt.Fprintln(out, line)
+	}
+	etcdDir := filepath.Join(c.work, "etcd")
+	hostsFile := filepath.Join(c.work, "hosts.txt")
+	_, statErr := os.Stat(hostsFile)
+	fill := !c.reuse || statErr != nil
+	if fill {
+		os.RemoveAll(etcdDir)
+		os.Remove(hostsFile)
+	}
+	kek, err := os.ReadFile(filepath.Join(c.fromBolt, "kek"))
+	if err != nil {
+		return fmt.Errorf("reading the bolt data dir's kek: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(c.work, "kek"), kek, 0o600); err != nil {
+		return err
+	}
+	backend := httptestServer()
+	defer backend.Close()
+	ms, err := startEtcd(etcdDir)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, m := range ms {
+			m.e.Close()
+		}
+	}()
+	eps := endpoints(ms)
+	st, err := etcd.Open(ctx, etcd.Options{Endpoints: eps, Prefix: "/gatehouse", RequestTimeout: 60 * time.Second})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if fill {
+		keys, took, err := fillFromBolt(ctx, c.fromBolt, st, c.importers, hostsFile)
+		if err != nil {
+			return fmt.Errorf("filling etcd from %s: %w", c.fromBolt, err)
+		}
+		report("fill etcd from %s: %d keys in %s (%.0f keys/s)", c.fromBolt, keys, took.Round(time.Second), float64(keys)/took.Seconds())
+	}
+	hosts, err := readHosts(hostsFile)
+	if err != nil {
+		return err
+	}
+	u, _ := st.Usage(ctx)
+	report("etcd: 3 embedded members, %d hostnames, db %.0f MiB (quota %.0f GiB); gatehouse %s",
+		len(hosts), float64(u.Bytes)/(1<<20), float64(u.QuotaBytes)/(1<<30), c.gatehouse)
+	st.Close()
+
+	var quoted []string
+	for _, ep := range eps {
+		quoted = append(quoted, strconv.Quote(ep))
+	}
+	etcdYAML := fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    prefix: /gatehouse", strings.Join(quoted, ", "))
+	for i := range c.repeat {
+		name := fmt.Sprintf("node-start%d", i+1)
+		os.RemoveAll(filepath.Join(c.work, name))
+		for _, kind := range []string{"cold (empty data dir)", "warm (restart: index snapshot and bundle cache)"} {
+			n, err := startNode(c, name, etcdYAML, backend.addr, false)
+			if err != nil {
+				return err
+			}
+			sni := hosts[rand.IntN(len(hosts))]
+			d, err := n.waitServing(sni, 5*time.Minute)
+			if err != nil {
+				n.stop()
+				return err
+			}
+			rss := rssMiB(n.pid())
+			report("%s %s: start to first handshake (%s) %s, RSS %.0f MiB", name, kind, sni, d.Round(time.Millisecond), rss)
+			n.stop()
+			for line := range strings.Lines(readFileString(filepath.Join(n.dir, "log.txt"))) {
+				if strings.Contains(line, "certificate index") || strings.Contains(line, "unreachable") {
+					log.Printf("  %s: %s", name, strings.TrimSpace(line))
+				}
+			}
+		}
+	}
+	return os.WriteFile(filepath.Join(c.work, "results.txt"), []byte(out.String()), 0o644)
+}
+
+// rssMiB returns the resident set of pid in MiB.
+func rssMiB(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.Lines(string(b)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseFloat(f[1], 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
