@@ -21,6 +21,9 @@ const (
 	// failedLoadTTL is how long a bundle whose load failed because the
 	// store did not answer fails at once, without asking the store again.
 	failedLoadTTL = 3 * time.Second
+	// unreachableLoadTimeout bounds a bundle load while the store is known
+	// not to answer (see Manager.loadTimeout).
+	unreachableLoadTimeout = 500 * time.Millisecond
 )
 
 // remoteStore is implemented by stores on other machines (*etcd.Store),

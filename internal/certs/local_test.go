@@ -387,3 +387,33 @@ func TestDiskCacheBound(t *testing.T) {
 		t.Errorf("the newest record was dropped")
 	}
 }
+
+// TestFirstLoadFailsFastWhileStoreDown: once the store is known not to
+// answer, even the first handshake for a name this node never loaded fails
+// within unreachableLoadTimeout, not the store's request timeout.
+func TestFirstLoadFailsFastWhileStoreDown(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	p := newPKI(t)
+	st := openEtcd(t, c, "/fast/", func(o *etcd.Options) {
+		o.RequestTimeout = 10 * time.Second
+		o.HealthInterval = 50 * time.Millisecond
+	})
+	m := startManager(t, st, Options{})
+	mustAdd(t, m, p.leaf(t, leafSpec{names: []string{"never-loaded.test"}}))
+	addr := serveTLS(t, m.TLSConfig(nil))
+	c.StopAll()
+	deadline := time.Now().Add(15 * time.Second)
+	for st.Reachable() {
+		if time.Now().After(deadline) {
+			t.Fatal("store still reported reachable 15s after etcd stopped")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	start := time.Now()
+	if _, err := handshake(t, addr, "never-loaded.test", nil); err == nil {
+		t.Fatal("handshake succeeded with etcd down and nothing cached")
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Errorf("first handshake for an uncached name with etcd known down failed after %v, want about %v", took, unreachableLoadTimeout)
+	}
+}

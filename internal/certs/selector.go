@@ -210,7 +210,7 @@ func (m *Manager) certificate(ctx context.Context, id string) (*tls.Certificate,
 		if err := m.failed.get(id, time.Now()); err != nil {
 			return nil, err // a load that just ended failed
 		}
-		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
+		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), m.loadTimeout())
 		defer cancel()
 		cert, size, err := m.load(lctx, id)
 		if err != nil {
@@ -233,6 +233,18 @@ func (m *Manager) certificate(ctx context.Context, id string) (*tls.Certificate,
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// loadTimeout bounds one bundle load for a handshake: loadTimeout, or
+// unreachableLoadTimeout while a remote store is known not to answer, so
+// that even the first handshake for a name this node has not cached fails
+// fast then (a member that still answers serializable reads answers well
+// within it).
+func (m *Manager) loadTimeout() time.Duration {
+	if rs, ok := m.st.(remoteStore); ok && !rs.Reachable() {
+		return unreachableLoadTimeout
+	}
+	return loadTimeout
 }
 
 // load reads and decodes bundle id: its record, its chain and its key,
