@@ -153,12 +153,66 @@ func startEtcd(dir string) ([]*member, error) {
 	return ms, nil
 }
 
-func endpoints(ms []*member) []string {
+// cluster is the three embedded etcd members and a store client on them.
+type cluster struct {
+	members []*member
+	store   *etcd.Store
+}
+
+// openCluster starts the three members with their data in dir and opens a
+// store on them (prefix /gatehouse) whose calls time out after
+// requestTimeout. Close stops both.
+func openCluster(ctx context.Context, dir string, requestTimeout time.Duration) (*cluster, error) {
+	ms, err := startEtcd(dir)
+	if err != nil {
+		return nil, err
+	}
+	cl := &cluster{members: ms}
+	cl.store, err = etcd.Open(ctx, etcd.Options{Endpoints: cl.endpoints(), Prefix: "/gatehouse", RequestTimeout: requestTimeout})
+	if err != nil {
+		cl.Close()
+		return nil, err
+	}
+	return cl, nil
+}
+
+// Close closes the store client, then the members.
+func (cl *cluster) Close() {
+	if cl.store != nil {
+		cl.store.Close()
+	}
+	for _, m := range cl.members {
+		m.e.Close()
+	}
+}
+
+func (cl *cluster) endpoints() []string {
 	var out []string
-	for _, m := range ms {
+	for _, m := range cl.members {
 		out = append(out, m.client.String())
 	}
 	return out
+}
+
+// storeYAML is the store section of a node's config that points it at the
+// cluster.
+func (cl *cluster) storeYAML() string {
+	var quoted []string
+	for _, ep := range cl.endpoints() {
+		quoted = append(quoted, strconv.Quote(ep))
+	}
+	return fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    prefix: /gatehouse", strings.Join(quoted, ", "))
+}
+
+// newReport returns the results of a run and the function that adds a
+// line to them (and logs it).
+func newReport() (*strings.Builder, func(format string, args ...any)) {
+	out := &strings.Builder{}
+	return out, func(format string, args ...any) {
+		line := fmt.Sprintf(format, args...)
+		log.Print(line)
+		fmt.Fprintln(out, line)
+	}
 }
 
 func readFileString(path string) string {
@@ -385,12 +439,7 @@ func run(c *config) error {
 	if err := os.MkdirAll(c.work, 0o700); err != nil {
 		return err
 	}
-	out := &strings.Builder{}
-	report := func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		log.Print(line)
-		fmt.Fprintln(out, line)
-	}
+	out, report := newReport()
 	ca, err := demo.LoadOrCreateCA(filepath.Join(c.work, "ca"))
 	if err != nil {
 		return err
@@ -402,21 +451,12 @@ func run(c *config) error {
 	backend := httptestServer()
 	defer backend.Close()
 
-	ms, err := startEtcd(filepath.Join(c.work, "etcd"))
+	cl, err := openCluster(ctx, filepath.Join(c.work, "etcd"), 30*time.Second)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, m := range ms {
-			m.e.Close()
-		}
-	}()
-	eps := endpoints(ms)
-	st, err := etcd.Open(ctx, etcd.Options{Endpoints: eps, Prefix: "/gatehouse", RequestTimeout: 30 * time.Second})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer cl.Close()
+	st := cl.store
 	report("N = %d certificates (ECDSA P-256, one name each), etcd: 3 embedded members, gatehouse %s", c.n, c.gatehouse)
 	took, err := importAll(ctx, st, kek, ca, c.n, c.importers)
 	if err != nil {
@@ -432,11 +472,7 @@ func run(c *config) error {
 			return fmt.Errorf("pinning to CPU %d: %v: %s", c.loadCPU, err, out)
 		}
 	}
-	var quoted []string
-	for _, ep := range eps {
-		quoted = append(quoted, strconv.Quote(ep))
-	}
-	etcdYAML := fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    prefix: /gatehouse", strings.Join(quoted, ", "))
+	etcdYAML := cl.storeYAML()
 	var nodes []*node
 	defer func() {
 		for _, n := range nodes {

@@ -10,8 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"gatehouse/internal/store/etcd"
 )
 
 // runStartup is the start-up mode (-from-bolt): etcd is filled from an
@@ -23,12 +21,7 @@ import (
 func runStartup(c *config) error {
 	ctx := context.Background()
 	c.logLevel = "info"
-	out := &strings.Builder{}
-	report := func(format string, args ...any) {
-		line := fmt.Sprintf(format, args...)
-		log.Print(line)
-		fmt.Fprintln(out, line)
-	}
+	out, report := newReport()
 	etcdDir := filepath.Join(c.work, "etcd")
 	hostsFile := filepath.Join(c.work, "hosts.txt")
 	_, statErr := os.Stat(hostsFile)
@@ -46,21 +39,12 @@ func runStartup(c *config) error {
 	}
 	backend := httptestServer()
 	defer backend.Close()
-	ms, err := startEtcd(etcdDir)
+	cl, err := openCluster(ctx, etcdDir, 60*time.Second)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		for _, m := range ms {
-			m.e.Close()
-		}
-	}()
-	eps := endpoints(ms)
-	st, err := etcd.Open(ctx, etcd.Options{Endpoints: eps, Prefix: "/gatehouse", RequestTimeout: 60 * time.Second})
-	if err != nil {
-		return err
-	}
-	defer st.Close()
+	defer cl.Close()
+	st := cl.store
 	if fill {
 		keys, took, err := fillFromBolt(ctx, c.fromBolt, st, c.importers, hostsFile)
 		if err != nil {
@@ -77,11 +61,7 @@ func runStartup(c *config) error {
 		len(hosts), float64(u.Bytes)/(1<<20), float64(u.QuotaBytes)/(1<<30), c.gatehouse)
 	st.Close()
 
-	var quoted []string
-	for _, ep := range eps {
-		quoted = append(quoted, strconv.Quote(ep))
-	}
-	etcdYAML := fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    prefix: /gatehouse", strings.Join(quoted, ", "))
+	etcdYAML := cl.storeYAML()
 	for i := range c.repeat {
 		name := fmt.Sprintf("node-start%d", i+1)
 		os.RemoveAll(filepath.Join(c.work, name))

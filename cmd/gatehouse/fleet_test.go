@@ -123,6 +123,23 @@ func TestFleetPropagation(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 	}
+	// The local bundle cache a fleet node keeps is a limit like any other.
+	res, err := f.nodes[1].client.Limits(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found bool
+	for _, r := range res {
+		if r.Name == "local_bundle_cache" {
+			found = true
+			if r.Limit != 512<<20 || r.Usage < 0 || r.Usage > r.Limit {
+				t.Errorf("local_bundle_cache = %+v, want usage within a limit of 512MiB", r)
+			}
+		}
+	}
+	if !found {
+		t.Error("limits of a fleet node have no local_bundle_cache resource")
+	}
 }
 
 // resumes makes one HTTP/1.1 request on a new TLS connection to tn with the

@@ -261,6 +261,12 @@ func (n *node) registerResources() {
 		b, l, _, _, _ := n.certs.CacheStats()
 		return b, l
 	})
+	if _, _, ok := n.certs.LocalCacheStats(); ok {
+		r.Register("local_bundle_cache", "bytes", "store.etcd.local_cache_bytes", false, func() (int64, int64) {
+			b, l, _ := n.certs.LocalCacheStats()
+			return b, l
+		})
+	}
 	r.Register("https_connections", "count", "listeners.https.max_connections", false, func() (int64, int64) {
 		if n.srv == nil {
 			return 0, int64(cfg.Listeners.HTTPS.MaxConnections)

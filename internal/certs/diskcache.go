@@ -309,3 +309,13 @@ func (c *diskCache) bytes() int64 {
 	defer c.mu.Unlock()
 	return c.size
 }
+
+// LocalCacheStats reports the bytes of sealed bundle records and chains
+// kept in the node's local on-disk cache and its limit; ok is false when
+// the node keeps none (an embedded store, or no cache directory).
+func (m *Manager) LocalCacheStats() (bytes, limit int64, ok bool) {
+	if m.local == nil || m.local.disk == nil {
+		return 0, 0, false
+	}
+	return m.local.disk.bytes(), m.local.disk.limit, true
+}

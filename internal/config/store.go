@@ -58,7 +58,7 @@ func (c *Config) validateStore(v *validator) {
 		v.add("store.etcd.compaction_retention", "%v must be between 1m and 30d (0 means the default of 24h)", r)
 	}
 	if b := e.LocalCacheBytes; b != 0 && (b < 1<<20 || b > 1<<40) {
-		v.add("store.etcd.local_cache_bytes", "%d bytes must be between 1MiB and 1TiB (0 means the default of 512MiB)", int64(b))
+		v.add("store.etcd.local_cache_bytes", "%s must be between 1MiB and 1TiB (0 means the default of 512MiB)", b)
 	}
 	if (e.CertFile == "") != (e.KeyFile == "") {
 		v.add("store.etcd", "cert_file and key_file go together: give both or neither")

@@ -54,3 +54,56 @@ func TestStoreEtcd(t *testing.T) {
 		})
 	}
 }
+
+func TestStoreEtcdLocalCacheBytes(t *testing.T) {
+	base := "listeners:\n  https: {address: \"127.0.0.1:8443\"}\n  admin: {address: \"127.0.0.1:9443\"}\nstore:\n  etcd:\n    endpoints: [http://e:2379]\n"
+	tests := []struct {
+		name  string
+		value string // the YAML value of local_cache_bytes; empty leaves it out
+		want  ByteSize
+		errs  []string // nil: valid, and the parsed value is want
+	}{
+		{"unset is the default", "", 0, nil},
+		{"zero is the default", "0", 0, nil},
+		{"lower bound", "1MiB", 1 << 20, nil},
+		{"upper bound", "1TiB", 1 << 40, nil},
+		{"plain bytes", "536870912", 512 << 20, nil},
+		{"fraction of a unit", "1.5GiB", 3 << 29, nil},
+		{"below the lower bound", "1KiB", 0, []string{
+			"store.etcd.local_cache_bytes: 1KiB must be between 1MiB and 1TiB (0 means the default of 512MiB)"}},
+		{"one byte short", "1048575", 0, []string{
+			"store.etcd.local_cache_bytes: 1048575B must be between 1MiB and 1TiB (0 means the default of 512MiB)"}},
+		{"above the upper bound", "2TiB", 0, []string{
+			"store.etcd.local_cache_bytes: 2048GiB must be between 1MiB and 1TiB (0 means the default of 512MiB)"}},
+		{"not a size", "lots", 0, []string{
+			`store.etcd.local_cache_bytes: "lots" is not a size (use e.g. 512KiB, 64MiB, 1GiB) (line 7)`}},
+		{"negative", "-1MiB", 0, []string{
+			`store.etcd.local_cache_bytes: "-1MiB" is not a size (use e.g. 512KiB, 64MiB, 1GiB) (line 7)`}},
+		{"a list", "[1MiB]", 0, []string{
+			"store.etcd.local_cache_bytes: expected a single value, got a list (line 7)"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			doc := base
+			if tc.value != "" {
+				doc += "    local_cache_bytes: " + tc.value + "\n"
+			}
+			cfg, err := Parse(strings.NewReader(doc))
+			if tc.errs == nil {
+				if err != nil {
+					t.Fatalf("Parse: %v", err)
+				}
+				if got := cfg.Store.Etcd.LocalCacheBytes; got != tc.want {
+					t.Errorf("local_cache_bytes = %d, want %d", got, tc.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("Parse succeeded, want errors %q", tc.errs)
+			}
+			if diff := cmp.Diff(strings.Split(err.Error(), "\n"), tc.errs); diff != "" {
+				t.Errorf("errors (-got +want):\n%s", diff)
+			}
+		})
+	}
+}

@@ -20,8 +20,11 @@ type Config struct {
 	Pools     []Pool    `yaml:"pools"`
 	Routes    []Route   `yaml:"routes"`
 	Status    Status    `yaml:"status"`
-	Limits    Limits    `yaml:"limits"`
-	Log       Log       `yaml:"log"`
+	// ResponseCache bounds the response cache that routes with
+	// cache.enabled share.
+	ResponseCache ResponseCache `yaml:"response_cache"`
+	Limits        Limits        `yaml:"limits"`
+	Log           Log           `yaml:"log"`
 }
 
 // Store selects the dynamic-state store: the embedded default (a bbolt file
@@ -164,6 +167,38 @@ type Route struct {
 	Host       string `yaml:"host"`
 	PathPrefix string `yaml:"path_prefix"`
 	Pool       string `yaml:"pool"`
+	// Cache turns on the response cache for this route (off by default).
+	Cache RouteCache `yaml:"cache"`
+}
+
+// RouteCache is the response cache policy of one route. The cache is a
+// shared cache (RFC 9111): it stores GET responses that the members mark
+// cacheable and answers from them while they are fresh, revalidates them
+// when stale, and serves a stale one in place of an error while the pool
+// has no healthy member, a member fails or answers 5xx.
+type RouteCache struct {
+	// Enabled turns caching on for the route.
+	Enabled bool `yaml:"enabled"`
+	// DefaultTTL is how long a response without freshness information
+	// (Cache-Control max-age or s-maxage, Expires) counts as fresh. 0, the
+	// default, stores such a response already stale: it is revalidated or
+	// fetched again on every request and only stands in for errors.
+	DefaultTTL Duration `yaml:"default_ttl"`
+	// MaxStale is how long past its freshness a stored response may stand
+	// in for an error (default 24h); a response's own stale-if-error
+	// shortens it.
+	MaxStale Duration `yaml:"max_stale"`
+}
+
+// ResponseCache sizes the response cache, which holds its entries in
+// memory, evicting the least recently used first.
+type ResponseCache struct {
+	// MaxBytes bounds the memory of every stored response together
+	// (default 64MiB). Nothing is used until a route enables caching.
+	MaxBytes ByteSize `yaml:"max_bytes"`
+	// MaxObjectBytes is the largest response body that is stored
+	// (default 1MiB); larger ones are passed through.
+	MaxObjectBytes ByteSize `yaml:"max_object_bytes"`
 }
 
 // Status configures the status portal.

@@ -20,6 +20,18 @@ const (
 	DefaultCacheBytes        = 256 << 20
 	DefaultExpiryWarning     = 30 * 24 * time.Hour
 	DefaultWarnPercent       = 80
+	// DefaultResponseCacheBytes bounds the response cache: enough for
+	// tens of thousands of typical static assets and API answers, small
+	// beside the certificate cache, and used only once a route enables
+	// caching.
+	DefaultResponseCacheBytes = 64 << 20
+	// DefaultMaxObjectBytes is the largest body the response cache stores.
+	DefaultMaxObjectBytes = 1 << 20
+	// DefaultMaxStale is how long past its freshness a stored response
+	// may stand in for an error.
+	DefaultMaxStale = 24 * time.Hour
+	// MaxMaxStale bounds routes[].cache.max_stale and default_ttl.
+	MaxMaxStale = 365 * 24 * time.Hour
 )
 
 // Algorithms a pool may use.
@@ -104,6 +116,15 @@ func (c *Config) ApplyDefaults() {
 		if c.Routes[i].PathPrefix == "" {
 			c.Routes[i].PathPrefix = "/"
 		}
+		if rc := &c.Routes[i].Cache; rc.Enabled && rc.MaxStale == 0 {
+			rc.MaxStale = Duration(DefaultMaxStale)
+		}
+	}
+	if c.ResponseCache.MaxBytes == 0 {
+		c.ResponseCache.MaxBytes = DefaultResponseCacheBytes
+	}
+	if c.ResponseCache.MaxObjectBytes == 0 {
+		c.ResponseCache.MaxObjectBytes = DefaultMaxObjectBytes
 	}
 	if c.Status.Title == "" {
 		c.Status.Title = "Service status"
@@ -137,6 +158,7 @@ func (c *Config) Validate() error {
 	}
 	pools := c.validatePools(v)
 	c.validateRoutes(v, pools)
+	c.validateResponseCache(v)
 	c.validateStatus(v, pools)
 	if c.Limits.MaxCertificates < 0 {
 		v.add("limits.max_certificates", "must not be negative (0 means no limit)")
@@ -362,11 +384,43 @@ func (c *Config) validateRoutes(v *validator, pools map[string]bool) {
 		} else if !pools[r.Pool] {
 			v.add(rp+".pool", "%q is not a pool defined under pools", r.Pool)
 		}
+		c.validateRouteCache(v, rp+".cache", r.Cache)
 		key := host + " " + r.PathPrefix
 		if j, dup := seen[key]; dup {
 			v.add(rp, "same host and path_prefix as routes[%d]", j)
 		}
 		seen[key] = i
+	}
+}
+
+// validateRouteCache checks one route's cache policy at path.
+func (c *Config) validateRouteCache(v *validator, path string, rc RouteCache) {
+	if !rc.Enabled {
+		if rc.DefaultTTL != 0 || rc.MaxStale != 0 {
+			v.add(path+".enabled", "must be true when other cache fields are set")
+		}
+		return
+	}
+	if d := rc.DefaultTTL.D(); d < 0 || d > MaxMaxStale {
+		v.add(path+".default_ttl", "%s must be between 0 and 365d", rc.DefaultTTL)
+	}
+	if d := rc.MaxStale.D(); d < time.Second || d > MaxMaxStale {
+		v.add(path+".max_stale", "%s must be between 1s and 365d", rc.MaxStale)
+	}
+}
+
+// validateResponseCache checks the response cache's sizes.
+func (c *Config) validateResponseCache(v *validator) {
+	rc := c.ResponseCache
+	if rc.MaxBytes < 1<<20 {
+		v.add("response_cache.max_bytes", "%s is below the minimum of 1MiB", rc.MaxBytes)
+	}
+	switch {
+	case rc.MaxObjectBytes < 1<<10:
+		v.add("response_cache.max_object_bytes", "%s is below the minimum of 1KiB", rc.MaxObjectBytes)
+	case rc.MaxObjectBytes > rc.MaxBytes/4 && rc.MaxBytes >= 1<<20:
+		v.add("response_cache.max_object_bytes", "%s is more than a quarter of response_cache.max_bytes (%s)",
+			rc.MaxObjectBytes, rc.MaxBytes)
 	}
 }
 
