@@ -51,6 +51,8 @@ type config struct {
 	reuse                bool
 	repeat               int
 	logLevel             string // of the nodes (default warn)
+	routedAddr           string // member of the "routed" pool (routes.go); "": no such pool
+	preRoutes            int    // dynamic routes stored before the nodes start (routes.go)
 }
 
 func main() {
@@ -61,6 +63,7 @@ func main() {
 	flag.StringVar(&c.gatehouse, "gatehouse", "", "gatehouse binary")
 	flag.IntVar(&c.n, "n", 100000, "installed certificates")
 	flag.IntVar(&c.adds, "adds", 200, "certificate additions timed for propagation")
+	flag.IntVar(&c.preRoutes, "routes", 0, "dynamic routes stored before the nodes start (route propagation then rebuilds that many)")
 	flag.IntVar(&c.conc, "c", 16, "handshake load concurrency")
 	flag.DurationVar(&c.hsDur, "d", 10*time.Second, "duration of each measured handshake load")
 	flag.DurationVar(&c.warmDur, "warm", 10*time.Second, "handshake load before each measured one (fills the decoded cache)")
@@ -298,10 +301,10 @@ tls:
 pools:
   - name: origin
     members: [{address: %q}]
-routes:
+%sroutes:
   - {host: "*", pool: origin}
 log: {level: %s}
-`, n.dir, n.https, n.admin, token, filepath.Join(c.work, "kek"), storeYAML, backend, cmp.Or(c.logLevel, "warn"))
+`, n.dir, n.https, n.admin, token, filepath.Join(c.work, "kek"), storeYAML, backend, routedPoolYAML(c), cmp.Or(c.logLevel, "warn"))
 	cfgPath := filepath.Join(n.dir, "gatehouse.yaml")
 	if err := os.WriteFile(cfgPath, []byte(doc), 0o600); err != nil {
 		return nil, err
@@ -450,6 +453,9 @@ func run(c *config) error {
 	}
 	backend := httptestServer()
 	defer backend.Close()
+	routed := routedServer()
+	defer routed.Close()
+	c.routedAddr = routed.addr
 
 	cl, err := openCluster(ctx, filepath.Join(c.work, "etcd"), 30*time.Second)
 	if err != nil {
@@ -466,6 +472,9 @@ func run(c *config) error {
 	report("import into etcd: %d in %s (%.0f/s), etcd db %.1f MiB (%.0f bytes per certificate, history included)",
 		c.n, took.Round(time.Millisecond), float64(c.n)/took.Seconds(), float64(u.Bytes)/(1<<20), float64(u.Bytes)/float64(c.n))
 
+	if err := preloadRoutes(ctx, st, c.preRoutes, report); err != nil {
+		return err
+	}
 	if c.loadCPU >= 0 {
 		// Every thread of this process: etcd and the load client.
 		if out, err := exec.Command("taskset", "-a", "-p", "-c", strconv.Itoa(c.loadCPU), strconv.Itoa(os.Getpid())).CombinedOutput(); err != nil {
@@ -538,6 +547,9 @@ func run(c *config) error {
 	report("propagation of %d additions (admin call start to served): all three nodes p50 %s p99 %s max %s; other nodes p50 %s p99 %s",
 		c.adds, pct(all, .5).Round(100*time.Microsecond), pct(all, .99).Round(100*time.Microsecond), slices.Max(all).Round(100*time.Microsecond),
 		pct(others, .5).Round(100*time.Microsecond), pct(others, .99).Round(100*time.Microsecond))
+	if err := routePropagation(ctx, c, nodes, report); err != nil {
+		return err
+	}
 
 	fresh, err := startNode(c, "node4-fresh", etcdYAML, backend.addr, false)
 	if err != nil {

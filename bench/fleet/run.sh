@@ -11,7 +11,7 @@
 #       # start-up mode: etcd filled from a bolt data dir (1M certificates),
 #       # cold and warm node starts timed; REUSE=1 keeps a filled etcd
 #
-# Env: N ADDS WORK (default /tmp/fleet, wiped first) D WARM C SERVER_CPU
+# Env: N ADDS ROUTES (dynamic routes stored before the nodes start) WORK (default /tmp/fleet, wiped first) D WARM C SERVER_CPU
 # LOAD_CPU (after the import, etcd and the load client run on LOAD_CPU and
 # the measured node on SERVER_CPU).
 set -euo pipefail
@@ -27,5 +27,5 @@ if [ -n "${FROM_BOLT:-}" ]; then
 	exec "$WORK/bin/fleet" -work "$WORK" -gatehouse "$WORK/bin/gatehouse" -from-bolt "$FROM_BOLT" "${reuse[@]}" \
 		-importers "${IMPORTERS:-6}" -repeat "${REPEAT:-2}"
 fi
-exec "$WORK/bin/fleet" -work "$WORK" -gatehouse "$WORK/bin/gatehouse" -n "${N:-100000}" -adds "${ADDS:-200}" \
+exec "$WORK/bin/fleet" -work "$WORK" -gatehouse "$WORK/bin/gatehouse" -n "${N:-100000}" -adds "${ADDS:-200}" -routes "${ROUTES:-0}" \
 	-d "${D:-10s}" -warm "${WARM:-10s}" -c "${C:-16}" -server-cpu "${SERVER_CPU:-0}" -load-cpu "${LOAD_CPU:-1}"

@@ -28,6 +28,7 @@ import (
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
 	"gatehouse/internal/proxy"
+	"gatehouse/internal/routes"
 	"gatehouse/internal/server"
 	"gatehouse/internal/status"
 	"gatehouse/internal/store"
@@ -84,6 +85,8 @@ type node struct {
 	certs    *certs.Manager
 	tickets  *tickets.Keys // TLS session ticket keys shared by the fleet
 	edge     atomic.Pointer[proxy.Proxy]
+	routes   *routes.Manager // dynamic routes from the store (serve_routes.go)
+	dyn      dynRoutes
 	srv      *server.Server
 	reload   func() (*config.Config, error)
 	capacity *capacity.Registry
@@ -152,6 +155,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		return nil, err
 	}
 	n.edge.Store(p)
+	if err := n.startRoutes(ctx, cfg); err != nil {
+		return nil, err
+	}
 
 	token := cfg.Admin.Token
 	if token == "" {
@@ -181,6 +187,19 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	// Response cache answers by result; its bytes are a capacity resource.
+	for result, get := range map[string]func(proxy.CacheStats) uint64{
+		"hit":         func(s proxy.CacheStats) uint64 { return s.Hits },
+		"miss":        func(s proxy.CacheStats) uint64 { return s.Misses },
+		"revalidated": func(s proxy.CacheStats) uint64 { return s.Revalidated },
+		"stale":       func(s proxy.CacheStats) uint64 { return s.Stale },
+	} {
+		metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "gatehouse_response_cache_answers_total",
+			Help:        "Answers of caching routes: hit (from the cache), miss (forwarded), revalidated (a member's 304), stale (a stale response in place of an error).",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 { return float64(get(n.edge.Load().CacheStats())) }))
+	}
 	// --- status portal (issue 4): store-backed, fed by pool health; its
 	// management API sits behind the admin token.
 	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store})
@@ -192,6 +211,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Logger:  log,
 		Token:   token,
 		Certs:   n.certs,
+		Routes:  n.routes,
 		Pools:   func() any { return n.edge.Load().Pools() },
 		Reload:  func(ctx context.Context) error { return n.doReload() },
 		Upgrade: func(ctx context.Context) error { return n.doUpgrade() },
@@ -257,9 +277,17 @@ func (n *node) registerResources() {
 	r.Register("certificates", "count", "limits.max_certificates", true, func() (int64, int64) {
 		return n.certs.Count(), n.cfg.Load().Limits.MaxCertificates
 	})
+	r.Register("routes", "count", "limits.max_routes", true, func() (int64, int64) {
+		return n.routes.Count(), n.routes.Limit()
+	})
 	r.Register("certificate_cache", "bytes", "tls.cache_bytes", false, func() (int64, int64) {
 		b, l, _, _, _ := n.certs.CacheStats()
 		return b, l
+	})
+	// 0 of 0 until a route enables caching.
+	r.Register("response_cache", "bytes", "response_cache.max_bytes", false, func() (int64, int64) {
+		s := n.edge.Load().CacheStats()
+		return s.Bytes, s.Limit
 	})
 	if _, _, ok := n.certs.LocalCacheStats(); ok {
 		r.Register("local_bundle_cache", "bytes", "store.etcd.local_cache_bytes", false, func() (int64, int64) {
@@ -357,7 +385,7 @@ func (n *node) doReload() error {
 	if err != nil {
 		return err
 	}
-	n.edge.Store(p)
+	n.swapEdge(p)
 	n.cfg.Store(cfg)
 	// In-flight requests hold their own reference to the old proxy's pools;
 	// closing it stops only its health checks.
@@ -412,6 +440,9 @@ func (n *node) close() {
 	if n.stopBG != nil {
 		n.stopBG()
 		<-n.bgDone
+	}
+	if n.routes != nil {
+		n.routes.Close()
 	}
 	if p := n.edge.Load(); p != nil {
 		p.Close()
@@ -496,7 +527,7 @@ func (n *node) tuneMemory(ctx context.Context, every time.Duration) {
 	last := int64(0)
 	for {
 		_, cacheLimit, _, _, _ := n.certs.CacheStats()
-		want := memorySoftLimit(cacheLimit, n.certs.Count())
+		want := memorySoftLimit(cacheLimit, n.certs.Count()) + n.edge.Load().CacheStats().Limit
 		// Move only on a change of more than 1/16, to keep the log quiet.
 		if d := want - last; d > last/16 || -d > last/16 {
 			debug.SetMemoryLimit(want)

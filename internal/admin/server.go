@@ -17,6 +17,7 @@ import (
 
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
+	"gatehouse/internal/routes"
 	"gatehouse/internal/store"
 )
 
@@ -45,6 +46,8 @@ type Options struct {
 	// Token is the bearer token every request must carry.
 	Token string
 	Certs Certs
+	// Routes manages the dynamic routes (routes.go).
+	Routes Routes
 	// Pools returns the live state of the backend pools.
 	Pools func() any
 	// Reload re-reads the static configuration and swaps it in.
@@ -92,6 +95,9 @@ func NewServer(opts Options) (*Server, error) {
 		s.mux.HandleFunc("GET /v1/certs/{id}", s.getCert)
 		s.mux.HandleFunc("DELETE /v1/certs/{id}", s.removeCert)
 		s.mux.HandleFunc("GET /v1/hosts/{hostname}", s.lookup)
+	}
+	if opts.Routes != nil {
+		s.handleRoutes()
 	}
 	if opts.Pools != nil {
 		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
@@ -353,11 +359,16 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 func classify(err error) (int, string) {
 	var in *certs.InputError
 	var lim *certs.LimitError
+	var rin *routes.InputError
+	var rlim *routes.LimitError
+	var rconf *routes.ConflictError
 	switch {
-	case errors.As(err, &in):
+	case errors.As(err, &in), errors.As(err, &rin):
 		return http.StatusBadRequest, "invalid_input"
-	case errors.As(err, &lim):
+	case errors.As(err, &lim), errors.As(err, &rlim):
 		return http.StatusConflict, "limit_exceeded"
+	case errors.As(err, &rconf), errors.Is(err, store.ErrConflict):
+		return http.StatusConflict, "conflict"
 	case errors.Is(err, store.ErrNotFound):
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, store.ErrTooLarge):

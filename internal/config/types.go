@@ -197,7 +197,8 @@ type ResponseCache struct {
 	// (default 64MiB). Nothing is used until a route enables caching.
 	MaxBytes ByteSize `yaml:"max_bytes"`
 	// MaxObjectBytes is the largest response body that is stored
-	// (default 1MiB); larger ones are passed through.
+	// (default 1MiB, or a quarter of MaxBytes if that is less); larger
+	// ones are passed through.
 	MaxObjectBytes ByteSize `yaml:"max_object_bytes"`
 }
 
@@ -283,7 +284,8 @@ type Limits struct {
 	// MemorySoftLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
 	// the garbage collector works harder as the heap nears it. 0 means
 	// automatic: the decoded-certificate cache plus 640 bytes per installed
-	// certificate plus 320MiB, re-evaluated as certificates are added. The
+	// certificate plus 320MiB (plus response_cache.max_bytes while a route
+	// caches), re-evaluated as certificates are added. The
 	// GOMEMLIMIT environment variable, when set, wins over both.
 	MemorySoftLimit ByteSize `yaml:"memory_soft_limit"`
 	// WarnPercent is the usage share at which a warning is logged (default 80).

@@ -124,7 +124,7 @@ func (c *Config) ApplyDefaults() {
 		c.ResponseCache.MaxBytes = DefaultResponseCacheBytes
 	}
 	if c.ResponseCache.MaxObjectBytes == 0 {
-		c.ResponseCache.MaxObjectBytes = DefaultMaxObjectBytes
+		c.ResponseCache.MaxObjectBytes = min(DefaultMaxObjectBytes, c.ResponseCache.MaxBytes/4)
 	}
 	if c.Status.Title == "" {
 		c.Status.Title = "Service status"
@@ -414,14 +414,36 @@ func (c *Config) validateResponseCache(v *validator) {
 	rc := c.ResponseCache
 	if rc.MaxBytes < 1<<20 {
 		v.add("response_cache.max_bytes", "%s is below the minimum of 1MiB", rc.MaxBytes)
+		return // max_object_bytes may be derived from it
 	}
 	switch {
 	case rc.MaxObjectBytes < 1<<10:
 		v.add("response_cache.max_object_bytes", "%s is below the minimum of 1KiB", rc.MaxObjectBytes)
-	case rc.MaxObjectBytes > rc.MaxBytes/4 && rc.MaxBytes >= 1<<20:
+	case rc.MaxObjectBytes > rc.MaxBytes/4:
 		v.add("response_cache.max_object_bytes", "%s is more than a quarter of response_cache.max_bytes (%s)",
 			rc.MaxObjectBytes, rc.MaxBytes)
 	}
+}
+
+// CheckRouteHost reports whether host is acceptable as a route's host, as
+// routes[].host is validated: an exact hostname, a one-label wildcard
+// "*.example.com", or "*" for every host no other route matches. The error
+// says what is wrong without naming the field; "" is refused too.
+func CheckRouteHost(host string) error {
+	h := strings.ToLower(host)
+	switch {
+	case h == "":
+		return errors.New("is required")
+	case h == "*":
+		return nil
+	case strings.HasPrefix(h, "*."):
+		if !validHostname(h[2:]) || !strings.Contains(h[2:], ".") {
+			return fmt.Errorf("%q is not a valid wildcard (use *.example.com)", host)
+		}
+	case !validHostname(h):
+		return fmt.Errorf("%q is not a valid hostname", host)
+	}
+	return nil
 }
 
 // validHostname reports whether s is a DNS hostname (letters, digits, '-' and

@@ -167,10 +167,10 @@ func BenchmarkRoute(b *testing.B) {
 	rt := newRouter()
 	p := &pool{}
 	for i := range 10000 {
-		rt.add("h"+string(rune('a'+i%26))+time.Duration(i).String()+".example.test", "/", p)
+		rt.add("h"+string(rune('a'+i%26))+time.Duration(i).String()+".example.test", "/", p, nil)
 	}
-	rt.add("*.uni-c.test", "/", p)
-	rt.add("*.uni-c.test", "/api", p)
+	rt.add("*.uni-c.test", "/", p, nil)
+	rt.add("*.uni-c.test", "/api", p, nil)
 	b.ReportAllocs()
 	for b.Loop() {
 		if rt.match("x.uni-c.test:443", "/api/v1") == nil {

@@ -25,6 +25,10 @@ import (
 // http.Transport. Both paths send the same headers and map failures to the
 // same answers.
 
+// max1xxResponses bounds the informational responses forwarded before
+// the final one (http.Transport's limit).
+const max1xxResponses = 5
+
 // maxResponseHeaderBytes bounds a member's response head on the direct
 // path (http.Transport's default).
 const maxResponseHeaderBytes = 1 << 20
@@ -240,7 +244,7 @@ func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m 
 	}()
 	for {
 		tried = append(tried, cur)
-		res, bc, stop, err := p.roundTrip(ctx, cur, &out.req)
+		res, bc, stop, err := p.roundTrip(ctx, cur, &out.req, w)
 		if err == nil {
 			cur.succeeded()
 			px.copyResponse(w, r, p, cur, res, bc, stop)
@@ -268,10 +272,11 @@ func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m 
 	}
 }
 
-// roundTrip sends req to m and reads the response head. On success the
-// caller owns bc and must call stop (which reports whether the
-// connection's deadlines were left alone) before reusing it.
-func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request) (*http.Response, *backendConn, func() bool, error) {
+// roundTrip sends req to m and reads the response head, forwarding 1xx
+// responses to w. On success the caller owns bc and must call stop (which
+// reports whether the connection's deadlines were left alone) before
+// reusing it.
+func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request, w http.ResponseWriter) (*http.Response, *backendConn, func() bool, error) {
 	now := time.Now()
 	bc := m.conns.get(now, p.idleTimeout)
 	for {
@@ -285,7 +290,7 @@ func (p *pool) roundTrip(ctx context.Context, m *member, req *http.Request) (*ht
 			now = time.Now()
 		}
 		stop := context.AfterFunc(ctx, bc.abort)
-		res, err := p.exchange(bc, req, now)
+		res, err := p.exchange(bc, req, now, w)
 		if err == nil {
 			return res, bc, stop, nil
 		}
@@ -313,10 +318,11 @@ func noAnswer(err error) bool {
 	return errors.As(err, &na)
 }
 
-// exchange writes req on bc and reads the response head, skipping 1xx
-// responses. An error before the first byte of an answer that is not a
-// timeout is an *errNoAnswer.
-func (p *pool) exchange(bc *backendConn, req *http.Request, now time.Time) (res *http.Response, err error) {
+// exchange writes req on bc and reads the response head, forwarding 1xx
+// responses (such as 103 Early Hints) to w as ReverseProxy does. An error
+// before the first byte of an answer that is not a timeout is an
+// *errNoAnswer.
+func (p *pool) exchange(bc *backendConn, req *http.Request, now time.Time, w http.ResponseWriter) (res *http.Response, err error) {
 	if err := bc.conn.SetReadDeadline(now.Add(p.responseHeaderTimeout)); err != nil {
 		return nil, &errNoAnswer{err}
 	}
@@ -333,7 +339,7 @@ func (p *pool) exchange(bc *backendConn, req *http.Request, now time.Time) (res 
 		}
 		return nil, &errNoAnswer{err}
 	}
-	for {
+	for n1xx := 0; ; n1xx++ {
 		res, err = http.ReadResponse(bc.br, req)
 		if err != nil {
 			if bc.lr.N <= 0 {
@@ -347,6 +353,10 @@ func (p *pool) exchange(bc *backendConn, req *http.Request, now time.Time) (res 
 		if res.StatusCode == http.StatusSwitchingProtocols {
 			return nil, fmt.Errorf("member answered %d to a request without Upgrade", res.StatusCode)
 		}
+		if n1xx >= max1xxResponses {
+			return nil, errors.New("too many 1xx informational responses from member")
+		}
+		forward1xx(w, res)
 		bc.lr.N = maxResponseHeaderBytes
 	}
 	// The body is not bounded; after the head, reads go to the connection.
@@ -360,6 +370,27 @@ func (p *pool) exchange(bc *backendConn, req *http.Request, now time.Time) (res 
 		return nil, err
 	}
 	return res, nil
+}
+
+// forward1xx sends the informational response res to the client with
+// its end-to-end fields, then takes them out of w's header again (the
+// server writes the whole header map with a 1xx and keeps it). Fields
+// already set for the final response (X-Request-Id) stay as they are.
+func forward1xx(w http.ResponseWriter, res *http.Response) {
+	h := w.Header()
+	var addedBuf [8]string
+	added := addedBuf[:0]
+	for k, vv := range res.Header {
+		if hopByHop(k) || h[k] != nil {
+			continue
+		}
+		h[k] = vv
+		added = append(added, k)
+	}
+	w.WriteHeader(res.StatusCode)
+	for _, k := range added {
+		delete(h, k)
+	}
 }
 
 // dial opens a new connection to m.

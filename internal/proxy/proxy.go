@@ -32,6 +32,10 @@
 // from a member, or a 502/503/504 of its own) in atomic counters that a
 // reload carries over; Pools reports them, and the status portal turns
 // them into an error rate.
+//
+// Routes with cache.enabled answer GET and HEAD from a response cache in
+// front of both paths (cache.go); a stored response also stands in for
+// the failures above while it is within its route's max_stale.
 package proxy
 
 import (
@@ -84,12 +88,15 @@ type Options struct {
 	Previous *Proxy
 	// OnHealthChange, if set, is called after every member transition.
 	OnHealthChange func(pool, address string, up bool)
+	// Now, if set, replaces time.Now for the response cache's freshness
+	// and age (tests inject a clock with it).
+	Now func() time.Time
 }
 
 // Proxy is an http.Handler that routes and proxies requests.
 type Proxy struct {
 	log        *slog.Logger
-	router     *router
+	router     *routeTable // static routes, and dynamic ones (dynamic.go)
 	pools      []*pool
 	byName     map[string]*pool
 	checker    *health.Checker
@@ -99,6 +106,11 @@ type Proxy struct {
 	page503    []byte
 	buffers    *bufferPool
 	closeOnce  sync.Once
+	// cache is the response cache of the routes that enable it, shared
+	// with the Proxy this one replaces and the one that replaces it; nil
+	// when no route caches.
+	cache *responseCache
+	now   func() time.Time
 }
 
 // New builds a Proxy from cfg's pools and routes and starts the active
@@ -106,11 +118,15 @@ type Proxy struct {
 func New(cfg *config.Config, opts Options) (*Proxy, error) {
 	px := &Proxy{
 		log:       opts.Logger,
-		router:    newRouter(),
+		router:    newRouteTable(),
 		byName:    make(map[string]*pool, len(cfg.Pools)),
 		ids:       newIDGen(),
 		accessLog: opts.AccessLog,
 		page503:   unavailablePage(opts.StatusURL),
+		now:       opts.Now,
+	}
+	if px.now == nil {
+		px.now = time.Now
 	}
 	if px.log == nil {
 		px.log = slog.New(slog.DiscardHandler)
@@ -160,12 +176,23 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		px.pools = append(px.pools, p)
 		px.byName[p.name] = p
 	}
+	var prevCache *responseCache
+	if opts.Previous != nil {
+		prevCache = opts.Previous.cache
+	}
 	for i, rc := range cfg.Routes {
 		p := px.byName[rc.Pool]
 		if p == nil {
 			return nil, fmt.Errorf("routes[%d]: unknown pool %q", i, rc.Pool)
 		}
-		px.router.add(rc.Host, rc.PathPrefix, p)
+		var policy *routeCache
+		if rc.Cache.Enabled {
+			if px.cache == nil {
+				px.cache = newResponseCache(cfg.ResponseCache, prevCache)
+			}
+			policy = px.cache.policy(rc.Cache)
+		}
+		px.router.add(rc.Host, rc.PathPrefix, p, policy)
 	}
 
 	px.checker = opts.Health
@@ -220,11 +247,21 @@ func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (px *Proxy) serve(w http.ResponseWriter, r *http.Request) {
-	p := px.router.match(r.Host, r.URL.Path)
-	if p == nil {
+	rt := px.router.match(r.Host, r.URL.Path)
+	if rt == nil {
 		writePage(w, http.StatusNotFound, "text/plain; charset=utf-8", pageNotFound)
 		return
 	}
+	if rt.cache != nil {
+		px.serveCached(w, r, rt.pool, rt.cache)
+		return
+	}
+	px.forward(w, r, rt.pool)
+}
+
+// forward proxies r to a member of p, by the direct path or the
+// ReverseProxy.
+func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, p *pool) {
 	m := p.pick()
 	if m == nil {
 		p.countAnswer(true)
@@ -240,17 +277,31 @@ func (px *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 		ids = []string{px.ids.next()}
 		r.Header[headerRequestID] = ids
 	}
-	w.Header()[headerRequestID] = ids
 	if p.direct && directOK(r) {
+		w.Header()[headerRequestID] = ids
 		px.serveDirect(w, r, p, m, ids)
 		return
 	}
 
 	// The outbound request is a clone of r: pointing r's URL at the member
 	// saves passing per-request state to Rewrite through the context.
+	// modifyResponse or answerError return the request id to the client
+	// (ReverseProxy clears the header map after forwarding a 1xx).
 	r.URL.Scheme = "http"
 	r.URL.Host = m.addr
 	p.rp.ServeHTTP(w, r)
+}
+
+// requestID keeps r's sane X-Request-Id or sets a new one, and returns
+// it to the client too.
+func (px *Proxy) requestID(w http.ResponseWriter, r *http.Request) []string {
+	ids := r.Header[headerRequestID]
+	if len(ids) != 1 || !saneID(ids[0]) {
+		ids = []string{px.ids.next()}
+		r.Header[headerRequestID] = ids
+	}
+	w.Header()[headerRequestID] = ids
+	return ids
 }
 
 // forwarded holds the values of the forwarding headers of one request, so
@@ -277,12 +328,13 @@ func rewrite(pr *httputil.ProxyRequest) {
 	h["X-Forwarded-Proto"] = f.proto[:]
 }
 
-// modifyResponse counts the member's answer and drops its own
-// X-Request-Id: the client gets the one the member was sent, set before
-// proxying.
+// modifyResponse counts the member's answer and replaces its
+// X-Request-Id with the one the member was sent.
 func (p *pool) modifyResponse(res *http.Response) error {
 	p.countAnswer(res.StatusCode >= 500)
-	if _, ok := res.Header[headerRequestID]; ok {
+	if ids := res.Request.Header[headerRequestID]; ids != nil {
+		res.Header[headerRequestID] = ids
+	} else {
 		delete(res.Header, headerRequestID)
 	}
 	return nil
@@ -300,6 +352,7 @@ func (px *Proxy) answerError(w http.ResponseWriter, r *http.Request, p *pool, ad
 	id := ""
 	if ids := r.Header[headerRequestID]; len(ids) > 0 {
 		id = ids[0]
+		w.Header()[headerRequestID] = ids
 	}
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		// The client went away; nobody reads the answer, and the

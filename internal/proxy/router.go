@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// router maps host → path prefix → pool. A lookup is at most two map
+// router maps host → path prefix → route (a pool and its cache policy). A lookup is at most two map
 // lookups plus a walk over the prefixes configured for that one host.
 type router struct {
 	exact map[string]*hostRoutes // "app.example.com"
@@ -18,17 +18,21 @@ type hostRoutes struct {
 	routes []prefixRoute
 }
 
+// prefixRoute is one route: the pool for a path prefix and, when the
+// route caches responses, its cache policy (nil otherwise).
 type prefixRoute struct {
 	prefix string
 	pool   *pool
+	cache  *routeCache
 }
 
 func newRouter() *router {
 	return &router{exact: map[string]*hostRoutes{}, wild: map[string]*hostRoutes{}}
 }
 
-// add registers a route; the first route for a host and prefix wins.
-func (rt *router) add(host, prefix string, p *pool) {
+// add registers a route; the first route for a host and prefix wins. rc
+// is the route's cache policy, nil when it does not cache.
+func (rt *router) add(host, prefix string, p *pool, rc *routeCache) {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
 	if prefix == "" {
 		prefix = "/"
@@ -50,7 +54,7 @@ func (rt *router) add(host, prefix string, p *pool) {
 			return
 		}
 	}
-	hr.routes = append(hr.routes, prefixRoute{prefix: prefix, pool: p})
+	hr.routes = append(hr.routes, prefixRoute{prefix: prefix, pool: p, cache: rc})
 	sort.SliceStable(hr.routes, func(i, j int) bool {
 		return len(hr.routes[i].prefix) > len(hr.routes[j].prefix)
 	})
@@ -65,8 +69,8 @@ func lookupOrAdd(m map[string]*hostRoutes, key string) *hostRoutes {
 	return hr
 }
 
-// match returns the pool for a request's Host header and path, or nil.
-func (rt *router) match(host, path string) *pool {
+// match returns the route for a request's Host header and path, or nil.
+func (rt *router) match(host, path string) *prefixRoute {
 	host = normalizeHost(host)
 	if path == "" || path[0] != '/' {
 		path = "/"
@@ -89,15 +93,16 @@ func (rt *router) match(host, path string) *pool {
 	return nil
 }
 
-// match returns the pool of the longest prefix that matches path on a
+// match returns the route of the longest prefix that matches path on a
 // segment boundary: "/api" matches "/api" and "/api/x", not "/apix".
-func (hr *hostRoutes) match(path string) *pool {
-	for _, r := range hr.routes {
+func (hr *hostRoutes) match(path string) *prefixRoute {
+	for i := range hr.routes {
+		r := &hr.routes[i]
 		if !strings.HasPrefix(path, r.prefix) {
 			continue
 		}
 		if len(path) == len(r.prefix) || r.prefix[len(r.prefix)-1] == '/' || path[len(r.prefix)] == '/' {
-			return r.pool
+			return r
 		}
 	}
 	return nil

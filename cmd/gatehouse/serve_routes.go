@@ -1,0 +1,55 @@
+package main
+
+import (
+	"context"
+	"sync"
+
+	"gatehouse/internal/config"
+	"gatehouse/internal/proxy"
+	"gatehouse/internal/routes"
+)
+
+// dynRoutes holds the dynamic routes of the store as the proxy takes them.
+type dynRoutes struct {
+	// mu serializes applying routes to the current proxy and swapping in
+	// a new proxy, so a reload never loses a route change.
+	mu  sync.Mutex
+	set []proxy.DynamicRoute
+}
+
+// maxRoutes is the cap on dynamic routes. TODO(lead): read
+// cfg.Limits.MaxRoutes (limits.max_routes) once config.Limits has it; until
+// then the default applies.
+func maxRoutes(cfg *config.Config) int64 { return routes.DefaultMaxRoutes }
+
+// startRoutes loads the dynamic routes into the current proxy and follows
+// them until close.
+func (n *node) startRoutes(ctx context.Context, cfg *config.Config) error {
+	n.routes = routes.NewManager(n.store, routes.Options{
+		Logger:    n.log,
+		Config:    n.cfg.Load,
+		MaxRoutes: maxRoutes(cfg),
+		OnChange:  n.applyRoutes,
+	})
+	return n.routes.Start(ctx)
+}
+
+// applyRoutes hands the full set of dynamic routes to the current proxy.
+func (n *node) applyRoutes(rs []routes.Route) {
+	set := make([]proxy.DynamicRoute, len(rs))
+	for i, r := range rs {
+		set[i] = proxy.DynamicRoute{Host: r.Host, PathPrefix: r.PathPrefix, Pool: r.Pool}
+	}
+	n.dyn.mu.Lock()
+	defer n.dyn.mu.Unlock()
+	n.dyn.set = set
+	n.edge.Load().SetDynamicRoutes(set)
+}
+
+// swapEdge makes p, with the current dynamic routes, the node's proxy.
+func (n *node) swapEdge(p *proxy.Proxy) {
+	n.dyn.mu.Lock()
+	defer n.dyn.mu.Unlock()
+	p.SetDynamicRoutes(n.dyn.set)
+	n.edge.Store(p)
+}

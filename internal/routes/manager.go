@@ -1,0 +1,597 @@
+package routes
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"gatehouse/internal/config"
+	"gatehouse/internal/store"
+)
+
+const (
+	listPageSize = 10000
+	// maxAttempts bounds retries of a write that lost a race with another writer.
+	maxAttempts = 5
+	// maxCoalesce bounds the watched transactions applied before one
+	// OnChange call.
+	maxCoalesce = 1024
+	// DefaultApplyTimeout is how long a write waits for this node's watch
+	// to apply it when Options.ApplyTimeout is 0.
+	DefaultApplyTimeout = 5 * time.Second
+)
+
+// Options configure a Manager. The zero value is usable.
+type Options struct {
+	// Logger receives operational messages; nil discards them.
+	Logger *slog.Logger
+	// Config returns the node's current configuration: a route must name
+	// one of its pools and may not redefine one of its routes. Nil: neither
+	// is checked.
+	Config func() *config.Config
+	// MaxRoutes caps the routes in the store (0: DefaultMaxRoutes;
+	// negative: no cap).
+	MaxRoutes int64
+	// OnChange is called with every route, in no particular order: once
+	// by Start after its listing, then after every change the watch
+	// delivers (several transactions that arrive together make one call).
+	// Calls come one at a time from one goroutine; the slice is the
+	// callee's.
+	OnChange func([]Route)
+	// ApplyTimeout bounds how long Add, Replace, Update and Remove wait
+	// for this node's watch to apply their write (and OnChange to return)
+	// before they return (0: DefaultApplyTimeout). The write stands either
+	// way.
+	ApplyTimeout time.Duration
+	// Now returns the current time (nil: time.Now).
+	Now func() time.Time
+}
+
+// Manager adds, replaces and removes dynamic routes in the store and
+// follows every writer's changes with a watch. It is safe for concurrent
+// use.
+type Manager struct {
+	st   store.Store
+	log  *slog.Logger
+	opts Options
+	now  func() time.Time
+
+	// writeMu serializes this process's writes, so that the limit check
+	// sees the results of the writes before it.
+	writeMu sync.Mutex
+
+	// mu guards routes, rev and advanced.
+	mu     sync.Mutex
+	routes map[string]Route // by ID
+	// rev is the store revision the routes reflect.
+	rev int64
+	// advanced is closed, and replaced, whenever rev advances.
+	advanced chan struct{}
+	count    atomic.Int64
+
+	started atomic.Bool
+	runMu   sync.Mutex // guards cancel and done
+	cancel  context.CancelFunc
+	done    chan struct{}
+}
+
+// NewManager returns a Manager over st. Call Start to load the routes and
+// follow changes, and Close to stop.
+func NewManager(st store.Store, opts Options) *Manager {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if opts.MaxRoutes == 0 {
+		opts.MaxRoutes = DefaultMaxRoutes
+	}
+	if opts.ApplyTimeout <= 0 {
+		opts.ApplyTimeout = DefaultApplyTimeout
+	}
+	now := opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	return &Manager{
+		st: st, log: log.With("component", "routes"), opts: opts, now: now,
+		routes: map[string]Route{}, advanced: make(chan struct{}),
+	}
+}
+
+// Count returns the number of routes this node knows of.
+func (m *Manager) Count() int64 { return m.count.Load() }
+
+// Limit returns the cap on routes (0: none).
+func (m *Manager) Limit() int64 { return max(m.opts.MaxRoutes, 0) }
+
+// Routes returns the routes this node follows, sorted by host then path
+// prefix.
+func (m *Manager) Routes() []Route {
+	m.mu.Lock()
+	out := m.snapshotLocked()
+	m.mu.Unlock()
+	sortRoutes(out)
+	return out
+}
+
+// snapshotLocked returns the routes in no particular order.
+func (m *Manager) snapshotLocked() []Route {
+	out := make([]Route, 0, len(m.routes))
+	for _, r := range m.routes {
+		out = append(out, r)
+	}
+	return out
+}
+
+func sortRoutes(rs []Route) {
+	slices.SortFunc(rs, func(a, b Route) int {
+		return cmp.Or(cmp.Compare(a.Host, b.Host), cmp.Compare(a.PathPrefix, b.PathPrefix))
+	})
+}
+
+func (m *Manager) config() *config.Config {
+	if m.opts.Config == nil {
+		return nil
+	}
+	return m.opts.Config()
+}
+
+// Start lists the routes, calls OnChange with them, then follows changes
+// by any writer with a watch until Close. ctx bounds only the listing.
+func (m *Manager) Start(ctx context.Context) error {
+	m.runMu.Lock()
+	defer m.runMu.Unlock()
+	if m.done != nil {
+		return errors.New("routes: manager already started")
+	}
+	rev, err := m.relist(ctx)
+	if err != nil {
+		return err
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.done = make(chan struct{})
+	m.started.Store(true)
+	// The first watch is opened before Start returns: on a store never
+	// written (revision 0, "from now on"), a write right after Start must
+	// not slip in before the watch exists.
+	w := m.watch(runCtx, rev)
+	go m.run(runCtx, rev, w)
+	m.log.Info("dynamic routes loaded", "routes", m.Count(), "rev", rev)
+	return nil
+}
+
+// Close stops following the store and waits for the watch to end. It does
+// not close the store.
+func (m *Manager) Close() error {
+	m.runMu.Lock()
+	cancel, done := m.cancel, m.done
+	m.runMu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	return nil
+}
+
+// list reads every route from the store and the revision of the first page.
+func (m *Manager) list(ctx context.Context) ([]Route, int64, error) {
+	var out []Route
+	var firstRev int64
+	after := ""
+	for first := true; ; first = false {
+		kvs, rev, err := m.st.List(ctx, Prefix, after, listPageSize)
+		if err != nil {
+			return nil, 0, fmt.Errorf("listing routes: %w", err)
+		}
+		if first {
+			firstRev = rev
+		}
+		for _, kv := range kvs {
+			r, err := decode(kv)
+			if err != nil {
+				m.log.Warn("ignoring malformed route", "key", kv.Key, "err", err)
+				continue
+			}
+			out = append(out, r)
+		}
+		if len(kvs) < listPageSize {
+			return out, firstRev, nil
+		}
+		after = kvs[len(kvs)-1].Key
+	}
+}
+
+func decode(kv store.KV) (Route, error) {
+	var r Route
+	if err := json.Unmarshal(kv.Value, &r); err != nil {
+		return Route{}, err
+	}
+	if r.ID == "" || key(r.ID) != kv.Key {
+		return Route{}, fmt.Errorf("id %q does not match the key", r.ID)
+	}
+	return r, nil
+}
+
+// relist replaces the routes with a listing of the store, calls OnChange
+// and returns the revision to watch from. A listing spread over pages may
+// mix revisions; the watch from the first page's revision replays what
+// changed meanwhile.
+func (m *Manager) relist(ctx context.Context) (int64, error) {
+	rs, rev, err := m.list(ctx)
+	if err != nil {
+		return 0, err
+	}
+	byID := make(map[string]Route, len(rs))
+	for _, r := range rs {
+		byID[r.ID] = r
+	}
+	m.mu.Lock()
+	m.routes = byID
+	m.count.Store(int64(len(byID)))
+	snap := m.snapshotLocked()
+	m.mu.Unlock()
+	m.notify(snap)
+	m.advance(rev)
+	return rev, nil
+}
+
+func (m *Manager) notify(snap []Route) {
+	if m.opts.OnChange != nil {
+		m.opts.OnChange(snap)
+	}
+}
+
+// advance records that the routes (and OnChange) reflect the store up to rev.
+func (m *Manager) advance(rev int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if rev > m.rev {
+		m.rev = rev
+		close(m.advanced)
+		m.advanced = make(chan struct{})
+	}
+}
+
+// watching is one watch of routes/ and the function that ends it.
+type watching struct {
+	ch   <-chan store.WatchResponse
+	stop context.CancelFunc
+}
+
+func (m *Manager) watch(ctx context.Context, rev int64) watching {
+	wctx, cancel := context.WithCancel(ctx)
+	return watching{ch: m.st.Watch(wctx, Prefix, rev), stop: cancel}
+}
+
+// run follows routes/ from rev with w, then with new watches, until ctx is
+// done, relisting when the store no longer has the history to resume from
+// and retrying with backoff when the watch fails.
+func (m *Manager) run(ctx context.Context, rev int64, w watching) {
+	defer close(m.done)
+	const minBackoff, maxBackoff = 100 * time.Millisecond, 30 * time.Second
+	backoff := minBackoff
+	for first := true; ; first = false {
+		if !first {
+			w = m.watch(ctx, rev)
+		}
+		err := m.follow(ctx, &rev, w.ch, func() { backoff = minBackoff })
+		w.stop()
+		if ctx.Err() != nil {
+			return
+		}
+		switch {
+		case err == nil || errors.Is(err, store.ErrClosed):
+			m.log.Warn("route watch ended: store closed")
+			return
+		case errors.Is(err, store.ErrCompacted):
+			m.log.Info("relisting routes", "rev", rev, "reason", err)
+			r, lerr := m.relist(ctx)
+			if lerr == nil {
+				rev = r
+				continue
+			}
+			err = lerr
+		}
+		m.log.Warn("route watch failed; retrying", "err", err, "retry_in", backoff)
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		backoff = min(2*backoff, maxBackoff)
+	}
+}
+
+// follow applies the watch ch of routes/ from *rev until it ends. Watched
+// transactions that are already waiting are applied together before one
+// OnChange call.
+func (m *Manager) follow(ctx context.Context, rev *int64, ch <-chan store.WatchResponse, progress func()) error {
+	for {
+		var resp store.WatchResponse
+		var ok bool
+		select {
+		case resp, ok = <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if !ok {
+			return nil
+		}
+		if resp.Err != nil {
+			return resp.Err
+		}
+		m.mu.Lock()
+		changed := m.applyLocked(resp)
+		last := resp.Rev
+		var endErr error
+		ended := false
+	drain:
+		for range maxCoalesce {
+			select {
+			case more, ok := <-ch:
+				if !ok {
+					ended = true
+					break drain
+				}
+				if more.Err != nil {
+					endErr, ended = more.Err, true
+					break drain
+				}
+				changed = m.applyLocked(more) || changed
+				last = max(last, more.Rev)
+			default:
+				break drain
+			}
+		}
+		var snap []Route
+		if changed {
+			snap = m.snapshotLocked()
+		}
+		m.mu.Unlock()
+		if changed {
+			m.notify(snap)
+		}
+		*rev = max(*rev, last)
+		m.advance(*rev)
+		progress()
+		if ended {
+			return endErr
+		}
+	}
+}
+
+// applyLocked applies one watched transaction and reports whether the
+// routes changed.
+func (m *Manager) applyLocked(resp store.WatchResponse) bool {
+	changed := false
+	for _, ev := range resp.Events {
+		id := ev.KV.Key[len(Prefix):]
+		switch ev.Type {
+		case store.EventPut:
+			r, err := decode(ev.KV)
+			if err != nil {
+				m.log.Warn("ignoring malformed route", "key", ev.KV.Key, "err", err)
+				continue
+			}
+			m.routes[id] = r
+			changed = true
+		case store.EventDelete:
+			if _, ok := m.routes[id]; ok {
+				delete(m.routes, id)
+				changed = true
+			}
+		}
+	}
+	m.count.Store(int64(len(m.routes)))
+	return changed
+}
+
+// waitApplied waits until the watch has applied rev (so this node serves
+// the write), ctx is done or Options.ApplyTimeout passes.
+func (m *Manager) waitApplied(ctx context.Context, rev int64) {
+	if !m.started.Load() {
+		return
+	}
+	t := time.NewTimer(m.opts.ApplyTimeout)
+	defer t.Stop()
+	for {
+		m.mu.Lock()
+		cur, ch := m.rev, m.advanced
+		m.mu.Unlock()
+		if cur >= rev {
+			return
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			m.log.Warn("a route change is stored but this node's watch has not applied it yet", "rev", rev, "applied", cur, "waited", m.opts.ApplyTimeout)
+			return
+		}
+	}
+}
+
+// checkLimit refuses a new route once MaxRoutes are defined.
+func (m *Manager) checkLimit() error {
+	if l := m.opts.MaxRoutes; l > 0 && m.Count() >= l {
+		return &LimitError{Limit: l, Defined: m.Count()}
+	}
+	return nil
+}
+
+// Add stores a new route. It refuses a host and path prefix that already
+// have a route (*ConflictError), invalid input (*InputError) and a route
+// past the limit (*LimitError). It returns once this node serves the route.
+func (m *Manager) Add(ctx context.Context, r Route) (Route, error) {
+	return m.put(ctx, r, false)
+}
+
+// Replace stores r as the route of its host and path prefix, adding it or
+// replacing the one there (whose creation time it keeps). It returns once
+// this node serves the route.
+func (m *Manager) Replace(ctx context.Context, r Route) (Route, error) {
+	return m.put(ctx, r, true)
+}
+
+func (m *Manager) put(ctx context.Context, in Route, replace bool) (Route, error) {
+	r, err := check(in, m.config())
+	if err != nil {
+		return Route{}, err
+	}
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	k := key(r.ID)
+	for range maxAttempts {
+		cur, err := m.st.Get(ctx, k)
+		exists := err == nil
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return Route{}, fmt.Errorf("reading route %s: %w", r.ID, err)
+		}
+		now := m.now().UTC()
+		r.CreatedAt, r.UpdatedAt = now, now
+		cond := store.Absent(k)
+		if exists {
+			old, derr := decode(cur)
+			if !replace {
+				reason := "a route already exists"
+				if derr == nil {
+					reason = fmt.Sprintf("a route already exists (id %s, pool %q); replace it or remove it first", old.ID, old.Pool)
+				}
+				return Route{}, &ConflictError{Host: r.Host, PathPrefix: r.PathPrefix, Reason: reason}
+			}
+			if derr == nil {
+				r.CreatedAt = old.CreatedAt
+			}
+			cond = store.Cond{Key: k, ModRev: cur.ModRev}
+		} else if err := m.checkLimit(); err != nil {
+			return Route{}, err
+		}
+		val, err := json.Marshal(r)
+		if err != nil {
+			return Route{}, err
+		}
+		rev, err := m.st.Txn(ctx, []store.Cond{cond}, []store.Op{store.Put(k, val)})
+		if errors.Is(err, store.ErrConflict) {
+			continue // another writer got there first: look again
+		}
+		if err != nil {
+			return Route{}, fmt.Errorf("storing route %s: %w", r.ID, err)
+		}
+		m.waitApplied(ctx, rev)
+		return r, nil
+	}
+	return Route{}, &ConflictError{Host: r.Host, PathPrefix: r.PathPrefix, Reason: "changed concurrently by another writer; try again"}
+}
+
+// Get returns the route with id from the store, or an error wrapping
+// store.ErrNotFound.
+func (m *Manager) Get(ctx context.Context, id string) (Route, error) {
+	r, _, err := m.get(ctx, id)
+	return r, err
+}
+
+func (m *Manager) get(ctx context.Context, id string) (Route, int64, error) {
+	if !validID(id) {
+		return Route{}, 0, fmt.Errorf("route %q does not exist: %w", id, store.ErrNotFound)
+	}
+	kv, err := m.st.Get(ctx, key(id))
+	if errors.Is(err, store.ErrNotFound) {
+		return Route{}, 0, fmt.Errorf("route %q does not exist: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return Route{}, 0, fmt.Errorf("reading route %q: %w", id, err)
+	}
+	r, err := decode(kv)
+	if err != nil {
+		return Route{}, 0, fmt.Errorf("route %q: malformed in the store: %w", id, err)
+	}
+	return r, kv.ModRev, nil
+}
+
+// Update changes the pool or tenant of the route with id. It returns once
+// this node serves the change.
+func (m *Manager) Update(ctx context.Context, id string, u Update) (Route, error) {
+	if u.Pool != nil {
+		if err := checkPool(*u.Pool, m.config()); err != nil {
+			return Route{}, err
+		}
+	}
+	if u.Tenant != nil {
+		if err := checkTenant(*u.Tenant); err != nil {
+			return Route{}, err
+		}
+	}
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	for range maxAttempts {
+		r, modRev, err := m.get(ctx, id)
+		if err != nil {
+			return Route{}, err
+		}
+		if u.Pool != nil {
+			r.Pool = *u.Pool
+		}
+		if u.Tenant != nil {
+			r.Tenant = *u.Tenant
+		}
+		r.UpdatedAt = m.now().UTC()
+		val, err := json.Marshal(r)
+		if err != nil {
+			return Route{}, err
+		}
+		rev, err := m.st.Txn(ctx, []store.Cond{{Key: key(id), ModRev: modRev}}, []store.Op{store.Put(key(id), val)})
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return Route{}, fmt.Errorf("storing route %s: %w", id, err)
+		}
+		m.waitApplied(ctx, rev)
+		return r, nil
+	}
+	return Route{}, fmt.Errorf("route %s: changed concurrently by another writer; try again: %w", id, store.ErrConflict)
+}
+
+// Remove deletes the route with id (an error wrapping store.ErrNotFound if
+// there is none). It returns once this node no longer serves it.
+func (m *Manager) Remove(ctx context.Context, id string) error {
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	for range maxAttempts {
+		_, modRev, err := m.get(ctx, id)
+		if err != nil {
+			return err
+		}
+		rev, err := m.st.Txn(ctx, []store.Cond{{Key: key(id), ModRev: modRev}}, []store.Op{store.Delete(key(id))})
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("removing route %s: %w", id, err)
+		}
+		m.waitApplied(ctx, rev)
+		return nil
+	}
+	return fmt.Errorf("route %s: changed concurrently by another writer; try again: %w", id, store.ErrConflict)
+}
+
+// List returns every route in the store, sorted by host then path prefix.
+func (m *Manager) List(ctx context.Context) ([]Route, error) {
+	rs, _, err := m.list(ctx)
+	if err != nil {
+		return nil, err
+	}
+	sortRoutes(rs)
+	return rs, nil
+}
