@@ -103,6 +103,8 @@ listeners:
 }
 
 func (tn *testNode) stop() {
+	// An idle HTTP/2 connection would hold the drain for the GOAWAY grace.
+	tn.client.CloseIdleConnections()
 	tn.cancel()
 	select {
 	case <-tn.done:

@@ -15,9 +15,10 @@ import (
 	"gatehouse/internal/routes"
 )
 
-// wantServed polls tn until GET https://host+path answers code with a
-// body starting with bodyPrefix, and returns how long that took.
-func wantServed(t *testing.T, tn *testNode, c *http.Client, host, path string, code int, bodyPrefix string, within time.Duration) time.Duration {
+// wantServed polls with c (a node's httpClient) until GET
+// https://host+path answers code with a body starting with bodyPrefix, and
+// returns how long that took.
+func wantServed(t *testing.T, c *http.Client, host, path string, code int, bodyPrefix string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for {
@@ -247,31 +248,31 @@ func TestFleetRoutes(t *testing.T) {
 		waitServed(t, tn, host, cert.Cert.Serial, 2*time.Second)
 		clients = append(clients, tn.httpClient(false))
 	}
-	for j, tn := range f.nodes {
-		wantServed(t, tn, clients[j], host, "/", http.StatusNotFound, "no route for host", 2*time.Second)
+	for j := range f.nodes {
+		wantServed(t, clients[j], host, "/", http.StatusNotFound, "no route for host", 2*time.Second)
 	}
 	ctx := context.Background()
 	r, err := f.nodes[0].client.AddRoute(ctx, admin.RouteRequest{Host: host, Pool: "b"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for j, tn := range f.nodes {
-		d := wantServed(t, tn, clients[j], host, "/", http.StatusOK, "b1", time.Second)
+	for j := range f.nodes {
+		d := wantServed(t, clients[j], host, "/", http.StatusOK, "b1", time.Second)
 		t.Logf("route added on node 1, served by node %d after %v", j+1, d)
 	}
 	pool := "a"
 	if _, err := f.nodes[1].client.UpdateRoute(ctx, r.ID, routes.Update{Pool: &pool}); err != nil {
 		t.Fatal(err)
 	}
-	for j, tn := range f.nodes {
-		d := wantServed(t, tn, clients[j], host, "/", http.StatusOK, "a", time.Second)
+	for j := range f.nodes {
+		d := wantServed(t, clients[j], host, "/", http.StatusOK, "a", time.Second)
 		t.Logf("pool switched on node 2, served by node %d after %v", j+1, d)
 	}
 	if err := f.nodes[2].client.RemoveRoute(ctx, r.ID); err != nil {
 		t.Fatal(err)
 	}
-	for j, tn := range f.nodes {
-		d := wantServed(t, tn, clients[j], host, "/", http.StatusNotFound, "no route for host", time.Second)
+	for j := range f.nodes {
+		d := wantServed(t, clients[j], host, "/", http.StatusNotFound, "no route for host", time.Second)
 		t.Logf("route removed on node 3, gone from node %d after %v", j+1, d)
 	}
 	// With etcd gone, a route change is refused with 503 and nothing served changes.
@@ -299,8 +300,8 @@ func TestFleetRoutes(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	for j, tn := range f.nodes {
-		d := wantServed(t, tn, clients[j], host, "/", http.StatusOK, "b1", 5*time.Second)
+	for j := range f.nodes {
+		d := wantServed(t, clients[j], host, "/", http.StatusOK, "b1", 5*time.Second)
 		t.Logf("after etcd returned: route added on node 3, served by node %d after %v", j+1, d)
 	}
 }

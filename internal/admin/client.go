@@ -161,6 +161,9 @@ func (c *Client) Reload(ctx context.Context) error {
 	return c.do(ctx, http.MethodPost, "/v1/reload", struct{}{}, nil)
 }
 
+// CloseIdleConnections closes the client's idle connections to the node.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
 // Upgrade asks the node to start the binary at its path and hand it the
 // listeners; it returns once the new process serves, or the reason it does
 // not (the old process then keeps serving).
