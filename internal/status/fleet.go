@@ -125,7 +125,7 @@ func (p *Portal) publish(o observation) {
 		p.log.Error("encoding this node's observation", "err", err)
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(p.life, 5*time.Second)
 	defer cancel()
 	if _, err := store.PutKV(ctx, p.st, keyNodes+p.node, b); err != nil {
 		if !p.pubAt.IsZero() {
@@ -334,18 +334,38 @@ func (p *Portal) Resume() {
 	}
 }
 
-// stepDown ends this node's leadership, writing what it accounted.
+// stepDown ends this node's leadership, writing what it accounted, within
+// stepDownBudget. With a store known not to answer it writes nothing (the
+// next leader continues from what the store holds) rather than hold up a
+// shutdown.
 func (p *Portal) stepDown() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.leading {
 		return nil
 	}
-	p.accountLocked(p.now())
-	err := p.flushLocked(context.Background())
 	p.leading = false
 	p.log.Info("no longer leading the status portal", "node", p.node)
-	return err
+	if !p.reachable() {
+		p.log.Warn("store unreachable: status history since the last write is not saved", "since", p.lastFlush)
+		return nil
+	}
+	p.accountLocked(p.now())
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.life), stepDownBudget)
+	defer cancel()
+	return p.flushLocked(ctx)
+}
+
+// stepDownBudget bounds the writes of a leader stepping down.
+const stepDownBudget = 3 * time.Second
+
+// reachable reports whether the store answered its last call; a store that
+// cannot tell (the embedded one) always does.
+func (p *Portal) reachable() bool {
+	if r, ok := p.st.(interface{ Reachable() bool }); ok {
+		return r.Reachable()
+	}
+	return true
 }
 
 // Leading reports whether this node currently decides for the fleet.

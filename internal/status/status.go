@@ -201,6 +201,10 @@ type Portal struct {
 
 	cancel context.CancelFunc
 	done   chan struct{}
+	// life ends when Close begins: store calls of the sampling loop give
+	// up then instead of holding up a shutdown.
+	life    context.Context
+	endLife context.CancelFunc
 }
 
 // New returns the portal for the configured components (every pool is a
@@ -216,7 +220,10 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	if now == nil {
 		now = time.Now
 	}
+	life, endLife := context.WithCancel(context.Background())
 	p := &Portal{
+		life:      life,
+		endLife:   endLife,
 		log:       log.With("component", "status"),
 		interval:  opts.Interval,
 		flushEvry: opts.HistoryFlush,
@@ -349,7 +356,7 @@ func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
 	p.configureLocked(cfg, pools)
 	if p.leading {
 		p.evaluateLocked(now, false)
-		if err := p.flushLocked(context.Background()); err != nil {
+		if err := p.flushLocked(p.life); err != nil {
 			p.log.Warn("writing status state", "err", err)
 		}
 	} else {
@@ -399,14 +406,15 @@ func (p *Portal) Start(ctx context.Context) error {
 // store) if this node leads, withdraws its observation and waits for
 // webhook deliveries in flight to give up.
 func (p *Portal) Close() error {
+	p.endLife()
 	if p.cancel != nil {
 		p.cancel()
 		<-p.done
 	}
 	err := p.stepDown()
 	p.hooks.close()
-	if p.st != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if p.st != nil && p.reachable() {
+		ctx, cancel := context.WithTimeout(context.Background(), stepDownBudget)
 		defer cancel()
 		if _, derr := store.DeleteKey(ctx, p.st, keyNodes+p.node); derr != nil {
 			err = errors.Join(err, derr)
@@ -460,7 +468,7 @@ func (p *Portal) Tick() {
 		p.renderLocked()
 	}
 	if now.Sub(p.lastFlush) >= p.flushEvry || changed {
-		if err := p.flushLocked(context.Background()); err != nil {
+		if err := p.flushLocked(p.life); err != nil {
 			p.log.Warn("writing status history", "err", err)
 		}
 	}
@@ -590,7 +598,7 @@ func (p *Portal) openDraftLocked(c *component, now time.Time) {
 		Draft: true, Auto: true, Components: []string{c.ID}, CreatedAt: now, UpdatedAt: now,
 		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now, Body: body}},
 	}
-	if err := p.putLocked(context.Background(), keyIncidents+in.ID, in); err != nil {
+	if err := p.putLocked(p.life, keyIncidents+in.ID, in); err != nil {
 		p.log.Warn("opening a draft incident", "component", c.Name, "err", err)
 		return
 	}
@@ -615,7 +623,7 @@ func (p *Portal) advanceMaintenanceLocked(now time.Time) bool {
 		cp := *m
 		cp.Updates = withUpdate(m.Updates, Update{ID: p.id(), Status: next, Body: body, CreatedAt: now})
 		setMaintStatus(&cp, next, now)
-		if err := p.casLocked(context.Background(), keyMaintenances+m.ID, &cp); err != nil {
+		if err := p.casLocked(p.life, keyMaintenances+m.ID, &cp); err != nil {
 			p.log.Warn("advancing maintenance", "maintenance", m.ID, "err", err)
 			continue
 		}

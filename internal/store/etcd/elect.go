@@ -70,13 +70,19 @@ func (s *Store) RunElected(ctx context.Context, name, id string, ttl time.Durati
 		fn(lctx)
 		lost := lctx.Err() != nil && ctx.Err() == nil
 		lcancel()
-		rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_ = el.Resign(rctx)
-		rcancel()
-		sess.Orphan() // the lease ends with its TTL if the revoke below fails
-		rctx, rcancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_, _ = s.cli.Revoke(rctx, sess.Lease())
-		rcancel()
+		if s.Reachable() {
+			rctx, rcancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_ = el.Resign(rctx)
+			rcancel()
+			sess.Orphan() // the lease ends with its TTL if the revoke below fails
+			rctx, rcancel = context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+			_, _ = s.cli.Revoke(rctx, sess.Lease())
+			rcancel()
+		} else {
+			// etcd does not answer: the lease ends with its TTL; waiting
+			// here would only hold up a shutdown.
+			sess.Orphan()
+		}
 		if lost {
 			log.Warn("lost the leadership (lease expired)")
 		} else {
