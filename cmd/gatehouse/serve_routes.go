@@ -17,10 +17,14 @@ type dynRoutes struct {
 	set []proxy.DynamicRoute
 }
 
-// maxRoutes is the cap on dynamic routes. TODO(lead): read
-// cfg.Limits.MaxRoutes (limits.max_routes) once config.Limits has it; until
-// then the default applies.
-func maxRoutes(cfg *config.Config) int64 { return routes.DefaultMaxRoutes }
+// maxRoutes is the cap on dynamic routes at start: limits.max_routes or
+// the default (the manager follows later reloads itself).
+func maxRoutes(cfg *config.Config) int64 {
+	if cfg.Limits.MaxRoutes > 0 {
+		return cfg.Limits.MaxRoutes
+	}
+	return routes.DefaultMaxRoutes
+}
 
 // startRoutes loads the dynamic routes into the current proxy and follows
 // them until close.

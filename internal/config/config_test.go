@@ -91,6 +91,8 @@ func TestParseBad(t *testing.T) {
 			[]string{`pools[0].health_check.host: "bad host" is not a hostname (optionally with :port)`}},
 		{"health check host without path", base("pools:\n  - name: a\n    members: [{address: \"127.0.0.1:1\"}]\n    health_check: {host: app.test}\n"),
 			[]string{`pools[0].health_check.path: is required when other health_check fields are set`}},
+		{"routes limit", base("limits: {max_routes: -1}\n"),
+			[]string{`limits.max_routes: -1 must be between 1 and 1000000 (0 means the default of 100000); every route change rebuilds the route table`}},
 		{"default policy without name", base("tls: {unknown_sni: default}\n"), []string{`tls.default_hostname: is required when tls.unknown_sni is "default"`}},
 		{"bad size", base("tls: {cache_bytes: lots}\n"), []string{`tls.cache_bytes: "lots" is not a size (use e.g. 512KiB, 64MiB, 1GiB) (line 4)`}},
 		{"wrong shape", base("pools: {name: a}\n"), []string{`pools: expected a list, got a mapping (line 4)`}},

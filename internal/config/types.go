@@ -279,6 +279,10 @@ type Component struct {
 // Limits are operator-set hard limits (0 means none) and the warning level.
 type Limits struct {
 	MaxCertificates int64 `yaml:"max_certificates"`
+	// MaxRoutes caps the routes managed through the admin API (0: the
+	// default of 100000; each change rebuilds the route table, so its
+	// propagation grows with the number of routes).
+	MaxRoutes int64 `yaml:"max_routes"`
 	// StoreQuota caps the embedded store's file size (0: none).
 	StoreQuota ByteSize `yaml:"store_quota"`
 	// MemorySoftLimit is the Go runtime's soft memory limit (GOMEMLIMIT):

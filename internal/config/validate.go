@@ -163,6 +163,9 @@ func (c *Config) Validate() error {
 	if c.Limits.MaxCertificates < 0 {
 		v.add("limits.max_certificates", "must not be negative (0 means no limit)")
 	}
+	if r := c.Limits.MaxRoutes; r < 0 || r > 1_000_000 {
+		v.add("limits.max_routes", "%d must be between 1 and 1000000 (0 means the default of 100000); every route change rebuilds the route table", r)
+	}
 	if c.Limits.StoreQuota != 0 && c.Limits.StoreQuota < 1<<20 {
 		v.add("limits.store_quota", "%s is below the minimum of 1MiB (0 means no quota)", c.Limits.StoreQuota)
 	}

@@ -108,8 +108,17 @@ func NewManager(st store.Store, opts Options) *Manager {
 // Count returns the number of routes this node knows of.
 func (m *Manager) Count() int64 { return m.count.Load() }
 
-// Limit returns the cap on routes (0: none).
-func (m *Manager) Limit() int64 { return max(m.opts.MaxRoutes, 0) }
+// Limit returns the cap on routes (0: none): limits.max_routes of the
+// current configuration when it sets one, else Options.MaxRoutes, so that a
+// reload changes it.
+func (m *Manager) Limit() int64 {
+	if m.opts.Config != nil {
+		if cfg := m.opts.Config(); cfg != nil && cfg.Limits.MaxRoutes > 0 {
+			return cfg.Limits.MaxRoutes
+		}
+	}
+	return max(m.opts.MaxRoutes, 0)
+}
 
 // Routes returns the routes this node follows, sorted by host then path
 // prefix.
@@ -424,7 +433,7 @@ func (m *Manager) waitApplied(ctx context.Context, rev int64) {
 
 // checkLimit refuses a new route once MaxRoutes are defined.
 func (m *Manager) checkLimit() error {
-	if l := m.opts.MaxRoutes; l > 0 && m.Count() >= l {
+	if l := m.Limit(); l > 0 && m.Count() >= l {
 		return &LimitError{Limit: l, Defined: m.Count()}
 	}
 	return nil

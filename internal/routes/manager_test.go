@@ -449,3 +449,35 @@ func TestID(t *testing.T) {
 		t.Error("different prefixes share an ID")
 	}
 }
+
+// TestLimitFromConfig: limits.max_routes of the current configuration caps
+// the routes, and a reload that raises it lets more in.
+func TestLimitFromConfig(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "gatehouse.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	var cur atomic.Pointer[config.Config]
+	cfg := *testConfig()
+	cfg.Limits.MaxRoutes = 1
+	cur.Store(&cfg)
+	m, _ := startManager(t, st, Options{Config: cur.Load})
+	ctx := context.Background()
+	if _, err := m.Add(ctx, Route{Host: "one.example.test", Pool: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	var le *LimitError
+	if _, err := m.Add(ctx, Route{Host: "two.example.test", Pool: "a"}); !errors.As(err, &le) || le.Limit != 1 {
+		t.Fatalf("second Add with limits.max_routes 1: err = %v, want *LimitError at 1", err)
+	}
+	raised := cfg
+	raised.Limits.MaxRoutes = 2
+	cur.Store(&raised) // a reload
+	if _, err := m.Add(ctx, Route{Host: "two.example.test", Pool: "a"}); err != nil {
+		t.Fatalf("Add after the limit was raised to 2: %v", err)
+	}
+	if m.Limit() != 2 {
+		t.Errorf("Limit() = %d, want 2", m.Limit())
+	}
+}
