@@ -340,7 +340,17 @@ func (cw *cacheWriter) WriteHeader(code int) {
 		return
 	case code == http.StatusNotModified && e != nil && (cw.revalidating || sameValidator(cw.h, e)):
 		fresh := e.Refresh(cw.h, cw.reqTime, now, rc.defaultTTL)
-		rc.c.store.Store(cw.key, fresh)
+		// The 304's fields may make the response personal (Set-Cookie,
+		// private, no-store): the client that asked gets them, the store
+		// does not, as with a full response.
+		switch cache.Storable(http.MethodGet, cw.r.Header, fresh.Status, fresh.Header) {
+		case "":
+			rc.c.store.Store(cw.key, fresh)
+		case cache.ReasonNoStore, cache.ReasonPrivate, cache.ReasonSetCookie, cache.ReasonVaryAll:
+			if !cw.creds {
+				rc.c.store.Delete(cw.key)
+			}
+		}
 		stats.revalidated.Add(1)
 		if cw.revalidating {
 			cw.mode = modeSwallow

@@ -21,10 +21,14 @@ type countingListener struct {
 	sem       chan struct{}
 	closeOnce sync.Once
 	closeErr  error
+	// closed is closed by Close: an Accept waiting for a connection slot
+	// returns then (http.Server's Shutdown and Close wait for Serve to
+	// return before they close connections, which would free a slot).
+	closed chan struct{}
 }
 
 func newCountingListener(ln net.Listener, max int) *countingListener {
-	cl := &countingListener{Listener: ln, max: max}
+	cl := &countingListener{Listener: ln, max: max, closed: make(chan struct{})}
 	if max > 0 {
 		cl.sem = make(chan struct{}, max)
 	}
@@ -33,7 +37,11 @@ func newCountingListener(ln net.Listener, max int) *countingListener {
 
 func (l *countingListener) Accept() (net.Conn, error) {
 	if l.sem != nil {
-		l.sem <- struct{}{}
+		select {
+		case l.sem <- struct{}{}:
+		case <-l.closed:
+			return nil, net.ErrClosed
+		}
 	}
 	c, err := l.Listener.Accept()
 	if err != nil {
@@ -51,7 +59,10 @@ func (l *countingListener) Accept() (net.Conn, error) {
 
 // Close closes the listener once; later calls return the first's result.
 func (l *countingListener) Close() error {
-	l.closeOnce.Do(func() { l.closeErr = l.Listener.Close() })
+	l.closeOnce.Do(func() {
+		close(l.closed)
+		l.closeErr = l.Listener.Close()
+	})
 	return l.closeErr
 }
 

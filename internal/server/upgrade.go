@@ -36,8 +36,9 @@ type Handover struct {
 	// Prepare runs before the new process starts, e.g. to release a file
 	// lock the new process needs; an error cancels the upgrade. nil: nothing.
 	Prepare func() error
-	// Abort runs after a prepared upgrade failed, to undo Prepare.
-	// nil: nothing.
+	// Abort runs after a prepared upgrade failed, to undo Prepare; also
+	// after Prepare itself failed, which may have done part of its work.
+	// It must be safe to run whatever part of Prepare ran. nil: nothing.
 	Abort func()
 }
 
@@ -126,7 +127,7 @@ func (u *Upgrader) Exit() <-chan struct{} { return u.upg.Exit() }
 // closed), or an error if the new process could not start, exited or did
 // not become ready within the timeout (it is then killed); after an error
 // this process goes on serving as before. h's Prepare runs first, and its
-// Abort after a failure.
+// Abort after a failure (Prepare's own included).
 func (u *Upgrader) Upgrade(h Handover) error {
 	if !u.mu.TryLock() {
 		return errors.New("upgrade: another upgrade is in progress")
@@ -148,6 +149,9 @@ func (u *Upgrader) Upgrade(h Handover) error {
 	}
 	if h.Prepare != nil {
 		if err := h.Prepare(); err != nil {
+			if h.Abort != nil {
+				h.Abort()
+			}
 			return fmt.Errorf("upgrade: preparing the hand-over: %w", err)
 		}
 	}

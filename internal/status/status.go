@@ -786,8 +786,12 @@ func (p *Portal) applyLocked(kv store.KV) error {
 	return nil
 }
 
-func (p *Portal) removeLocked(key string, rev int64) {
-	p.revs[key] = rev
+// removeLocked drops the in-memory copy of a deleted store record. The
+// key's revision is forgotten too: a later event for it has a higher one,
+// and keys that come and go (the delivery log, nodes' observations) would
+// otherwise be remembered for ever.
+func (p *Portal) removeLocked(key string) {
+	delete(p.revs, key)
 	id := key[strings.LastIndexByte(key, '/')+1:]
 	switch {
 	case strings.HasPrefix(key, keyIncidents):
@@ -839,6 +843,9 @@ func (p *Portal) applyEventsLocked(events []store.Event) {
 		key := ev.KV.Key
 		switch {
 		case p.revs[key] >= ev.KV.ModRev:
+			if ev.Type == store.EventDelete && p.revs[key] == ev.KV.ModRev {
+				delete(p.revs, key) // our own delete: nothing left to track
+			}
 			continue // our own write, or one already applied
 		case p.leading && (key == keyState || strings.HasPrefix(key, keyHistory)):
 			continue // the leader's own decisions
@@ -849,7 +856,7 @@ func (p *Portal) applyEventsLocked(events []store.Event) {
 			dirty = true
 		}
 		if ev.Type == store.EventDelete {
-			p.removeLocked(key, ev.KV.ModRev)
+			p.removeLocked(key)
 			continue
 		}
 		if err := p.applyLocked(ev.KV); err != nil {

@@ -188,7 +188,22 @@ func TestReopenUnderLoad(t *testing.T) {
 			}
 		})
 	}
+	// Each writable phase lasts until a write commits in it, so that the
+	// writers take part however the goroutines are scheduled.
+	waitCommit := func(i int) {
+		before := ackedN.Load()
+		deadline := time.Now().Add(10 * time.Second)
+		for ackedN.Load() == before {
+			if time.Now().After(deadline) {
+				stop.Store(true)
+				wg.Wait()
+				t.Fatalf("toggle %d: no write committed within 10s of the store being writable", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
 	for i := range 20 {
+		waitCommit(i)
 		if err := s.ReopenReadOnly(); err != nil {
 			t.Fatalf("toggle %d: ReopenReadOnly: %v", i, err)
 		}
