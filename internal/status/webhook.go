@@ -221,6 +221,12 @@ func (p *Portal) deliveryLogged(key string, d Delivery, dropped []string) {
 		p.log.Error("encoding a webhook delivery", "err", err)
 		return
 	}
+	if !p.reachable() {
+		// Not worth a request timeout per delivery (it would hold up a
+		// shutdown); the in-memory log still has it.
+		p.log.Warn("store unreachable: webhook delivery kept in this node's log only", "key", key)
+		return
+	}
 	ops := []store.Op{store.Put(key, b)}
 	for _, k := range dropped {
 		ops = append(ops, store.Delete(k))
