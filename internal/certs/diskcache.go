@@ -314,8 +314,9 @@ func (c *diskCache) bytes() int64 {
 // kept in the node's local on-disk cache and its limit; ok is false when
 // the node keeps none (an embedded store, or no cache directory).
 func (m *Manager) LocalCacheStats() (bytes, limit int64, ok bool) {
-	if m.local == nil || m.local.disk == nil {
+	d := m.disk()
+	if d == nil {
 		return 0, 0, false
 	}
-	return m.local.disk.bytes(), m.local.disk.limit, true
+	return d.bytes(), d.limit, true
 }

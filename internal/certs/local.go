@@ -5,7 +5,10 @@ import (
 	"errors"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"go.etcd.io/bbolt"
 
 	"gatehouse/internal/store"
 )
@@ -24,6 +27,13 @@ const (
 	// unreachableLoadTimeout bounds a bundle load while the store is known
 	// not to answer (see Manager.loadTimeout).
 	unreachableLoadTimeout = 500 * time.Millisecond
+	// diskRetryEvery is how often a node whose local bundle cache is
+	// locked by another process (the one it replaces in a binary upgrade)
+	// tries to open it again.
+	diskRetryEvery = 2 * time.Second
+	// maxMissedDrops bounds the removed bundles remembered while the local
+	// bundle cache is not open; past it, the cache is emptied on opening.
+	maxMissedDrops = 10000
 )
 
 // remoteStore is implemented by stores on other machines (*etcd.Store),
@@ -47,13 +57,21 @@ type progressWatcher interface {
 type local struct {
 	dir  string
 	rs   remoteStore
-	disk *diskCache // nil if it could not be opened
+	disk atomic.Pointer[diskCache] // nil while not open
+	// reopen is set when the bundle cache was locked by another process
+	// at start: run opens it once that process lets go.
+	reopen bool
 
-	// mu guards the fields below.
+	// mu guards the fields below, and the opening of disk after start.
 	mu       sync.Mutex
 	identity string // of the store the index is from ("" unknown)
 	verified bool   // identity was confirmed by the store itself
 	savedRev int64  // revision of the snapshot on disk (0: none)
+	// missed are the bundles dropped while disk was not open, to drop
+	// from it once open; missedAll means empty its records instead (a
+	// relisting, or too many drops).
+	missed    map[string]struct{}
+	missedAll bool
 }
 
 // startLocal loads the index from the local snapshot if there is a usable
@@ -72,10 +90,16 @@ func (m *Manager) startLocal(ctx context.Context, rs remoteStore) (int64, bool, 
 		l.identity, l.verified = id, err == nil
 	}
 	dc, err := openDiskCache(l.dir, l.identity, m.opts.DiskCacheBytes, m.log)
-	if err != nil {
+	switch {
+	case errors.Is(err, bbolt.ErrTimeout):
+		// The process this one replaces still has it: open it once that
+		// one stops.
+		m.log.Info("local bundle cache in use by another process; opening it when it is released", "err", err)
+		l.reopen = true
+	case err != nil:
 		m.log.Warn("local bundle cache disabled", "err", err)
-	} else {
-		l.disk = dc
+	default:
+		l.disk.Store(dc)
 	}
 	snap, err := readSnapshot(l.dir)
 	switch {
@@ -105,27 +129,35 @@ func (m *Manager) startLocal(ctx context.Context, rs remoteStore) (int64, bool, 
 
 // catchUp closes done once the index reflects the store's revision as of
 // when the store first answered, asking the watch for progress reports
-// meanwhile. If the store turns out to be another one than the snapshot's,
-// it asks run for a full relisting.
+// meanwhile. If the snapshot turns out not to be of this store's history
+// (see checkSnapshot), it asks run for a full relisting and waits for it.
 func (m *Manager) catchUp(ctx context.Context, done chan<- struct{}) {
 	pw, _ := m.st.(progressWatcher)
-	var target int64
+	var (
+		target    int64
+		relisting bool   // a relisting was asked for
+		relists   uint64 // m.relists before it was asked for
+	)
 	wait := 50 * time.Millisecond
 	for {
 		if target == 0 {
-			rev, err := m.st.Rev(ctx)
-			if err == nil {
-				target = rev
-				m.verifyIdentity(ctx)
+			n := m.relists.Load()
+			if rev, err := m.st.Rev(ctx); err == nil {
+				if relist, ok := m.checkSnapshot(ctx, rev); ok {
+					target, relisting, relists = rev, relist, n
+				}
 			}
 		}
 		if target != 0 {
-			if m.currentRev() >= target || pw == nil {
+			listed := !relisting || m.relists.Load() != relists
+			if listed && (m.currentRev() >= target || pw == nil) {
 				close(done)
 				m.log.Info("certificate index caught up with the store", "rev", m.currentRev(), "bundles", m.Count())
 				return
 			}
-			pw.RequestProgress(ctx)
+			if pw != nil && listed {
+				pw.RequestProgress(ctx)
+			}
 		}
 		t := time.NewTimer(wait)
 		select {
@@ -140,30 +172,47 @@ func (m *Manager) catchUp(ctx context.Context, done chan<- struct{}) {
 	}
 }
 
-// verifyIdentity checks, once the store answers, that it is the store the
-// index snapshot was taken of; if not, run relists.
-func (m *Manager) verifyIdentity(ctx context.Context) {
+// checkSnapshot checks, once the store answers at revision storeRev, that
+// the index loaded from the snapshot is of this store's history: the store
+// is the one the snapshot was taken of, and it has reached the snapshot's
+// revision (an etcd restored from an older backup keeps its cluster id but
+// not its later revisions, and a watch from a revision it has not reached
+// waits for it). If not, it forgets the identity, so that no snapshot is
+// saved of the index until it is listed again, and asks run to relist;
+// relist reports whether it did. ok is false if the store's identity could
+// not be read.
+func (m *Manager) checkSnapshot(ctx context.Context, storeRev int64) (relist, ok bool) {
 	l := m.local
 	l.mu.Lock()
 	verified, want := l.verified, l.identity
 	l.mu.Unlock()
-	if verified {
-		return
+	got := want
+	if !verified {
+		id, err := l.rs.Identity(ctx)
+		if err != nil {
+			return false, false
+		}
+		got = id
 	}
-	got, err := l.rs.Identity(ctx)
-	if err != nil {
-		return
+	switch cur := m.currentRev(); {
+	case got != want:
+		m.log.Warn("the local certificate index snapshot is of another store; relisting", "snapshot", want, "store", got)
+	case cur > storeRev:
+		m.log.Warn("the local certificate index snapshot is ahead of the store (restored from an older backup?); relisting", "snapshot_rev", cur, "store_rev", storeRev)
+	default:
+		l.mu.Lock()
+		l.verified = true
+		l.mu.Unlock()
+		return false, true
 	}
 	l.mu.Lock()
-	l.identity, l.verified = got, true
+	l.identity, l.verified = "", false
 	l.mu.Unlock()
-	if got != want {
-		m.log.Warn("the local certificate index snapshot is of another store; relisting", "snapshot", want, "store", got)
-		select {
-		case m.resync <- struct{}{}:
-		default:
-		}
+	select {
+	case m.resync <- struct{}{}:
+	default:
 	}
+	return true, true
 }
 
 func (m *Manager) currentRev() int64 {
@@ -205,10 +254,97 @@ func (m *Manager) saveSnapshot() {
 	m.log.Info("certificate index snapshot saved", "rev", rev, "names", len(hosts), "bytes", size, "took", time.Since(start).Round(time.Millisecond))
 }
 
-// diskDrop drops bundle id from the local bundle cache, if any.
+// disk returns the local bundle cache, nil if there is none (yet).
+func (m *Manager) disk() *diskCache {
+	if m.local == nil {
+		return nil
+	}
+	return m.local.disk.Load()
+}
+
+// diskDrop drops bundle id from the local bundle cache, if any, or
+// remembers to once it is open.
 func (m *Manager) diskDrop(id string) {
-	if m.local != nil && m.local.disk != nil {
-		m.local.disk.drop(id)
+	l := m.local
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	d := l.disk.Load()
+	if d == nil && l.reopen {
+		if len(l.missed) >= maxMissedDrops {
+			l.missedAll, l.missed = true, nil
+		} else if !l.missedAll {
+			if l.missed == nil {
+				l.missed = make(map[string]struct{})
+			}
+			l.missed[id] = struct{}{}
+		}
+	}
+	l.mu.Unlock()
+	if d != nil {
+		d.drop(id)
+	}
+}
+
+// diskClear empties the records of the local bundle cache, or remembers to
+// once it is open.
+func (m *Manager) diskClear() {
+	l := m.local
+	if l == nil {
+		return
+	}
+	l.mu.Lock()
+	d := l.disk.Load()
+	if d == nil && l.reopen {
+		l.missedAll, l.missed = true, nil
+	}
+	l.mu.Unlock()
+	if d != nil {
+		if err := d.clearRecords(); err != nil {
+			m.log.Warn("clearing the local bundle cache", "err", err)
+		}
+	}
+}
+
+// reopenDisk opens the local bundle cache once the process that held it
+// lets go, applying the drops missed meanwhile, until ctx is done.
+func (m *Manager) reopenDisk(ctx context.Context) {
+	l := m.local
+	t := time.NewTicker(diskRetryEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		l.mu.Lock()
+		identity := l.identity
+		l.mu.Unlock()
+		dc, err := openDiskCache(l.dir, identity, m.opts.DiskCacheBytes, m.log)
+		if errors.Is(err, bbolt.ErrTimeout) {
+			continue
+		}
+		if err != nil {
+			m.log.Warn("local bundle cache disabled", "err", err)
+			return
+		}
+		l.mu.Lock()
+		if l.missedAll {
+			if err := dc.clearRecords(); err != nil {
+				m.log.Warn("clearing the local bundle cache", "err", err)
+			}
+		} else {
+			for id := range l.missed {
+				dc.drop(id)
+			}
+		}
+		l.missed, l.missedAll = nil, false
+		l.disk.Store(dc)
+		l.mu.Unlock()
+		m.log.Info("local bundle cache opened")
+		return
 	}
 }
 

@@ -220,7 +220,13 @@ func TestStartWithStoreDown(t *testing.T) {
 	if _, err := handshake(t, addr, "warm.test", nil); err != nil {
 		t.Fatal(err)
 	}
-	m1.local.disk.flush()
+	m1.disk().flush()
+	// The snapshot saved at Close is at the revision the watch applied.
+	rev, err := st.Rev(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the watch to apply the adds", func() bool { return m1.currentRev() >= rev })
 	m1.Close()
 	st.Close()
 
@@ -342,8 +348,8 @@ func TestLocalBundleCache(t *testing.T) {
 	if _, err := handshake(t, addr, "disk.test", nil); err != nil {
 		t.Fatal(err)
 	}
-	m.local.disk.flush()
-	rec, ok := m.local.disk.record(info.ID)
+	m.disk().flush()
+	rec, ok := m.disk().record(info.ID)
 	if !ok {
 		t.Fatal("bundle not in the local cache after a handshake")
 	}
@@ -360,8 +366,8 @@ func TestLocalBundleCache(t *testing.T) {
 	if err := m.Remove(context.Background(), info.ID); err != nil {
 		t.Fatal(err)
 	}
-	m.local.disk.flush()
-	if _, ok := m.local.disk.record(info.ID); ok {
+	m.disk().flush()
+	if _, ok := m.disk().record(info.ID); ok {
 		t.Errorf("removed bundle still in the local cache")
 	}
 }
@@ -415,5 +421,210 @@ func TestFirstLoadFailsFastWhileStoreDown(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*time.Second {
 		t.Errorf("first handshake for an uncached name with etcd known down failed after %v, want about %v", took, unreachableLoadTimeout)
+	}
+}
+
+// TestSnapshotAheadOfStore restarts a node against a store whose revision
+// is behind the node's snapshot: same cluster id and prefix, but an etcd
+// restored from a backup older than the snapshot. The snapshot is not of
+// this store's history: once Start returns the node serves what the store
+// holds (a name only the snapshot knows is gone, one added since is
+// served), and the snapshot saved at Close is the store's.
+func TestSnapshotAheadOfStore(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	p := newPKI(t)
+	st := openEtcd(t, c, "/ahead/", nil)
+	dir := t.TempDir()
+	ctx := context.Background()
+
+	m1 := NewManager(st, testKEK(t), Options{Dir: dir})
+	if err := m1.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustAdd(t, m1, p.leaf(t, leafSpec{names: []string{"real.test"}}))
+	rev, err := st.Rev(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the watch to apply the add", func() bool { return m1.currentRev() >= rev })
+	m1.Close()
+
+	// The snapshot claims a revision the store has not reached, with a
+	// name the store never held.
+	snap, err := readSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ix := newIndex()
+	ix.replace(snap.b)
+	ix.put("ghost.test", entry{id: "0123456789abcdef0123", keyType: "ecdsa-p256", notAfter: time.Now().Add(24 * time.Hour)})
+	if _, err := writeSnapshot(dir, snap.identity, snap.rev+1_000_000, time.Now(), ix.capture()); err != nil {
+		t.Fatal(err)
+	}
+	mustAdd(t, startManager(t, st, Options{}), p.leaf(t, leafSpec{names: []string{"after.test"}}))
+
+	var logs syncBuffer
+	m2 := NewManager(st, testKEK(t), Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := m2.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(servedNames(m2, "real.test", "ghost.test", "after.test"), []string{"real.test", "after.test"}); diff != "" {
+		t.Errorf("served right after Start (-got +want):\n%s", diff)
+	}
+	m2.Close()
+	snap2, err := readSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storeRev, err := st.Rev(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap2.rev > storeRev {
+		t.Errorf("snapshot saved at Close has revision %d, ahead of the store's %d", snap2.rev, storeRev)
+	}
+	if !strings.Contains(logs.String(), "ahead of the store") {
+		t.Errorf("log does not say the snapshot is ahead of the store:\n%s", logs.String())
+	}
+}
+
+// TestForeignSnapshotRelist starts a node from the snapshot of another
+// store while etcd is down, so that the snapshot cannot be checked at
+// start; when etcd answers, the snapshot turns out to be of another store
+// and the first listings of the new one fail. The node keeps relisting
+// until one succeeds (it must not follow the new store's watch on top of
+// the foreign index), and meanwhile never saves the foreign index as the
+// new store's.
+func TestForeignSnapshotRelist(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	p := newPKI(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	stA := openEtcd(t, c, "/foreign-a/", nil)
+	m1 := NewManager(stA, testKEK(t), Options{Dir: dir})
+	if err := m1.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	mustAdd(t, m1, p.leaf(t, leafSpec{names: []string{"a-only.test"}}))
+	m1.Close()
+
+	c.StopAll()
+	stB := openEtcd(t, c, "/foreign-b/", func(o *etcd.Options) {
+		o.DialTimeout, o.RequestTimeout, o.HealthInterval = 200*time.Millisecond, 300*time.Millisecond, 50*time.Millisecond
+	})
+	failing := &failingScan{Store: stB}
+	failing.failFor(2)
+	var logs syncBuffer
+	m2 := NewManager(failing, testKEK(t), Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err := m2.Start(ctx); err != nil {
+		t.Fatalf("Start with etcd down: %v", err)
+	}
+	defer m2.Close()
+	c.RestartAll()
+	mustAdd(t, startManager(t, openEtcd(t, c, "/foreign-b/", nil), Options{}), p.leaf(t, leafSpec{names: []string{"b-only.test"}}))
+	eventually(t, "the node to find the snapshot is of another store", func() bool {
+		return strings.Contains(logs.String(), "of another store")
+	})
+
+	// While the listing fails, a save (as on a tick or at Close) must not
+	// name the foreign index as store B's.
+	eventually(t, "a failed relisting", func() bool { return failing.scans.get() > 0 })
+	m2.pmu.Lock()
+	m2.watchRev++ // as if a watch event had been applied
+	m2.pmu.Unlock()
+	m2.saveSnapshot()
+	idB, err := stB.Identity(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if snap, err := readSnapshot(dir); err != nil {
+		t.Fatal(err)
+	} else if snap.identity == idB {
+		t.Errorf("the index of store A was saved as store B's (rev %d)", snap.rev)
+	}
+
+	eventually(t, "the node to serve store B's names only", func() bool {
+		return cmp.Equal(servedNames(m2, "a-only.test", "b-only.test"), []string{"b-only.test"})
+	})
+	if got := failing.scans.get(); got < 3 {
+		t.Errorf("%d listings, want at least 3 (two failed)", got)
+	}
+}
+
+// failingScan is an etcd store whose first Scans fail.
+type failingScan struct {
+	*etcd.Store
+	scans atomicCount
+	fail  atomicCount // Scans left to fail, counted down
+}
+
+func (f *failingScan) failFor(n int) {
+	for range n {
+		f.fail.add()
+	}
+}
+
+func (f *failingScan) Scan(ctx context.Context, prefix string, fn func(key, value []byte) error) (int64, error) {
+	f.scans.add()
+	f.fail.mu.Lock()
+	failing := f.fail.n > 0
+	if failing {
+		f.fail.n--
+	}
+	f.fail.mu.Unlock()
+	if failing {
+		return 0, errors.New("scan refused for the test")
+	}
+	return f.Store.Scan(ctx, prefix, fn)
+}
+
+// TestDiskCacheHeldAtStart starts a node while the local bundle cache is
+// locked by another process, as in a binary upgrade, where the process
+// being replaced keeps it until it has drained. The new node opens it once
+// released, and drops from it the bundles removed meanwhile.
+func TestDiskCacheHeldAtStart(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	p := newPKI(t)
+	st := openEtcd(t, c, "/held/", nil)
+	dir := t.TempDir()
+	m1 := NewManager(st, testKEK(t), Options{Dir: dir})
+	if err := m1.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	keep, gone := mustAdd(t, m1, p.leaf(t, leafSpec{names: []string{"keep.test"}})), mustAdd(t, m1, p.leaf(t, leafSpec{names: []string{"gone.test"}}))
+	addr := serveTLS(t, m1.TLSConfig(nil))
+	for _, name := range []string{"keep.test", "gone.test"} {
+		if _, err := handshake(t, addr, name, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m1.Close()
+	// The old process holds the cache while m2 starts, and m2 removes a
+	// bundle before it has the cache.
+	held, err := openDiskCache(dir, "", 1<<20, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2 := startManager(t, st, Options{Dir: dir})
+	if _, _, ok := m2.LocalCacheStats(); ok {
+		t.Fatal("the new node opened a bundle cache that another process holds")
+	}
+	if err := m2.Remove(context.Background(), gone.ID); err != nil {
+		t.Fatal(err)
+	}
+	held.close() // the old process stops and lets go of the cache
+
+	eventually(t, "the new node to open the released bundle cache", func() bool {
+		_, _, ok := m2.LocalCacheStats()
+		return ok
+	})
+	d := m2.disk()
+	d.flush()
+	got := map[string]bool{}
+	for _, id := range []string{keep.ID, gone.ID} {
+		_, got[id] = d.record(id)
+	}
+	if diff := cmp.Diff(got, map[string]bool{keep.ID: true, gone.ID: false}); diff != "" {
+		t.Errorf("bundles in the reopened cache (-got +want):\n%s", diff)
 	}
 }

@@ -112,6 +112,8 @@ type Manager struct {
 	local *local
 	// resync asks run for a full relisting.
 	resync chan struct{}
+	// relists counts the full listings of the index that succeeded.
+	relists atomic.Uint64
 	// failed holds bundles whose load the store did not answer lately.
 	failed failures
 
@@ -303,8 +305,8 @@ func (m *Manager) Close() error {
 }
 
 func (m *Manager) closeLocal() {
-	if m.local != nil && m.local.disk != nil {
-		if err := m.local.disk.close(); err != nil {
+	if d := m.disk(); d != nil {
+		if err := d.close(); err != nil {
 			m.log.Warn("closing the local bundle cache", "err", err)
 		}
 	}
@@ -415,11 +417,17 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 	}
 	m.idx.replace(b)
 	m.watchRev = firstRev
-	if m.local != nil && m.local.disk != nil {
-		if err := m.local.disk.clearRecords(); err != nil {
-			m.log.Warn("clearing the local bundle cache", "err", err)
+	m.diskClear()
+	if l := m.local; l != nil {
+		// The index is now this store's: snapshots may name it (the
+		// identity is known from the listing's answer, without a call).
+		if id, err := l.rs.Identity(ctx); err == nil {
+			l.mu.Lock()
+			l.identity, l.verified = id, true
+			l.mu.Unlock()
 		}
 	}
+	m.relists.Add(1)
 	return firstRev, nil
 }
 
@@ -447,6 +455,9 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 	if caughtUp != nil {
 		bg.Go(func() { m.catchUp(ctx, caughtUp) })
 	}
+	if m.local != nil && m.local.reopen {
+		bg.Go(func() { m.reopenDisk(ctx) })
+	}
 	const minBackoff, maxBackoff = 100 * time.Millisecond, 30 * time.Second
 	backoff := minBackoff
 	for {
@@ -459,16 +470,31 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 			m.log.Warn("certificate watch ended: store closed")
 			return
 		case errors.Is(err, store.ErrCompacted), errors.Is(err, errResync):
+			// Relist until it succeeds: following the watch meanwhile would
+			// apply this store's changes to an index that is not its own
+			// (a resync is asked for once).
 			m.log.Info("relisting certificate names", "rev", rev, "reason", err)
-			r, lerr := m.relist(ctx)
-			if lerr == nil {
-				rev = r
-				if m.local != nil {
-					bg.Go(m.saveSnapshot)
+			for {
+				r, lerr := m.relist(ctx)
+				if lerr == nil {
+					rev = r
+					break
 				}
-				continue
+				m.log.Warn("relisting certificate names failed; retrying", "err", lerr, "retry_in", backoff)
+				t := time.NewTimer(backoff)
+				select {
+				case <-ctx.Done():
+					t.Stop()
+					return
+				case <-t.C:
+				}
+				backoff = min(2*backoff, maxBackoff)
 			}
-			err = lerr
+			backoff = minBackoff
+			if m.local != nil {
+				bg.Go(m.saveSnapshot)
+			}
+			continue
 		}
 		m.log.Warn("certificate watch failed; retrying", "err", err, "retry_in", backoff)
 		t := time.NewTimer(backoff)

@@ -251,10 +251,7 @@ func (m *Manager) loadTimeout() time.Duration {
 // from the local bundle cache if it has them, else from the store (and
 // then keeps them in the local cache).
 func (m *Manager) load(ctx context.Context, id string) (*tls.Certificate, int64, error) {
-	var disk *diskCache
-	if m.local != nil {
-		disk = m.local.disk
-	}
+	disk := m.disk()
 	var raw []byte
 	fromStore := true
 	if disk != nil {
