@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -66,6 +67,9 @@ func openDiskCache(dir, identity string, limit int64, log *slog.Logger) (*diskCa
 		return nil, fmt.Errorf("local bundle cache: %w", err)
 	}
 	path := dir + "/" + diskCacheFile
+	clean := path + cleanSuffix
+	_, statErr := os.Stat(path)
+	existed := statErr == nil
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoFreelistSync: true})
 	if err != nil && !errors.Is(err, bbolt.ErrTimeout) {
 		log.Warn("local bundle cache unreadable; starting it anew", "path", path, "err", err)
@@ -75,6 +79,25 @@ func openDiskCache(dir, identity string, limit int64, log *slog.Logger) (*diskCa
 	if err != nil {
 		return nil, fmt.Errorf("local bundle cache %s: %w", path, err)
 	}
+	// The cache is written without fsync, so a file its last user did not
+	// close (a crash, a power loss) may hold torn pages that bbolt would
+	// only notice, by panicking, when it reads them. Such a file is
+	// discarded: it is only a cache. This process holds the file's lock now,
+	// so its previous user has closed it or died.
+	if _, err := os.Stat(clean); existed && err != nil {
+		log.Warn("local bundle cache was not closed cleanly (crash or power loss); starting it anew", "path", path)
+		db.Close()
+		os.Remove(path)
+		db, err = bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second, NoFreelistSync: true})
+		if err != nil {
+			return nil, fmt.Errorf("local bundle cache %s: %w", path, err)
+		}
+	}
+	if err := os.Remove(clean); err != nil && !errors.Is(err, os.ErrNotExist) {
+		db.Close()
+		return nil, fmt.Errorf("local bundle cache %s: %w", clean, err)
+	}
+	syncDir(dir)
 	db.NoSync = true
 	c := &diskCache{db: db, limit: limit, log: log, ops: make(chan dcOp, 1024), done: make(chan struct{})}
 	err = db.Update(func(tx *bbolt.Tx) error {
@@ -212,8 +235,33 @@ func (c *diskCache) close() error {
 	close(c.ops)
 	c.smu.Unlock()
 	<-c.done
-	c.db.Sync()
-	return c.db.Close()
+	if err := c.db.Sync(); err != nil {
+		c.db.Close()
+		return err
+	}
+	path := c.db.Path()
+	if err := c.db.Close(); err != nil {
+		return err
+	}
+	// Mark the file as closed cleanly (see openDiskCache).
+	f, err := os.OpenFile(path+cleanSuffix, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return fmt.Errorf("local bundle cache: marking it closed: %w", err)
+	}
+	err = errors.Join(f.Sync(), f.Close())
+	syncDir(filepath.Dir(path))
+	return err
+}
+
+// cleanSuffix names the file that says the cache was closed cleanly.
+const cleanSuffix = ".clean"
+
+// syncDir makes a directory's entries durable (best effort).
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
 }
 
 func (c *diskCache) writer() {

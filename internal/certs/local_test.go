@@ -628,3 +628,48 @@ func TestDiskCacheHeldAtStart(t *testing.T) {
 		t.Errorf("bundles in the reopened cache (-got +want):\n%s", diff)
 	}
 }
+
+// TestDiskCacheDiscardedAfterCrash: the cache is written without fsync, so
+// a file not closed cleanly is started anew; one closed cleanly is kept.
+func TestDiskCacheDiscardedAfterCrash(t *testing.T) {
+	dir := t.TempDir()
+	log := slog.New(slog.DiscardHandler)
+	id := strings.Repeat("0", 19) + "aa"
+	dc, err := openDiskCache(dir, "id", 1<<20, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.put(id, []byte("record"), nil)
+	dc.flush()
+	if err := dc.close(); err != nil {
+		t.Fatal(err)
+	}
+	dc, err = openDiskCache(dir, "id", 1<<20, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := dc.record(id); !ok {
+		t.Fatal("record lost across a clean close and reopen")
+	}
+	// A crash: the file is released without the clean close.
+	dc.put(id+"b", []byte("record"), nil)
+	dc.flush()
+	dc.smu.Lock()
+	dc.closed = true
+	close(dc.ops)
+	dc.smu.Unlock()
+	<-dc.done
+	dc.db.Close()
+
+	dc, err = openDiskCache(dir, "id", 1<<20, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dc.close()
+	if _, ok := dc.record(id); ok {
+		t.Error("a cache not closed cleanly was kept; want it started anew")
+	}
+	if got := dc.bytes(); got != 0 {
+		t.Errorf("cache started anew holds %d bytes, want 0", got)
+	}
+}
