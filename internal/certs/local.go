@@ -10,6 +10,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"gatehouse/internal/retry"
 	"gatehouse/internal/store"
 )
 
@@ -159,12 +160,8 @@ func (m *Manager) catchUp(ctx context.Context, done chan<- struct{}) {
 				pw.RequestProgress(ctx)
 			}
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, wait) {
 			return
-		case <-t.C:
 		}
 		if target == 0 {
 			wait = min(2*wait, 2*time.Second)

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"gatehouse/internal/retry"
 	"gatehouse/internal/store"
 )
 
@@ -481,12 +482,8 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 					break
 				}
 				m.log.Warn("relisting certificate names failed; retrying", "err", lerr, "retry_in", backoff)
-				t := time.NewTimer(backoff)
-				select {
-				case <-ctx.Done():
-					t.Stop()
+				if !retry.Sleep(ctx, backoff) {
 					return
-				case <-t.C:
 				}
 				backoff = min(2*backoff, maxBackoff)
 			}
@@ -497,12 +494,8 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 			continue
 		}
 		m.log.Warn("certificate watch failed; retrying", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, backoff) {
 			return
-		case <-t.C:
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}

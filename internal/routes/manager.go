@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/retry"
 	"gatehouse/internal/store"
 )
 
@@ -310,12 +311,8 @@ func (m *Manager) run(ctx context.Context, rev int64, w watching) {
 			err = lerr
 		}
 		m.log.Warn("route watch failed; retrying", "err", err, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, backoff) {
 			return
-		case <-t.C:
 		}
 		backoff = min(2*backoff, maxBackoff)
 	}

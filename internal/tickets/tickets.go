@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gatehouse/internal/retry"
 	"gatehouse/internal/store"
 )
 
@@ -239,12 +240,8 @@ func (k *Keys) RunRotation(ctx context.Context) {
 		case err == nil:
 			wait = max(created.Add(k.period).Sub(k.now()), time.Second)
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, wait) {
 			return
-		case <-t.C:
 		}
 	}
 }
@@ -408,12 +405,8 @@ func (k *Keys) follow(ctx context.Context, rev int64) {
 			continue
 		}
 		k.log.Warn("following session ticket keys; retrying", "err", werr, "retry_in", backoff)
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !retry.Sleep(ctx, backoff) {
 			return
-		case <-t.C:
 		}
 		backoff = min(2*backoff, 10*time.Second)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/client/v3/concurrency"
+
+	"gatehouse/internal/retry"
 )
 
 // DefaultElectionTTL is the lease of a leader: how long after a leader
@@ -42,7 +44,7 @@ func (s *Store) RunElected(ctx context.Context, name, id string, ttl time.Durati
 		sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
 		if err != nil {
 			log.Debug("election: no session", "err", err)
-			if !sleepCtx(ctx, backoff) {
+			if !retry.Sleep(ctx, backoff) {
 				break
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -53,7 +55,7 @@ func (s *Store) RunElected(ctx context.Context, name, id string, ttl time.Durati
 			sess.Orphan()
 			if ctx.Err() == nil {
 				log.Debug("election: campaign failed", "err", err)
-				sleepCtx(ctx, backoff)
+				retry.Sleep(ctx, backoff)
 			}
 			continue
 		}
@@ -93,15 +95,4 @@ func (s *Store) RunElected(ctx context.Context, name, id string, ttl time.Durati
 		return fmt.Errorf("election %s: store closed", name)
 	}
 	return ctx.Err()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
