@@ -30,6 +30,9 @@ type index struct {
 	cmu     sync.Mutex
 	names   map[string]int
 	bundles atomic.Int64 // len(names)
+	// changes counts writes to the index (put, remove, replace), so that a
+	// snapshot is saved only when there is something new to save.
+	changes atomic.Uint64
 }
 
 type indexShard struct {
@@ -86,6 +89,7 @@ func compareEntries(a, b entry) int {
 
 // put adds or updates the entry of e.id for name.
 func (ix *index) put(name string, e entry) {
+	ix.changes.Add(1)
 	e.rank = keyRank(e.keyType)
 	sh := &ix.shards[shardOf(name)]
 	sh.mu.Lock()
@@ -110,6 +114,7 @@ func (ix *index) put(name string, e entry) {
 
 // remove drops the entry of id for name, if any.
 func (ix *index) remove(name, id string) {
+	ix.changes.Add(1)
 	sh := &ix.shards[shardOf(name)]
 	sh.mu.Lock()
 	old := sh.m[name]
@@ -238,6 +243,7 @@ func (b *indexBuilder) remove(name, id string) {
 // replace swaps in the content of b, shard by shard; b must not be used
 // afterwards.
 func (ix *index) replace(b *indexBuilder) {
+	ix.changes.Add(1)
 	for i := range ix.shards {
 		sh := &ix.shards[i]
 		sh.mu.Lock()

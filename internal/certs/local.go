@@ -25,6 +25,10 @@ const (
 	// failedLoadTTL is how long a bundle whose load failed because the
 	// store did not answer fails at once, without asking the store again.
 	failedLoadTTL = 3 * time.Second
+	// snapshotMaxLag bounds how far the saved snapshot's revision may lag
+	// the store when no name changed: far below any sensible compaction
+	// retention (store.etcd.compaction_retention, 24h by default).
+	snapshotMaxLag = time.Hour
 	// unreachableLoadTimeout bounds a bundle load while the store is known
 	// not to answer (see Manager.loadTimeout).
 	unreachableLoadTimeout = 500 * time.Millisecond
@@ -68,6 +72,10 @@ type local struct {
 	identity string // of the store the index is from ("" unknown)
 	verified bool   // identity was confirmed by the store itself
 	savedRev int64  // revision of the snapshot on disk (0: none)
+	// savedChanges and savedAt are the index's change count and the time
+	// at that save.
+	savedChanges uint64
+	savedAt      time.Time
 	// missed are the bundles dropped while disk was not open, to drop
 	// from it once open; missedAll means empty its records instead (a
 	// relisting, or too many drops).
@@ -120,9 +128,11 @@ func (m *Manager) startLocal(ctx context.Context, rs remoteStore) (int64, bool, 
 	m.pmu.Lock()
 	m.idx.replace(snap.b)
 	m.watchRev = snap.rev
+	changes := m.idx.changes.Load()
 	m.pmu.Unlock()
 	l.mu.Lock()
 	l.identity, l.savedRev = snap.identity, snap.rev
+	l.savedChanges, l.savedAt = changes, snap.taken
 	l.mu.Unlock()
 	m.log.Info("certificate index loaded from the local snapshot", "bundles", m.Count(), "rev", snap.rev, "taken", snap.taken.UTC().Format(time.RFC3339))
 	return snap.rev, true, nil
@@ -226,14 +236,18 @@ func (m *Manager) saveSnapshot() {
 		return
 	}
 	l.mu.Lock()
-	identity, saved := l.identity, l.savedRev
+	identity, saved, savedChanges, savedAt := l.identity, l.savedRev, l.savedChanges, l.savedAt
 	l.mu.Unlock()
 	if identity == "" {
 		return // never write a snapshot that cannot be checked
 	}
 	m.pmu.Lock()
-	rev := m.watchRev
-	if rev == saved {
+	rev, changes := m.watchRev, m.idx.changes.Load()
+	// The store's revision moves with every write of any kind (status
+	// observations every few seconds); rewrite the snapshot only when the
+	// index changed, or when the saved revision is getting old enough that
+	// resuming from it could meet compaction.
+	if rev == saved || (saved != 0 && changes == savedChanges && m.now().Sub(savedAt) < snapshotMaxLag) {
 		m.pmu.Unlock()
 		return
 	}
@@ -246,7 +260,7 @@ func (m *Manager) saveSnapshot() {
 		return
 	}
 	l.mu.Lock()
-	l.savedRev = rev
+	l.savedRev, l.savedChanges, l.savedAt = rev, changes, m.now()
 	l.mu.Unlock()
 	m.log.Info("certificate index snapshot saved", "rev", rev, "names", len(hosts), "bytes", size, "took", time.Since(start).Round(time.Millisecond))
 }

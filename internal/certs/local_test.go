@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -671,5 +672,57 @@ func TestDiskCacheDiscardedAfterCrash(t *testing.T) {
 	}
 	if got := dc.bytes(); got != 0 {
 		t.Errorf("cache started anew holds %d bytes, want 0", got)
+	}
+}
+
+// TestSnapshotOnlyWhenIndexChanged: writes elsewhere in the store move its
+// revision but do not rewrite the snapshot; a name change does.
+func TestSnapshotOnlyWhenIndexChanged(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	p := newPKI(t)
+	ctx := context.Background()
+	st := openEtcd(t, c, "/snapdiff/", nil)
+	dir := t.TempDir()
+	m := NewManager(st, testKEK(t), Options{Dir: dir})
+	if err := m.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	waitApplied := func() {
+		t.Helper()
+		rev, err := st.Rev(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A progress report moves the watched revision past other writes.
+		eventually(t, "the watch to reach the store's revision", func() bool {
+			st.RequestProgress(ctx)
+			return m.currentRev() >= rev
+		})
+	}
+	mustAdd(t, m, p.leaf(t, leafSpec{names: []string{"one.test"}}))
+	waitApplied()
+	m.saveSnapshot()
+	first, err := readSnapshot(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for i := range 5 { // status observations, routes, …
+		if _, err := store.PutKV(ctx, st, fmt.Sprintf("status/nodes/n%d", i), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitApplied()
+	m.saveSnapshot()
+	if again, err := readSnapshot(dir); err != nil || again.rev != first.rev {
+		t.Fatalf("snapshot after unrelated writes: rev %d, %v; want it left at %d", again.rev, err, first.rev)
+	}
+
+	mustAdd(t, m, p.leaf(t, leafSpec{names: []string{"two.test"}}))
+	waitApplied()
+	m.saveSnapshot()
+	if after, err := readSnapshot(dir); err != nil || after.rev <= first.rev {
+		t.Fatalf("snapshot after a name change: rev %d, %v; want past %d", after.rev, err, first.rev)
 	}
 }
