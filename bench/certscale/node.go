@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"gatehouse/internal/admin"
+
+	"gatehouse/bench/internal/proc"
 )
 
 // Loopback ports of a run, away from the proxy benchmark's.
@@ -195,43 +197,15 @@ func (n *node) stop() {
 }
 
 // cpuSeconds is the server's user+system CPU time from /proc.
-func (n *node) cpuSeconds() float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", n.pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
+func (n *node) cpuSeconds() float64 { return proc.CPUSeconds(n.pid) }
 
 // memory returns the server's RSS and PSS in bytes.
 func (n *node) memory() (rss, pss int64) {
-	return procKB(fmt.Sprintf("/proc/%d/status", n.pid), "VmRSS:") * 1024,
-		procKB(fmt.Sprintf("/proc/%d/smaps_rollup", n.pid), "Pss:") * 1024
+	return proc.Status(n.pid, "VmRSS:"), proc.PSS(n.pid)
 }
 
 // memorySplit returns the anonymous (heap) and file-backed (the store's
 // mapped pages) parts of the RSS in bytes.
 func (n *node) memorySplit() (anon, file int64) {
-	p := fmt.Sprintf("/proc/%d/status", n.pid)
-	return procKB(p, "RssAnon:") * 1024, procKB(p, "RssFile:") * 1024
-}
-
-func procKB(path, field string) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), field); ok {
-			v, _ := strconv.ParseInt(strings.Fields(rest)[0], 10, 64)
-			return v
-		}
-	}
-	return 0
+	return proc.Status(n.pid, "RssAnon:"), proc.Status(n.pid, "RssFile:")
 }

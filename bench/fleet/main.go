@@ -38,6 +38,8 @@ import (
 	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
 	"gatehouse/internal/store/etcd"
+
+	"gatehouse/bench/internal/proc"
 )
 
 type config struct {
@@ -363,19 +365,6 @@ func (n *node) stop() {
 	n.logf.Close()
 }
 
-// cpuSeconds returns the user+system CPU time of pid and its threads.
-func cpuSeconds(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100 // USER_HZ
-}
-
 // serverPID is the gatehouse process (taskset execs it, keeping the pid).
 func (n *node) pid() int { return n.cmd.Process.Pid }
 
@@ -406,7 +395,7 @@ type hsResult struct {
 func load(addr string, n, conc int, d time.Duration, pid int) hsResult {
 	var ok, bad atomic.Int64
 	stop := time.Now().Add(d)
-	cpu0 := cpuSeconds(pid)
+	cpu0 := proc.CPUSeconds(pid)
 	start := time.Now()
 	var wg sync.WaitGroup
 	for range conc {
@@ -422,7 +411,7 @@ func load(addr string, n, conc int, d time.Duration, pid int) hsResult {
 	}
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	cpu := cpuSeconds(pid) - cpu0
+	cpu := proc.CPUSeconds(pid) - cpu0
 	r := hsResult{rate: float64(ok.Load()) / el, errors: bad.Load()}
 	if ok.Load() > 0 {
 		r.cpuPer1000 = cpu / float64(ok.Load()) * 1000
@@ -519,24 +508,10 @@ func run(c *config) error {
 		if err != nil {
 			return fmt.Errorf("adding %s via %s: %w", name, via.name, err)
 		}
-		var wg sync.WaitGroup
-		lat := make([]time.Duration, 3)
-		for j, n := range nodes {
-			wg.Go(func() {
-				for {
-					if s, err := servedSerial(n.https, name); err == nil && s == res.Cert.Serial {
-						lat[j] = time.Since(t0)
-						return
-					}
-					if time.Since(t0) > 10*time.Second {
-						lat[j] = 10 * time.Second
-						return
-					}
-					time.Sleep(time.Millisecond)
-				}
-			})
-		}
-		wg.Wait()
+		lat := untilEach(len(nodes), t0, func(j int) bool {
+			s, err := servedSerial(nodes[j].https, name)
+			return err == nil && s == res.Cert.Serial
+		})
 		all = append(all, slices.Max(lat))
 		for j := range nodes {
 			if j != i%3 {
@@ -620,4 +595,29 @@ func httptestServer() *origin {
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })}
 	go srv.Serve(l)
 	return &origin{addr: l.Addr().String(), srv: srv}
+}
+
+// untilEach polls done(j) every millisecond for each of n nodes in
+// parallel and returns, per node, the time from t0 until it first held
+// (10 s if it never did).
+func untilEach(n int, t0 time.Time, done func(j int) bool) []time.Duration {
+	var wg sync.WaitGroup
+	lat := make([]time.Duration, n)
+	for j := range n {
+		wg.Go(func() {
+			for {
+				if done(j) {
+					lat[j] = time.Since(t0)
+					return
+				}
+				if time.Since(t0) > 10*time.Second {
+					lat[j] = 10 * time.Second
+					return
+				}
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	wg.Wait()
+	return lat
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"sync"
 	"time"
 
 	"gatehouse/internal/admin"
@@ -94,24 +93,10 @@ func routePropagation(ctx context.Context, c *config, nodes []*node, report func
 			return fmt.Errorf("adding a route for %s via %s: %w", name, via.name, err)
 		}
 		ids = append(ids, r.ID)
-		var wg sync.WaitGroup
-		lat := make([]time.Duration, len(nodes))
-		for j := range nodes {
-			wg.Go(func() {
-				for {
-					if body, err := fetch(clients[j], url); err == nil && body == routedBody {
-						lat[j] = time.Since(t0)
-						return
-					}
-					if time.Since(t0) > 10*time.Second {
-						lat[j] = 10 * time.Second
-						return
-					}
-					time.Sleep(time.Millisecond)
-				}
-			})
-		}
-		wg.Wait()
+		lat := untilEach(len(nodes), t0, func(j int) bool {
+			body, err := fetch(clients[j], url)
+			return err == nil && body == routedBody
+		})
 		all = append(all, slices.Max(lat))
 		for j := range nodes {
 			if j != i%len(nodes) {

@@ -7,9 +7,10 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
+
+	"gatehouse/bench/internal/proc"
 )
 
 // runStartup is the start-up mode (-from-bolt): etcd is filled from an
@@ -76,7 +77,7 @@ func runStartup(c *config) error {
 				n.stop()
 				return err
 			}
-			rss := rssMiB(n.pid())
+			rss := float64(proc.Status(n.pid(), "VmRSS:")) / (1 << 20)
 			report("%s %s: start to first handshake (%s) %s, RSS %.0f MiB", name, kind, sni, d.Round(time.Millisecond), rss)
 			n.stop()
 			for line := range strings.Lines(readFileString(filepath.Join(n.dir, "log.txt"))) {
@@ -87,19 +88,4 @@ func runStartup(c *config) error {
 		}
 	}
 	return os.WriteFile(filepath.Join(c.work, "results.txt"), []byte(out.String()), 0o644)
-}
-
-// rssMiB returns the resident set of pid in MiB.
-func rssMiB(pid int) float64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(b)) {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
 }
