@@ -27,6 +27,7 @@ import (
 	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
+	"gatehouse/internal/loop"
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/routes"
 	"gatehouse/internal/server"
@@ -466,20 +467,13 @@ func (n *node) close() {
 // sweepChains deletes intermediate certificates no bundle uses any more,
 // once an interval.
 func (n *node) sweepChains(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if removed, err := n.certs.SweepChains(ctx); err != nil {
-				n.log.Warn("sweeping unused intermediate certificates", "err", err)
-			} else if removed > 0 {
-				n.log.Info("removed unused intermediate certificates", "count", removed)
-			}
+	loop.Every(ctx, interval, func() {
+		if removed, err := n.certs.SweepChains(ctx); err != nil {
+			n.log.Warn("sweeping unused intermediate certificates", "err", err)
+		} else if removed > 0 {
+			n.log.Info("removed unused intermediate certificates", "count", removed)
 		}
-	}
+	})
 }
 
 // expiryCollector exposes how many certificates have expired or expire soon.
@@ -522,10 +516,8 @@ func (n *node) tuneMemory(ctx context.Context, every time.Duration) {
 		n.log.Info("Go memory soft limit", "bytes", m, "source", "limits.memory_soft_limit")
 		return
 	}
-	t := time.NewTicker(every)
-	defer t.Stop()
 	last := int64(0)
-	for {
+	tune := func() {
 		_, cacheLimit, _, _, _ := n.certs.CacheStats()
 		want := memorySoftLimit(cacheLimit, n.certs.Count()) + n.edge.Load().CacheStats().Limit
 		// Move only on a change of more than 1/16, to keep the log quiet.
@@ -534,10 +526,7 @@ func (n *node) tuneMemory(ctx context.Context, every time.Duration) {
 			n.log.Info("Go memory soft limit", "bytes", want, "source", "automatic", "certificates", n.certs.Count())
 			last = want
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	tune()
+	loop.Every(ctx, every, tune)
 }

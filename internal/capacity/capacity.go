@@ -15,6 +15,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"gatehouse/internal/loop"
 )
 
 // Probe reports a resource's current usage and limit (0: no limit).
@@ -202,14 +204,6 @@ func (r *Registry) Check() {
 
 // Run calls Check every interval until ctx is done.
 func (r *Registry) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		r.Check()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
+	r.Check()
+	loop.Every(ctx, interval, r.Check)
 }

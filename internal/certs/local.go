@@ -10,7 +10,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
-	"gatehouse/internal/retry"
+	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -170,7 +170,7 @@ func (m *Manager) catchUp(ctx context.Context, done chan<- struct{}) {
 				pw.RequestProgress(ctx)
 			}
 		}
-		if !retry.Sleep(ctx, wait) {
+		if !loop.Sleep(ctx, wait) {
 			return
 		}
 		if target == 0 {

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"gatehouse/internal/retry"
+	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -482,7 +482,7 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 					break
 				}
 				m.log.Warn("relisting certificate names failed; retrying", "err", lerr, "retry_in", backoff)
-				if !retry.Sleep(ctx, backoff) {
+				if !loop.Sleep(ctx, backoff) {
 					return
 				}
 				backoff = min(2*backoff, maxBackoff)
@@ -494,7 +494,7 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 			continue
 		}
 		m.log.Warn("certificate watch failed; retrying", "err", err, "retry_in", backoff)
-		if !retry.Sleep(ctx, backoff) {
+		if !loop.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, maxBackoff)

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"gatehouse/internal/config"
-	"gatehouse/internal/retry"
+	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -311,7 +311,7 @@ func (m *Manager) run(ctx context.Context, rev int64, w watching) {
 			err = lerr
 		}
 		m.log.Warn("route watch failed; retrying", "err", err, "retry_in", backoff)
-		if !retry.Sleep(ctx, backoff) {
+		if !loop.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, maxBackoff)

@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -426,18 +427,7 @@ func (p *Portal) Close() error {
 // RerenderEvery bounds how stale the uptime figures of the site may be.
 const RerenderEvery = time.Minute
 
-func (p *Portal) run(ctx context.Context) {
-	t := time.NewTicker(p.interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			p.Tick()
-		}
-	}
-}
+func (p *Portal) run(ctx context.Context) { loop.Every(ctx, p.interval, p.Tick) }
 
 // Tick samples this node's pools and publishes the observation. On the
 // leader it then merges every node's fresh observation, applies

@@ -25,7 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"gatehouse/internal/retry"
+	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -240,7 +240,7 @@ func (k *Keys) RunRotation(ctx context.Context) {
 		case err == nil:
 			wait = max(created.Add(k.period).Sub(k.now()), time.Second)
 		}
-		if !retry.Sleep(ctx, wait) {
+		if !loop.Sleep(ctx, wait) {
 			return
 		}
 	}
@@ -405,7 +405,7 @@ func (k *Keys) follow(ctx context.Context, rev int64) {
 			continue
 		}
 		k.log.Warn("following session ticket keys; retrying", "err", werr, "retry_in", backoff)
-		if !retry.Sleep(ctx, backoff) {
+		if !loop.Sleep(ctx, backoff) {
 			return
 		}
 		backoff = min(2*backoff, 10*time.Second)

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+
+	"gatehouse/internal/loop"
 )
 
 // Compaction defaults.
@@ -73,20 +75,15 @@ func (s *Store) marksKey() string {
 // etcd's revisions are cluster-wide.
 func (s *Store) RunCompaction(ctx context.Context, opts CompactionOptions) {
 	opts.defaults()
-	t := time.NewTicker(opts.Interval)
-	defer t.Stop()
-	for {
+	compact := func() {
 		if rev, err := s.CompactOnce(ctx, opts); err != nil && ctx.Err() == nil {
 			s.log.Warn("scheduled compaction", "err", err)
 		} else if rev > 0 {
 			s.log.Info("compacted etcd history", "rev", rev, "retention", opts.Retention)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
 	}
+	compact()
+	loop.Every(ctx, opts.Interval, compact)
 }
 
 // CompactOnce records the current revision and compacts to the newest mark

@@ -9,7 +9,7 @@ import (
 
 	"go.etcd.io/etcd/client/v3/concurrency"
 
-	"gatehouse/internal/retry"
+	"gatehouse/internal/loop"
 )
 
 // DefaultElectionTTL is the lease of a leader: how long after a leader
@@ -44,7 +44,7 @@ func (s *Store) RunElected(ctx context.Context, name, id string, ttl time.Durati
 		sess, err := concurrency.NewSession(s.cli, concurrency.WithTTL(secs), concurrency.WithContext(ctx))
 		if err != nil {
 			log.Debug("election: no session", "err", err)
-			if !retry.Sleep(ctx, backoff) {
+			if !loop.Sleep(ctx, backoff) {
 				break
 			}
 			backoff = min(2*backoff, 5*time.Second)
@@ -55,7 +55,7 @@ func (s *Store) RunElected(ctx context.Context, name, id string, ttl time.Durati
 			sess.Orphan()
 			if ctx.Err() == nil {
 				log.Debug("election: campaign failed", "err", err)
-				retry.Sleep(ctx, backoff)
+				loop.Sleep(ctx, backoff)
 			}
 			continue
 		}

@@ -8,6 +8,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -50,18 +51,11 @@ func (s *Store) markDown(err error) {
 
 // healthLoop probes the cluster every HealthInterval until Close.
 func (s *Store) healthLoop() {
-	t := time.NewTicker(s.opts.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-t.C:
-			ctx, cancel := context.WithTimeout(s.ctx, s.opts.HealthInterval)
-			s.probe(ctx)
-			cancel()
-		}
-	}
+	loop.Every(s.ctx, s.opts.HealthInterval, func() {
+		ctx, cancel := context.WithTimeout(s.ctx, s.opts.HealthInterval)
+		s.probe(ctx)
+		cancel()
+	})
 }
 
 // probe checks that a quorum answers a linearizable read and refreshes the
