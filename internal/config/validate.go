@@ -21,10 +21,10 @@ const (
 	// on the HTTPS listener.
 	DefaultBodyReadTimeout  = 60 * time.Second
 	DefaultWriteIdleTimeout = 60 * time.Second
-	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultCacheBytes        = 256 << 20
-	DefaultExpiryWarning     = 30 * 24 * time.Hour
-	DefaultWarnPercent       = 80
+	DefaultMaxHeaderBytes   = 64 << 10
+	DefaultCacheBytes       = 256 << 20
+	DefaultExpiryWarning    = 30 * 24 * time.Hour
+	DefaultWarnPercent      = 80
 	// DefaultResponseCacheBytes bounds the response cache: enough for
 	// tens of thousands of typical static assets and API answers, small
 	// beside the certificate cache, and used only once a route enables
