@@ -241,7 +241,8 @@ type rpState struct {
 	clock    writeClock
 	body     clientBody
 	fwd      forwarded
-	writeErr bool
+	// counted is set once a client error of this request is counted.
+	counted bool
 }
 
 func (s *rpState) WriteHeader(code int) {
@@ -252,11 +253,18 @@ func (s *rpState) WriteHeader(code int) {
 func (s *rpState) Write(b []byte) (int, error) {
 	s.clock.tick(len(b))
 	n, err := s.ResponseWriter.Write(b)
-	if err != nil && !s.writeErr {
-		s.writeErr = true
-		s.px.clientErrs.add(writeReason(err))
+	if err != nil {
+		s.clientError(writeReason(err))
 	}
 	return n, err
+}
+
+// clientError counts reason, once per request.
+func (s *rpState) clientError(reason clientReason) {
+	if !s.counted {
+		s.counted = true
+		s.px.clientErrs.add(reason)
+	}
 }
 
 // Unwrap lets http.ResponseController reach the server's writer.

@@ -475,7 +475,11 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 			break
 		}
 		if rerr != nil {
-			if ctx := r.Context(); ctx.Err() == nil {
+			if ctx := r.Context(); ctx.Err() != nil {
+				// The client went away: its cancellation aborted the
+				// member connection.
+				px.clientErrs.add(reasonAborted)
+			} else {
 				px.log.Warn("reading the body from the member failed", keyPool, p.name, keyMember, m.addr,
 					keyRequestID, h.Get(headerRequestID), keyError, rerr)
 			}

@@ -369,8 +369,25 @@ func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute
 	r.Body = &st.body
 	r.URL.Scheme = "http"
 	r.URL.Host = m.addr
+	defer func() {
+		// A client that went away mid-response (ReverseProxy panics
+		// with http.ErrAbortHandler then) is a client error too.
+		if !st.counted && r.Context().Err() != nil {
+			st.clientError(reasonAborted)
+		}
+	}()
 	p.rp.ServeHTTP(st, r)
 	r.Body = st.body.rc
+}
+
+// clientError counts a client error of the request w answers (once per
+// request on the ReverseProxy path).
+func (px *Proxy) clientError(w http.ResponseWriter, reason clientReason) {
+	if st, ok := w.(*rpState); ok {
+		st.clientError(reason)
+		return
+	}
+	px.clientErrs.add(reason)
 }
 
 // requestID keeps r's sane X-Request-Id or sets a new one, and returns
@@ -456,7 +473,7 @@ func (px *Proxy) answerClientError(w http.ResponseWriter, r *http.Request, p *po
 	if reason == reasonBadBody && r.Context().Err() != nil {
 		reason = reasonAborted // the client went away mid-body
 	}
-	px.clientErrs.add(reason)
+	px.clientError(w, reason)
 	id := ""
 	if ids := r.Header[headerRequestID]; len(ids) > 0 {
 		id = ids[0]
@@ -488,7 +505,7 @@ func (px *Proxy) answerError(w http.ResponseWriter, r *http.Request, p *pool, ad
 	if r.Context().Err() != nil {
 		// The client went away; nobody reads the answer, and the
 		// request counts neither as answered nor as failed.
-		px.clientErrs.add(reasonAborted)
+		px.clientError(w, reasonAborted)
 		px.log.Debug("client canceled request", keyPool, p.name, keyMember, addr, keyRequestID, id)
 		w.WriteHeader(499)
 		return

@@ -71,7 +71,14 @@ func certCovers(cert *tls.Certificate, host string) bool {
 	if host == "" {
 		return false
 	}
-	if ip, err := netip.ParseAddr(host); err == nil {
+	// An IP address ends in a digit (or is IPv6); a hostname's last
+	// label never is all digits. Parsing only then spares the error
+	// ParseAddr allocates for a hostname.
+	if c := host[len(host)-1]; c >= '0' && c <= '9' || strings.IndexByte(host, ':') >= 0 {
+		ip, err := netip.ParseAddr(host)
+		if err != nil {
+			return false
+		}
 		for _, a := range leaf.IPAddresses {
 			if b, ok := netip.AddrFromSlice(a); ok && b.Unmap() == ip.Unmap() {
 				return true
