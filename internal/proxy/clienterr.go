@@ -237,10 +237,10 @@ func (b *clientBody) failed() clientReason { return clientReason(b.reason.Load()
 // transport reads it, and the forwarding header values.
 type rpState struct {
 	http.ResponseWriter
-	px       *Proxy
-	clock    writeClock
-	body     clientBody
-	fwd      forwarded
+	px    *Proxy
+	clock writeClock
+	body  clientBody
+	fwd   forwarded
 	// counted is set once a client error of this request is counted.
 	counted bool
 }
