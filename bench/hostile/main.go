@@ -374,11 +374,15 @@ var attacks = []attack{
 		// still holds the member connection streams all 200 MB.
 		time.Sleep(5 * time.Second)
 		c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		got, _ := io.Copy(io.Discard, c)
-		if got < 200_000_000 {
-			o.add("cut")
-		} else {
+		got, err := io.Copy(io.Discard, c)
+		var ne net.Error
+		switch {
+		case got >= 200_000_000:
 			o.add("streamed-all")
+		case errors.As(err, &ne) && ne.Timeout():
+			o.add("still-streaming-at-35s")
+		default:
+			o.add("cut")
 		}
 	}},
 	{"cross-tenant", func(n *node, o *outcome) {

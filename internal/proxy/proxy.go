@@ -14,8 +14,10 @@
 // the old one once its requests have finished.
 //
 // Toward members: HTTP/1.1 only, the inbound Host header kept,
-// X-Forwarded-For (the client address; values sent by the client are
-// dropped), X-Forwarded-Host and X-Forwarded-Proto set, and X-Request-Id
+// X-Forwarded-For and X-Real-Ip (the client address; values sent by the
+// client are dropped), X-Forwarded-Host and X-Forwarded-Proto set, header
+// names with underscores dropped (listeners.https.underscore_headers),
+// and X-Request-Id
 // kept when the client sent a sane one or generated (also returned to the
 // client). Accept-Encoding and bodies pass through untouched.
 //
@@ -27,6 +29,13 @@
 // negative value disables retries). With active checks configured, Fall
 // (default 3) consecutive connection failures of live traffic eject a
 // member until its next successful check (passive ejection).
+//
+// Clients: a request whose Host is not a name of its TLS session gets
+// 421 (tenant.go); a request body that stalls longer than the body read
+// timeout gets 408, a malformed one 400, and a response the client stops
+// reading for the write idle timeout is cut off (clienterr.go). Such
+// client errors release the member connection and are counted apart
+// (ClientErrors), never against a member or a pool.
 //
 // Each pool counts the requests it answered and those that failed (a 5xx
 // from a member, or a 502/503/504 of its own) in atomic counters that a
