@@ -493,6 +493,7 @@ func (px *Proxy) answerClientError(w http.ResponseWriter, r *http.Request, p *po
 	if r.ProtoMajor == 1 {
 		h["Connection"] = closeValue // the rest of the body cannot be trusted
 	}
+	armWrite(w, r, px.writeIdle)
 	switch reason {
 	case reasonBodyTimeout:
 		writePage(w, http.StatusRequestTimeout, "text/plain; charset=utf-8", pageBodyTimeout)
@@ -526,6 +527,7 @@ func (px *Proxy) answerError(w http.ResponseWriter, r *http.Request, p *pool, ad
 	}
 	px.log.Warn("backend request failed", keyPool, p.name, keyMember, addr,
 		keyRequestID, id, keyStatus, status, keyError, err)
+	armWrite(w, r, px.writeIdle) // the wait for the member may have used up the deadline
 	writePage(w, status, "text/plain; charset=utf-8", page)
 }
 
