@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -87,7 +86,7 @@ func (px *Proxy) ClientErrors() map[string]uint64 {
 // bodyReason classifies an error reading a client's request body.
 func bodyReason(err error) clientReason {
 	switch {
-	case errors.Is(err, os.ErrDeadlineExceeded) || timeoutError(err):
+	case isTimeout(err):
 		return reasonBodyTimeout
 	case errors.Is(err, syscall.ECONNRESET):
 		return reasonReset
@@ -98,9 +97,21 @@ func bodyReason(err error) clientReason {
 	return reasonBadBody
 }
 
+// isTimeout reports whether err or an error it wraps is a timeout, like
+// timeoutError but without errors.As's allocation.
+func isTimeout(err error) bool {
+	for err != nil {
+		if te, ok := err.(interface{ Timeout() bool }); ok && te.Timeout() {
+			return true
+		}
+		err = errors.Unwrap(err)
+	}
+	return false
+}
+
 // writeReason classifies an error writing a response to a client.
 func writeReason(err error) clientReason {
-	if errors.Is(err, os.ErrDeadlineExceeded) || timeoutError(err) {
+	if isTimeout(err) {
 		return reasonWriteTimeout
 	}
 	return reasonAborted

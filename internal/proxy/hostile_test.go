@@ -16,9 +16,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -763,5 +765,24 @@ func TestAbortedRequestLogSampled(t *testing.T) {
 	}
 	if lines < abortedLinesPerSecond {
 		t.Errorf("%d access-log lines, want the first %d aborted ones logged", lines, abortedLinesPerSecond)
+	}
+}
+
+// TestClientErrorCountingDoesNotAllocate: counting a client error, and
+// classifying the common body and write errors, costs no allocation.
+func TestClientErrorCountingDoesNotAllocate(t *testing.T) {
+	var c clientErrors
+	err := &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", syscall.ECONNRESET)}
+	if n := testing.AllocsPerRun(100, func() {
+		c.add(bodyReason(err))
+		c.add(writeReason(os.ErrDeadlineExceeded))
+	}); n != 0 {
+		t.Errorf("counting allocates %v times", n)
+	}
+	if got := c.n[reasonReset].Load(); got != 101 {
+		t.Errorf("reset counted %d times, want 101", got)
+	}
+	if got := c.n[reasonWriteTimeout].Load(); got != 101 {
+		t.Errorf("write_timeout counted %d times, want 101", got)
 	}
 }
