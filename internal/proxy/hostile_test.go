@@ -786,3 +786,37 @@ func TestClientErrorCountingDoesNotAllocate(t *testing.T) {
 		t.Errorf("write_timeout counted %d times, want 101", got)
 	}
 }
+
+// TestRouteTimeouts: a route's body_read_timeout and write_idle_timeout
+// override the listener's.
+func TestRouteTimeouts(t *testing.T) {
+	rec := newRecorder(t)
+	pc := poolConfig("rp", "", rec.addr())
+	pc.MaxConnsPerMember = 8
+	f := newFront(t, &config.Config{
+		Listeners: config.Listeners{HTTPS: config.Listener{
+			BodyReadTimeout: config.Duration(time.Hour), WriteIdleTimeout: config.Duration(time.Hour)}},
+		Pools: []config.Pool{pc, poolConfig("direct", "", rec.addr())},
+		Routes: []config.Route{
+			{Host: "rp.test", Pool: "rp", BodyReadTimeout: config.Duration(200 * time.Millisecond)},
+			{Host: "direct.test", Pool: "direct", WriteIdleTimeout: config.Duration(200 * time.Millisecond)},
+		},
+	}, Options{})
+	hs := &hostileSetup{front: f, rec: rec}
+
+	conn := hs.raw(t)
+	io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: rp.test\r\nContent-Length: 1000\r\n\r\n0123456789")
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("stalled body on a route with body_read_timeout: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("status %d, want 408", res.StatusCode)
+	}
+
+	conn = hs.raw(t)
+	io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: direct.test\r\n\r\n")
+	waitFor(t, "the unread response to be cut off", func() bool { return rec.bigCut.Load() == 1 })
+	waitFor(t, "the member connections to be released", func() bool { return rec.open.Load() == 0 })
+}
