@@ -616,6 +616,8 @@ func TestMisdirected(t *testing.T) {
 		{"h1_wildcard_two_labels", func(t *testing.T) int { return h1(t, "app.uni-a.test", "GET /", "y.x.shop.uni-a.test") }, 421},
 		{"h2_allow_misdirected_route", func(t *testing.T) int { return h2(t, "app.uni-a.test", "open.uni-b.test") }, 200},
 		{"h2_reverse", func(t *testing.T) int { return h2(t, "app.uni-b.test", "app.uni-a.test") }, 421},
+		// No server name: the certificate served for none covers no tenant.
+		{"h1_no_sni", func(t *testing.T) int { return h1(t, "", "GET /", "app.uni-a.test") }, 421},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -629,8 +631,8 @@ func TestMisdirected(t *testing.T) {
 			t.Errorf("tenant b's member received a misdirected request for %q", r.Host)
 		}
 	}
-	if got := px.ClientErrors()[ReasonMisdirected]; got != 5 {
-		t.Errorf("client errors misdirected = %d, want 5", got)
+	if got := px.ClientErrors()[ReasonMisdirected]; got != 6 {
+		t.Errorf("client errors misdirected = %d, want 6", got)
 	}
 	same := &http.Request{Host: "app.uni-a.test:443", TLS: &tls.ConnectionState{ServerName: "App.uni-a.test"}}
 	coalesced := &http.Request{Host: "x.shop.uni-a.test", TLS: &tls.ConnectionState{ServerName: "app.uni-a.test"}}
