@@ -50,14 +50,6 @@ type remoteStore interface {
 	Reachable() bool
 }
 
-// progressWatcher is implemented by stores whose watch can report that it
-// has delivered every change up to a revision (*etcd.Store): a response
-// with no events is such a report, sent after RequestProgress.
-type progressWatcher interface {
-	WatchProgress(ctx context.Context, prefix string, fromRev int64) <-chan store.WatchResponse
-	RequestProgress(ctx context.Context) error
-}
-
 // local is the state of a node's local copy of a remote store's index.
 type local struct {
 	dir  string
@@ -122,7 +114,7 @@ func (m *Manager) startLocal(ctx context.Context, rs remoteStore) (int64, bool, 
 		snap = nil
 	}
 	if snap == nil {
-		rev, err := m.relist(ctx)
+		rev, err := m.loadIndex(ctx)
 		return rev, false, err
 	}
 	m.pmu.Lock()
@@ -143,7 +135,7 @@ func (m *Manager) startLocal(ctx context.Context, rs remoteStore) (int64, bool, 
 // meanwhile. If the snapshot turns out not to be of this store's history
 // (see checkSnapshot), it asks run for a full relisting and waits for it.
 func (m *Manager) catchUp(ctx context.Context, done chan<- struct{}) {
-	pw, _ := m.st.(progressWatcher)
+	pw, _ := m.st.(store.ProgressWatcher)
 	var (
 		target    int64
 		relisting bool   // a relisting was asked for
