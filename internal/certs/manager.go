@@ -250,7 +250,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		fromSnap bool
 		err      error
 	)
-	rs, remote := m.st.(remoteStore)
+	rs, remote := m.st.(store.Remote)
 	if remote && m.opts.Dir != "" {
 		rev, fromSnap, err = m.startLocal(ctx, rs)
 	} else {
