@@ -330,7 +330,7 @@ func (p *Portal) PostmortemSkeleton(id string) (string, error) {
 				in.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"), end, affected, in.Impact)
 		case "Event Timeline":
 			b.WriteString("| Time (UTC) | Status | Update |\n|---|---|---|\n")
-			for _, u := range in.Updates {
+			for _, u := range in.public().Updates { // a report is published: no internal text
 				fmt.Fprintf(&b, "| %s | %s | %s |\n", u.CreatedAt.UTC().Format("2006-01-02 15:04"), StatusText(u.Status),
 					strings.NewReplacer("|", `\|`, "\n", " ").Replace(u.Body))
 			}

@@ -121,7 +121,9 @@ type Options struct {
 	// (default: random 12-character lowercase); tests inject a sequence.
 	IDs func() string
 	// Node names this node's observation in the store (default: the host
-	// name and a random suffix). Nodes sharing a store need distinct names.
+	// name and a random suffix). Nodes sharing a store need distinct names;
+	// the process started by a binary upgrade takes the name of the one it
+	// replaces (see HandOver), so a node keeps one record across upgrades.
 	Node string
 	// Publish is how often the node's observation is written to the store
 	// when member health did not change (default 5s); observations older
@@ -167,6 +169,12 @@ type Portal struct {
 	node      string
 	publishEv time.Duration
 	started   time.Time
+
+	// handedOver is set once a binary upgrade has handed this node's name
+	// to the process that replaces it: this one no longer publishes under
+	// it, takes the successor's observation from the store like another
+	// node's, and leaves the record in place when it closes.
+	handedOver atomic.Bool
 
 	// pubMu guards the last published observation.
 	pubMu     sync.Mutex
@@ -404,8 +412,9 @@ func (p *Portal) Start(ctx context.Context) error {
 }
 
 // Close stops sampling and watching, steps down (writing history to the
-// store) if this node leads, withdraws its observation and waits for
-// webhook deliveries in flight to give up.
+// store) if this node leads, withdraws its observation (unless it was
+// handed over to a new process, see HandOver) and waits for webhook
+// deliveries in flight to give up.
 func (p *Portal) Close() error {
 	p.endLife()
 	if p.cancel != nil {
@@ -414,7 +423,10 @@ func (p *Portal) Close() error {
 	}
 	err := p.stepDown()
 	p.hooks.close()
-	if p.st != nil && p.reachable() {
+	// After a hand-over the record is the successor's: deleting it would
+	// withdraw the new process's observation (and, while the embedded
+	// store is read-only for the upgrade, fail).
+	if p.st != nil && !p.handedOver.Load() && p.reachable() {
 		ctx, cancel := context.WithTimeout(context.Background(), stepDownBudget)
 		defer cancel()
 		if _, derr := store.DeleteKey(ctx, p.st, keyNodes+p.node); derr != nil {
@@ -438,10 +450,15 @@ func (p *Portal) run(ctx context.Context) { loop.Every(ctx, p.interval, p.Tick) 
 func (p *Portal) Tick() {
 	now := p.now()
 	obs := p.observe(now)
-	p.publish(obs)
+	own := !p.handedOver.Load() // after a hand-over the successor observes
+	if own {
+		p.publish(obs)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ingestLocked(obs)
+	if own {
+		p.ingestLocked(obs)
+	}
 	if !p.leading {
 		// Maintenance windows begin and end by the clock on every node.
 		if p.reevaluateLocked(now) || now.Sub(p.lastRender) >= RerenderEvery {
@@ -586,7 +603,10 @@ func (p *Portal) openDraftLocked(c *component, now time.Time) {
 	in := &Incident{
 		ID: p.id(), Name: name + ": major outage", Status: Investigating, Impact: ImpactMajor,
 		Draft: true, Auto: true, Components: []string{c.ID}, CreatedAt: now, UpdatedAt: now,
-		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now, Body: body}},
+		// The machine-written text names pools: for the operator only.
+		// Publishing (incident update --publish -m …) adds the first
+		// public update, in the operator's words.
+		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now, Body: body, Internal: true}},
 	}
 	if err := p.putLocked(p.life, keyIncidents+in.ID, in); err != nil {
 		p.log.Warn("opening a draft incident", "component", c.Name, "err", err)
@@ -757,7 +777,7 @@ func (p *Portal) applyLocked(kv store.KV) error {
 		if err := json.Unmarshal(kv.Value, &o); err != nil {
 			return err
 		}
-		if o.Node != p.node {
+		if o.Node != p.node || p.handedOver.Load() {
 			p.ingestLocked(o)
 		}
 	case key == keyState:

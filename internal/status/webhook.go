@@ -382,7 +382,7 @@ func (p *Portal) flushEventsLocked(m *apiModel) {
 		case "incident_update":
 			if in, ok := p.incidents[ev.id]; ok && !in.Draft {
 				comps = in.Components
-				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiIncidentLocked(in, m)}
+				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiIncidentLocked(in.public(), m)}
 			} else if mw, ok := p.maints[ev.id]; ok {
 				comps = mw.Components
 				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiMaintenanceLocked(mw, m)}
