@@ -513,6 +513,9 @@ func (p *Portal) AddSubscriber(ctx context.Context, req SubscriberRequest) (Subs
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return Subscriber{}, inputErr("url", "%q is not an absolute http(s) URL", req.URL)
 	}
+	if err := p.guard.checkURL(ctx, u); err != nil {
+		return Subscriber{}, err
+	}
 	secret := req.Secret
 	if secret == "" {
 		secret = newSecret()
@@ -529,7 +532,7 @@ func (p *Portal) AddSubscriber(ctx context.Context, req SubscriberRequest) (Subs
 		ids = nil
 	}
 	s := Subscriber{ID: p.id(), URL: u.String(), Secret: secret, Components: ids, CreatedAt: p.now()}
-	if err := p.putLocked(ctx, keyWebhooks+s.ID, s); err != nil {
+	if err := p.putLocked(ctx, keyWebhooks+s.ID, p.storedSubscriber(s)); err != nil {
 		return Subscriber{}, err
 	}
 	p.subs[s.ID] = s

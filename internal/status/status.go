@@ -111,8 +111,10 @@ type Options struct {
 	// HistoryFlush is how often accumulated history is written to the
 	// store (default 1m; always on Close).
 	HistoryFlush time.Duration
-	// WebhookClient posts to subscribers (default: 10s timeout, no redirects).
-	WebhookClient *http.Client
+	// Secrets seals webhook secrets in the store (the node's key-encryption
+	// key, *certs.KEK); nil keeps them in clear, for portals in memory and
+	// tests.
+	Secrets Sealer
 	// WebhookBackoff is the first retry delay, doubled per attempt (default 2s).
 	WebhookBackoff time.Duration
 	// WebhookTries is the number of attempts per delivery (default 6).
@@ -129,6 +131,12 @@ type Options struct {
 	// when member health did not change (default 5s); observations older
 	// than StaleAfter times Publish are ignored.
 	Publish time.Duration
+}
+
+// Sealer encrypts small secrets at rest, bound to a label (certs.KEK).
+type Sealer interface {
+	Seal(label string, plaintext []byte) []byte
+	Open(label string, sealed []byte) ([]byte, error)
 }
 
 // component is one configured component and its live state.
@@ -166,6 +174,8 @@ type Portal struct {
 	st        store.Store
 	tmpl      *templates
 	hooks     *dispatcher
+	guard     *hookGuard // webhook URL policy (hookguard.go)
+	secrets   Sealer     // nil: webhook secrets in clear
 	node      string
 	publishEv time.Duration
 	started   time.Time
@@ -196,6 +206,7 @@ type Portal struct {
 	maints      map[string]*MaintenanceWindow
 	overrides   map[string]Override
 	subs        map[string]Subscriber
+	clearSecret map[string]bool // subscribers whose secret the store holds in clear (older versions)
 	revs        map[string]int64 // store key → ModRev we hold
 	hist        history
 	lastTick    time.Time
@@ -246,6 +257,8 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 		maints:    map[string]*MaintenanceWindow{},
 		overrides: map[string]Override{},
 		subs:      map[string]Subscriber{},
+		guard:     newHookGuard(),
+		secrets:   opts.Secrets,
 		revs:      map[string]int64{},
 		hist:      history{days: map[string]dayRecord{}, dirty: map[string]bool{}},
 		nodes:     map[string]*nodeView{},
@@ -270,7 +283,8 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	if p.src == nil {
 		p.src = func() []Pool { return nil }
 	}
-	p.hooks = newDispatcher(p.log, opts, p.deliveryLogged)
+	p.clearSecret = map[string]bool{}
+	p.hooks = newDispatcher(p.log, opts, p.guard, p.deliveryLogged)
 	p.started = p.now()
 	ch := make(chan struct{})
 	p.changed.Store(&ch)
@@ -303,6 +317,7 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 		p.hold = DefaultHysteresis
 	}
 	p.errRate = cfg.ErrorRate.WithDefaults()
+	p.guard.setPolicy(cfg.Webhooks)
 	comps := cfg.Components
 	if len(comps) == 0 {
 		for _, pl := range pools {
@@ -467,6 +482,7 @@ func (p *Portal) Tick() {
 		return
 	}
 	p.accountLocked(now)
+	p.sealSecretsLocked()
 	advanced := p.advanceMaintenanceLocked(now)
 	changed := p.evaluateLocked(now, false) || advanced
 	// Re-render on a change, and at least once a minute so uptime figures
@@ -757,11 +773,16 @@ func (p *Portal) applyLocked(kv store.KV) error {
 		}
 		p.overrides[o.Component] = o
 	case strings.HasPrefix(key, keyWebhooks):
-		var s Subscriber
-		if err := json.Unmarshal(kv.Value, &s); err != nil {
+		s, clear, err := p.openSubscriber(key, kv.Value)
+		if err != nil {
 			return err
 		}
 		p.subs[s.ID] = s
+		if clear {
+			p.clearSecret[s.ID] = true
+		} else {
+			delete(p.clearSecret, s.ID)
+		}
 	case strings.HasPrefix(key, keyHistory):
 		var d dayRecord
 		if err := json.Unmarshal(kv.Value, &d); err != nil {
@@ -812,6 +833,7 @@ func (p *Portal) removeLocked(key string) {
 		delete(p.overrides, id)
 	case strings.HasPrefix(key, keyWebhooks):
 		delete(p.subs, id)
+		delete(p.clearSecret, id)
 	case strings.HasPrefix(key, keyNodes):
 		delete(p.nodes, id)
 	case strings.HasPrefix(key, keyDeliveries):
