@@ -206,7 +206,7 @@ type Portal struct {
 	maints      map[string]*MaintenanceWindow
 	overrides   map[string]Override
 	subs        map[string]Subscriber
-	clearSecret map[string]bool // subscribers whose secret the store holds in clear (older versions)
+	clearSecret map[string]bool  // subscribers whose secret the store holds in clear (older versions)
 	revs        map[string]int64 // store key → ModRev we hold
 	hist        history
 	lastTick    time.Time
