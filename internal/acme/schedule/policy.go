@@ -131,7 +131,13 @@ func Backoff(attempt int, r *rand.Rand) time.Duration {
 // through name and notBefore: it does not depend on maphash's per-process
 // seed.
 func Seeded(name string, notBefore time.Time) *rand.Rand {
-	return rand.New(rand.NewPCG(fnv64(name), uint64(notBefore.UnixNano())))
+	return rand.New(rand.NewPCG(Seed(name, notBefore)))
+}
+
+// Seed returns the PCG seed Seeded uses, for a caller that reseeds one
+// source (rand.PCG.Seed) rather than allocating one per certificate.
+func Seed(name string, notBefore time.Time) (uint64, uint64) {
+	return fnv64(name), uint64(notBefore.UnixNano())
 }
 
 // fnv64 is FNV-1a: stable across processes and machines, unlike maphash.

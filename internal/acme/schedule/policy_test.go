@@ -176,6 +176,10 @@ func TestSeeded(t *testing.T) {
 	if !a.Equal(b) {
 		t.Errorf("same name and notBefore: %v then %v", a, b)
 	}
+	pcg := rand.NewPCG(Seed("shop.example.com", t0))
+	if again := RenewAt(t0, na, nil, rand.New(pcg)); !again.Equal(a) {
+		t.Errorf("Seed and Seeded disagree: %v and %v", again, a)
+	}
 	c := RenewAt(t0, na, nil, Seeded("shop.example.org", t0))
 	d := RenewAt(t0.Add(time.Second), na, nil, Seeded("shop.example.com", t0.Add(time.Second)))
 	if a.Equal(c) || a.Equal(d) {

@@ -184,6 +184,30 @@ func checkInvariants(t *testing.T, q *Queue, ref refQueue) {
 	}
 }
 
+func TestQueueLoad(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	q, ref := New(), refQueue{}
+	for i := 0; i < 500; i++ { // some names already there, to be moved
+		at := r.Int64N(1000)
+		q.Set(hostname(i), time.Unix(at, 0))
+		ref[hostname(i)] = at
+	}
+	q.Load(func(yield func(string, time.Time) bool) {
+		for i := 250; i < 3000; i++ {
+			at := r.Int64N(1000)
+			ref[hostname(i%2000)] = at // names below 1000 come twice: the last wins
+			if !yield(hostname(i%2000), time.Unix(at, 0)) {
+				return
+			}
+		}
+	})
+	checkInvariants(t, q, ref)
+	got := q.PopDue(time.Unix(1000, 0), q.Len()+1, nil)
+	if diff := cmp.Diff(got, ref.sorted()); diff != "" {
+		t.Errorf("order after Load (-got +want):\n%s", diff)
+	}
+}
+
 func TestQueueConcurrent(t *testing.T) {
 	q := New()
 	var wg sync.WaitGroup

@@ -135,8 +135,6 @@ func Decode(r io.Reader) (*Queue, error) {
 	if len(p) != 0 {
 		return nil, malformed("%d bytes after the last entry", len(p))
 	}
-	for i := len(q.heap)/2 - 1; i >= 0; i-- {
-		q.down(i)
-	}
+	q.heapify()
 	return q, nil
 }
