@@ -85,6 +85,7 @@ type Budgets struct {
 	fails   window            // by name
 	limited map[string]uint32 // account → CA's Retry-After, Unix seconds
 	held    map[string]held   // name set → what holds it back
+	heldOps int               // holds since held was last pruned
 }
 
 type held struct {
@@ -225,6 +226,10 @@ func (b *Budgets) check(account string, names []string, renewal, ari bool) (time
 		return 0, ""
 	}
 	b.held[key] = held{account: account, budget: h.budget, until: ceilSec(now.Add(h.wait))}
+	if b.heldOps++; b.heldOps >= len(b.held)+1024 {
+		b.heldOps = 0
+		b.pruneHeldLocked(ceilSec(now))
+	}
 	return h.wait, h.reason
 }
 
@@ -306,12 +311,9 @@ func (b *Budgets) Queued(max int) ([]Held, int) {
 	now := ceilSec(b.now())
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.pruneHeldLocked(now)
 	var out []Held
 	for k, h := range b.held {
-		if h.until <= now {
-			delete(b.held, k)
-			continue
-		}
 		out = append(out, Held{Names: k, Account: h.account, Budget: h.budget, Until: secTime(h.until)})
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -325,6 +327,15 @@ func (b *Budgets) Queued(max int) ([]Held, int) {
 		out = out[:max]
 	}
 	return out, total
+}
+
+// pruneHeldLocked drops the held orders whose admission time has come.
+func (b *Budgets) pruneHeldLocked(now uint32) {
+	for k, h := range b.held {
+		if h.until <= now {
+			delete(b.held, k)
+		}
+	}
 }
 
 // Forget drops the held order for names from Queued (the hostname was

@@ -421,3 +421,26 @@ func heapInUse() int64 {
 	runtime.ReadMemStats(&m)
 	return int64(m.HeapAlloc)
 }
+
+// Held orders nobody asks about again are pruned once admitted.
+func TestHeldPruned(t *testing.T) {
+	b, c := newTest(Limits{FailedValidationsPerNameHour: 1})
+	for i := 0; i < 3000; i++ {
+		name := fmt.Sprintf("n%d.example", i)
+		b.RecordFailedValidation(name, c.now())
+		if w, _ := b.Check("acct", []string{name}); w != time.Hour {
+			t.Fatalf("wait %v", w)
+		}
+	}
+	c.add(time.Hour)
+	b.RecordFailedValidation("last.example", c.now())
+	for i := 0; i < 5000; i++ {
+		b.Check("acct", []string{"last.example"})
+	}
+	b.mu.Lock()
+	n := len(b.held)
+	b.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d held orders kept, want 1", n)
+	}
+}

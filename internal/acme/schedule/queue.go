@@ -14,13 +14,25 @@ import (
 // soonest first. It is safe for concurrent use.
 //
 // It is compact: each name is stored once, in one byte arena, and found
-// through an open-addressing hash table of 32-bit ids; the order is an
-// indexed binary heap of 8-byte entries (a 32-bit id and the time as 32-bit
-// Unix seconds). A million names of about 27 bytes cost about 55 MiB
-// (Bytes reports the estimate; the package's tests measure the real heap).
+// through an open-addressing hash table of 32-bit ids with one tag byte per
+// slot; the order is an indexed binary heap of 8-byte entries (a 32-bit id
+// and the time as 32-bit Unix seconds). A million names of 27 bytes cost
+// about 58 bytes each, 55 MiB in all (TestQueueMemory measures it; Bytes
+// reports the same estimate for the capacity registry).
 //
 // Times have one-second resolution and are clamped to the range of unsigned
 // 32-bit Unix seconds (1970 to 2106): anything earlier is due at once.
+//
+// # Restarts
+//
+// Two ways bring a queue back after a restart. Encode writes a snapshot
+// (about 33 bytes per name) and Decode reads it back. Or Load rebuilds the
+// queue from the stored certificates: for each name, RenewAt with its
+// NotBefore, NotAfter and stored ARI window and the random source
+// Seeded(name, NotBefore), which gives exactly the time computed before the
+// restart (and on every other node), so no name falls due just because it
+// was redrawn. Names waiting for a retry after a failure are then Set to
+// their stored retry time; that is not derivable from the certificate.
 type Queue struct {
 	mu sync.Mutex // guards everything below
 
