@@ -204,7 +204,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	// --- status portal (issue 4): store-backed, fed by pool health; its
 	// management API sits behind the admin token.
-	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store})
+	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store, Node: n.up.statusNode(), Secrets: kek})
 	if err := n.portal.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -248,6 +248,14 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err := n.srv.Start(); err != nil {
 		return nil, err
 	}
+	// Webhooks to this node's own listeners are refused.
+	own := map[string]string{}
+	for _, name := range []string{"https", "http", "status", "admin"} {
+		if a := n.srv.Addr(name); a != "" {
+			own[name] = a
+		}
+	}
+	n.portal.SetListeners(own)
 	bg, cancel := context.WithCancel(context.Background())
 	n.stopBG = cancel
 	n.bgDone = make(chan struct{})

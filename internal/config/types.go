@@ -238,6 +238,8 @@ type Status struct {
 	// state is shown.
 	ErrorRate  ErrorRate   `yaml:"error_rate"`
 	Components []Component `yaml:"components"`
+	// Webhooks is the policy for webhook subscriber URLs (status.go).
+	Webhooks StatusWebhooks `yaml:"webhooks"`
 }
 
 // ErrorRate sets how the share of failed requests (5xx from members,
