@@ -110,6 +110,7 @@ func (c *Config) ApplyDefaults() {
 				p.Members[j].Weight = 1
 			}
 		}
+		p.Failover.applyDefaults()
 		hc := &p.HealthCheck
 		if hc.Path != "" {
 			if hc.Interval == 0 {
@@ -398,6 +399,7 @@ func (c *Config) validatePools(v *validator) map[string]bool {
 		if p.MaxConnsPerMember < 0 {
 			v.add(pp+".max_conns_per_member", "must not be negative")
 		}
+		p.validateFailover(v, pp)
 	}
 	return names
 }
