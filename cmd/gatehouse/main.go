@@ -40,6 +40,6 @@ func newRoot() *cobra.Command {
 	}
 	cf := &clientFlags{}
 	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newRouteCmd(cf), newPoolsCmd(cf), newReloadCmd(cf), newLimitsCmd(cf),
-		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd(), newUpgradeCmd(cf))
+		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd(), newUpgradeCmd(cf), newDrainCmd(cf), newUndrainCmd(cf))
 	return root
 }

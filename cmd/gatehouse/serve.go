@@ -27,6 +27,7 @@ import (
 	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
+	"gatehouse/internal/drain"
 	"gatehouse/internal/loop"
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/routes"
@@ -96,7 +97,9 @@ type node struct {
 	bgDone   chan struct{}
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
-	up       *upgrades // binary upgrades (upgrade.go); nil: none
+	up       *upgrades      // binary upgrades (upgrade.go); nil: none
+	drains   *drain.Manager // drained pool members (serve_drain.go)
+	drainMu  drainState
 }
 
 // startNode wires every part from cfg and starts serving. reload, if not
@@ -157,6 +160,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	n.edge.Store(p)
 	if err := n.startRoutes(ctx, cfg); err != nil {
+		return nil, err
+	}
+	if err := n.startDrains(ctx); err != nil {
 		return nil, err
 	}
 
@@ -220,6 +226,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Limits:  func() any { return n.capacity.Snapshot() },
 		Metrics: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
 		Status:  n.portal.ManagementHandler(),
+		Drains:  n.drains,
 	})
 	if err != nil {
 		return nil, err
@@ -356,6 +363,7 @@ func (n *node) registerResources() {
 		}
 		return usage, limit
 	})
+	n.registerPoolCapacity()
 }
 
 // poolHealth adapts the live proxy state for the status portal.
@@ -396,6 +404,7 @@ func (n *node) doReload() error {
 		return err
 	}
 	n.swapEdge(p)
+	n.reapplyDrains()
 	n.cfg.Store(cfg)
 	// In-flight requests hold their own reference to the old proxy's pools;
 	// closing it stops only its health checks.
@@ -453,6 +462,9 @@ func (n *node) close() {
 	}
 	if n.routes != nil {
 		n.routes.Close()
+	}
+	if n.drains != nil {
+		n.drains.Close()
 	}
 	if p := n.edge.Load(); p != nil {
 		p.Close()

@@ -64,6 +64,8 @@ type Options struct {
 	// (incidents, maintenance, component overrides); the token is checked
 	// before it is called.
 	Status http.Handler
+	// Drains drains and undrains pool members (drain.go).
+	Drains Drains
 }
 
 // Server is the admin API's http.Handler.
@@ -98,6 +100,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Routes != nil {
 		s.handleRoutes()
+	}
+	if opts.Drains != nil {
+		s.handleDrains()
 	}
 	if opts.Pools != nil {
 		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
