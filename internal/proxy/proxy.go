@@ -354,13 +354,24 @@ func (px *Proxy) underscoreHeaders(r *http.Request) bool {
 func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute) {
 	p := rt.pool
 	m := p.pick()
+	if m != nil {
+		m.inflight.Add(1)
+		// A drain that began after the pick: the drain reads in-flight
+		// counts after setting the flag, so either it counts this
+		// request or this request sees the flag and picks again.
+		if m.drained.Load() {
+			m.inflight.Add(-1)
+			if m = p.pick(); m != nil {
+				m.inflight.Add(1)
+			}
+		}
+	}
 	if m == nil {
 		p.countAnswer(true)
 		w.Header()["Retry-After"] = []string{strconv.Itoa(RetryAfter)}
 		writePage(w, http.StatusServiceUnavailable, "text/html; charset=utf-8", px.page503)
 		return
 	}
-	m.inflight.Add(1)
 	defer m.inflight.Add(-1)
 
 	ids := r.Header[headerRequestID]
