@@ -158,4 +158,3 @@ func fleetTail(t *testing.T, f *fleet) string {
 	return fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    prefix: /fleet-test\n    request_timeout: 1s\n    dial_timeout: 2s\ntls:\n  kek_file: %s\n%s",
 		strings.Join(eps, ", "), n0.cfg.TLS.KEKFile, pools.String())
 }
-
