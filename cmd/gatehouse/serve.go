@@ -210,7 +210,8 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	// --- status portal (issue 4): store-backed, fed by pool health; its
 	// management API sits behind the admin token.
-	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store, Node: n.up.statusNode(), Secrets: kek})
+	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store, Node: n.up.statusNode(), Secrets: kek,
+		Drainer: maintDrainer{n}})
 	if err := n.portal.Start(ctx); err != nil {
 		return nil, err
 	}

@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 
 	"gatehouse/internal/drain"
 	"gatehouse/internal/proxy"
+	"gatehouse/internal/status"
 )
 
 // drainState serialises handing the drain set to the proxy: the store
@@ -59,4 +62,63 @@ func (n *node) registerPoolCapacity() {
 				return 0, 0
 			})
 	}
+}
+
+// maintDrainer drains members for the status portal's maintenance windows.
+type maintDrainer struct{ n *node }
+
+func (d maintDrainer) request(id string, md status.MaintenanceDrain) drain.Request {
+	return drain.Request{Pool: md.Pool, Zone: md.Zone, Member: md.Member, Force: md.Force, Reason: "maintenance " + id}
+}
+
+func (d maintDrainer) Pools(md status.MaintenanceDrain) []string {
+	var out []string
+	for _, p := range d.n.edge.Load().Pools() {
+		if md.Pool != "" && p.Name != md.Pool {
+			continue
+		}
+		for _, m := range p.Members {
+			if (md.Zone == "" || m.Zone == md.Zone) && (md.Member == "" || m.Address == md.Member) {
+				out = append(out, p.Name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (d maintDrainer) Drain(ctx context.Context, id string, md status.MaintenanceDrain) (string, error) {
+	recs, caps, err := d.n.drains.Drain(ctx, d.request(id, md))
+	if err != nil {
+		return "", err
+	}
+	var parts []string
+	for _, c := range caps {
+		parts = append(parts, fmt.Sprintf("pool %s: %d of %d members take traffic", c.Pool, c.Healthy, c.Members))
+	}
+	return fmt.Sprintf("%d members drained; %s", len(recs), strings.Join(parts, "; ")), nil
+}
+
+func (d maintDrainer) Undrain(ctx context.Context, id string, md status.MaintenanceDrain) (string, error) {
+	req := d.request(id, md)
+	recs, err := d.n.drains.Undrain(ctx, req)
+	if err != nil && !errors.Is(err, drain.ErrNoMatch) {
+		return "", err
+	}
+	// Health of the restored members, from their active checks (which
+	// went on during the drain).
+	up, total := 0, 0
+	for _, p := range d.n.edge.Load().Pools() {
+		for _, m := range p.Members {
+			for _, r := range recs {
+				if r.Pool == p.Name && r.Member == m.Address {
+					total++
+					if m.Up {
+						up++
+					}
+				}
+			}
+		}
+	}
+	return fmt.Sprintf("%d of %d members healthy", up, total), nil
 }
