@@ -294,6 +294,9 @@ func printMaintenance(w io.Writer, cf *clientFlags, m status.MaintenanceWindow) 
 	}
 	_, err := fmt.Fprintf(w, "%s  %s  %s – %s  %q\n", m.ID, m.Status,
 		m.ScheduledFor.UTC().Format("2006-01-02 15:04"), m.ScheduledUntil.UTC().Format("2006-01-02 15:04 UTC"), m.Name)
+	if err == nil && m.Drain != nil {
+		_, err = fmt.Fprintf(w, "    drain %s: %s %s\n", m.Drain, m.DrainState, m.DrainError)
+	}
 	return err
 }
 
