@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 
 # An execution count, not a duration: `go test -fuzz` with a duration can
 # fail spuriously on a busy machine ("context deadline exceeded" with no
-# crasher); a count cannot. 10000 executions took 1.5 to 5 s per target on a
+# crasher); a count does not. 10000 executions took 1.5 to 5 s per target on a
 # two-core machine at load average 13.
 FUZZTIME=${FUZZTIME:-10000x}
 
