@@ -397,9 +397,11 @@ func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
 // followed by watching the store.
 func (p *Portal) Start(ctx context.Context) error {
 	var rev int64
+	feed := &storeFeed{p: p}
+	follow := store.FollowOptions{What: "status records", Logger: p.log}
 	if p.st != nil {
 		var err error
-		if rev, err = p.load(ctx); err != nil {
+		if rev, err = store.Load(ctx, p.st, KeyPrefix, follow, feed); err != nil {
 			return fmt.Errorf("status: loading from the store: %w", err)
 		}
 	}
@@ -419,7 +421,8 @@ func (p *Portal) Start(ctx context.Context) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { p.run(bg) })
 		if p.st != nil {
-			wg.Go(func() { p.watch(bg, rev) })
+			follow.Loaded, follow.FromRev = true, rev
+			<-store.Follow(bg, p.st, KeyPrefix, follow, feed).Done()
 		}
 		wg.Wait()
 	}()
@@ -722,18 +725,32 @@ func (p *Portal) deleteLocked(ctx context.Context, key string) error {
 	return nil
 }
 
-// load reads the portal's state from the store and returns the revision
-// to watch from.
-func (p *Portal) load(ctx context.Context) (int64, error) {
-	kvs, rev, err := p.st.List(ctx, KeyPrefix, "", 0)
-	if err != nil {
-		return 0, err
+// storeFeed is the store.Handler that keeps the portal's copy of the
+// store's records in step with changes by any node (see store.Follow).
+type storeFeed struct {
+	p      *Portal
+	resets int
+}
+
+// Reset replaces the portal's copy of the store's records with a listing,
+// prunes history older than HistoryKeepDays and, after the first listing
+// (a relisting after compaction), renders what changed meanwhile.
+func (f *storeFeed) Reset(ctx context.Context, l *store.Listing) error {
+	p := f.p
+	var kvs []store.KV
+	for kv, err := range l.All() {
+		if err != nil {
+			return err
+		}
+		kvs = append(kvs, kv)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cutoff := p.now().AddDate(0, 0, -HistoryKeepDays).Format(dayLayout)
 	var stale []store.Op
+	listed := make(map[string]bool, len(kvs))
 	for _, kv := range kvs {
+		listed[kv.Key] = true
 		if strings.HasPrefix(kv.Key, keyHistory) && strings.TrimPrefix(kv.Key, keyHistory) < cutoff {
 			stale = append(stale, store.Delete(kv.Key))
 			continue
@@ -742,12 +759,32 @@ func (p *Portal) load(ctx context.Context) (int64, error) {
 			p.log.Warn("skipping an unreadable status record", "key", kv.Key, "err", err)
 		}
 	}
+	// Records deleted while the watch could not tell (compaction).
+	for key := range p.revs {
+		if !listed[key] {
+			p.removeLocked(key)
+		}
+	}
 	if len(stale) > 0 {
 		if _, err := p.st.Txn(ctx, nil, stale); err != nil {
 			p.log.Warn("pruning old status history", "err", err)
 		}
 	}
-	return rev, nil
+	if f.resets++; f.resets > 1 {
+		p.changedLocked(p.now())
+	}
+	return nil
+}
+
+// Apply applies watched changes that arrived together, rendering once.
+func (f *storeFeed) Apply(resps []store.WatchResponse) {
+	var events []store.Event
+	for _, r := range resps {
+		events = append(events, r.Events...)
+	}
+	f.p.mu.Lock()
+	defer f.p.mu.Unlock()
+	f.p.applyEventsLocked(events)
 }
 
 // applyLocked replaces the in-memory copy of one store record.
@@ -839,31 +876,6 @@ func (p *Portal) removeLocked(key string) {
 		delete(p.nodes, id)
 	case strings.HasPrefix(key, keyDeliveries):
 		p.hooks.log.remove(key)
-	}
-}
-
-// watch follows changes other nodes (or this one) make in the store.
-func (p *Portal) watch(ctx context.Context, rev int64) {
-	for ctx.Err() == nil {
-		for resp := range p.st.Watch(ctx, KeyPrefix, rev) {
-			if resp.Err != nil {
-				if errors.Is(resp.Err, store.ErrCompacted) {
-					if r, err := p.load(ctx); err == nil {
-						rev = r
-					}
-				}
-				break
-			}
-			rev = resp.Rev
-			p.mu.Lock()
-			p.applyEventsLocked(resp.Events)
-			p.mu.Unlock()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second): // the store went away; try again
-		}
 	}
 }
 
