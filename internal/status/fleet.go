@@ -137,6 +137,38 @@ func (p *Portal) publish(o observation) {
 	p.pubHealth, p.pubAt = h, o.At
 }
 
+// NodeRecordExpiry is the age from which the leader deletes another
+// node's observation from the store: a node that stopped without
+// withdrawing it (killed, or upgraded by a version before the hand-over of
+// its record). A live node writes its own every Publish interval.
+const NodeRecordExpiry = 10 * time.Minute
+
+// sweepNodesLocked deletes the records of nodes silent for
+// NodeRecordExpiry, each only if it is still the version this node read
+// (a node that published again keeps its record).
+func (p *Portal) sweepNodesLocked(now time.Time) {
+	if p.st == nil {
+		return
+	}
+	for name, nv := range p.nodes {
+		key := keyNodes + name
+		rev, stored := p.revs[key]
+		if name == p.node || !stored || now.Sub(nv.latest.At) < NodeRecordExpiry {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(p.life, 5*time.Second)
+		_, err := p.st.Txn(ctx, []store.Cond{{Key: key, ModRev: rev}}, []store.Op{store.Delete(key)})
+		cancel()
+		if err != nil {
+			p.log.Debug("removing a silent node's observation", "node", name, "err", err)
+			continue
+		}
+		delete(p.nodes, name)
+		delete(p.revs, key)
+		p.log.Info("removed the observation of a node silent since its last publish", "node", name, "last", nv.latest.At)
+	}
+}
+
 // staleAfter is the age from which an observation is ignored.
 func (p *Portal) staleAfter() time.Duration { return StaleAfter * p.publishEv }
 
@@ -320,9 +352,29 @@ func (p *Portal) Pause() error {
 	return p.stepDown()
 }
 
-// Resume undoes Pause (a binary upgrade that failed): the node leads again
-// if it is still elected.
+// HandOver gives this node's name, and with it its observation record
+// under status/nodes/<node>, to the process a binary upgrade starts (which
+// is given Node()): from now on this process no longer publishes, reads
+// the successor's observation like another node's, and leaves the record
+// in place at Close. Resume takes the name back after a failed upgrade.
+// Without it, the old process could not withdraw its record while the
+// embedded store is read-only for the upgrade, and every upgrade left a
+// stale record behind.
+func (p *Portal) HandOver() {
+	if !p.handedOver.Swap(true) {
+		p.log.Info("status observations handed over to the new process", "node", p.node)
+	}
+}
+
+// Resume undoes Pause and HandOver (a binary upgrade that failed): the
+// node publishes its observation again, and leads again if it is still
+// elected.
 func (p *Portal) Resume() {
+	if p.handedOver.Swap(false) {
+		p.pubMu.Lock()
+		p.pubAt = time.Time{} // publish at the next tick
+		p.pubMu.Unlock()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.paused {
