@@ -248,6 +248,7 @@ func run(cfg config, life time.Duration, scenario string) result {
 	before := heapAlloc()
 	w, c := time.Now(), cpuTime()
 	s.q = schedule.New()
+	s.q.Grow(s.n)
 	s.q.Load(func(yield func(string, time.Time) bool) {
 		for name, at := range s.entries(true, nil) {
 			s.count(s.demand, at)
@@ -367,6 +368,7 @@ func (s *sim) restart(now time.Time, seed uint64) restartStats {
 	runtime.GC()
 	w, c = time.Now(), cpuTime()
 	q := schedule.New()
+	q.Grow(s.n)
 	q.Load(s.entries(true, nil))
 	st.rebuildWall, st.rebuildCPU = time.Since(w), cpuTime()-c
 
