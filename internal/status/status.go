@@ -111,8 +111,10 @@ type Options struct {
 	// HistoryFlush is how often accumulated history is written to the
 	// store (default 1m; always on Close).
 	HistoryFlush time.Duration
-	// WebhookClient posts to subscribers (default: 10s timeout, no redirects).
-	WebhookClient *http.Client
+	// Secrets seals webhook secrets in the store (the node's key-encryption
+	// key, *certs.KEK); nil keeps them in clear, for portals in memory and
+	// tests.
+	Secrets Sealer
 	// WebhookBackoff is the first retry delay, doubled per attempt (default 2s).
 	WebhookBackoff time.Duration
 	// WebhookTries is the number of attempts per delivery (default 6).
@@ -121,12 +123,20 @@ type Options struct {
 	// (default: random 12-character lowercase); tests inject a sequence.
 	IDs func() string
 	// Node names this node's observation in the store (default: the host
-	// name and a random suffix). Nodes sharing a store need distinct names.
+	// name and a random suffix). Nodes sharing a store need distinct names;
+	// the process started by a binary upgrade takes the name of the one it
+	// replaces (see HandOver), so a node keeps one record across upgrades.
 	Node string
 	// Publish is how often the node's observation is written to the store
 	// when member health did not change (default 5s); observations older
 	// than StaleAfter times Publish are ignored.
 	Publish time.Duration
+}
+
+// Sealer encrypts small secrets at rest, bound to a label (certs.KEK).
+type Sealer interface {
+	Seal(label string, plaintext []byte) []byte
+	Open(label string, sealed []byte) ([]byte, error)
 }
 
 // component is one configured component and its live state.
@@ -164,9 +174,17 @@ type Portal struct {
 	st        store.Store
 	tmpl      *templates
 	hooks     *dispatcher
+	guard     *hookGuard // webhook URL policy (hookguard.go)
+	secrets   Sealer     // nil: webhook secrets in clear
 	node      string
 	publishEv time.Duration
 	started   time.Time
+
+	// handedOver is set once a binary upgrade has handed this node's name
+	// to the process that replaces it: this one no longer publishes under
+	// it, takes the successor's observation from the store like another
+	// node's, and leaves the record in place when it closes.
+	handedOver atomic.Bool
 
 	// pubMu guards the last published observation.
 	pubMu     sync.Mutex
@@ -188,6 +206,7 @@ type Portal struct {
 	maints      map[string]*MaintenanceWindow
 	overrides   map[string]Override
 	subs        map[string]Subscriber
+	clearSecret map[string]bool  // subscribers whose secret the store holds in clear (older versions)
 	revs        map[string]int64 // store key → ModRev we hold
 	hist        history
 	lastTick    time.Time
@@ -238,6 +257,8 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 		maints:    map[string]*MaintenanceWindow{},
 		overrides: map[string]Override{},
 		subs:      map[string]Subscriber{},
+		guard:     newHookGuard(),
+		secrets:   opts.Secrets,
 		revs:      map[string]int64{},
 		hist:      history{days: map[string]dayRecord{}, dirty: map[string]bool{}},
 		nodes:     map[string]*nodeView{},
@@ -262,7 +283,8 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	if p.src == nil {
 		p.src = func() []Pool { return nil }
 	}
-	p.hooks = newDispatcher(p.log, opts, p.deliveryLogged)
+	p.clearSecret = map[string]bool{}
+	p.hooks = newDispatcher(p.log, opts, p.guard, p.deliveryLogged)
 	p.started = p.now()
 	ch := make(chan struct{})
 	p.changed.Store(&ch)
@@ -295,6 +317,7 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 		p.hold = DefaultHysteresis
 	}
 	p.errRate = cfg.ErrorRate.WithDefaults()
+	p.guard.setPolicy(cfg.Webhooks)
 	comps := cfg.Components
 	if len(comps) == 0 {
 		for _, pl := range pools {
@@ -407,8 +430,9 @@ func (p *Portal) Start(ctx context.Context) error {
 }
 
 // Close stops sampling and watching, steps down (writing history to the
-// store) if this node leads, withdraws its observation and waits for
-// webhook deliveries in flight to give up.
+// store) if this node leads, withdraws its observation (unless it was
+// handed over to a new process, see HandOver) and waits for webhook
+// deliveries in flight to give up.
 func (p *Portal) Close() error {
 	p.endLife()
 	if p.cancel != nil {
@@ -417,7 +441,10 @@ func (p *Portal) Close() error {
 	}
 	err := p.stepDown()
 	p.hooks.close()
-	if p.st != nil && p.reachable() {
+	// After a hand-over the record is the successor's: deleting it would
+	// withdraw the new process's observation (and, while the embedded
+	// store is read-only for the upgrade, fail).
+	if p.st != nil && !p.handedOver.Load() && p.reachable() {
 		ctx, cancel := context.WithTimeout(context.Background(), stepDownBudget)
 		defer cancel()
 		if _, derr := store.DeleteKey(ctx, p.st, keyNodes+p.node); derr != nil {
@@ -441,10 +468,15 @@ func (p *Portal) run(ctx context.Context) { loop.Every(ctx, p.interval, p.Tick) 
 func (p *Portal) Tick() {
 	now := p.now()
 	obs := p.observe(now)
-	p.publish(obs)
+	own := !p.handedOver.Load() // after a hand-over the successor observes
+	if own {
+		p.publish(obs)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ingestLocked(obs)
+	if own {
+		p.ingestLocked(obs)
+	}
 	if !p.leading {
 		// Maintenance windows begin and end by the clock on every node.
 		if p.reevaluateLocked(now) || now.Sub(p.lastRender) >= RerenderEvery {
@@ -453,6 +485,7 @@ func (p *Portal) Tick() {
 		return
 	}
 	p.accountLocked(now)
+	p.sealSecretsLocked()
 	advanced := p.advanceMaintenanceLocked(now)
 	changed := p.evaluateLocked(now, false) || advanced
 	// Re-render on a change, and at least once a minute so uptime figures
@@ -589,7 +622,10 @@ func (p *Portal) openDraftLocked(c *component, now time.Time) {
 	in := &Incident{
 		ID: p.id(), Name: name + ": major outage", Status: Investigating, Impact: ImpactMajor,
 		Draft: true, Auto: true, Components: []string{c.ID}, CreatedAt: now, UpdatedAt: now,
-		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now, Body: body}},
+		// The machine-written text names pools: for the operator only.
+		// Publishing (incident update --publish -m …) adds the first
+		// public update, in the operator's words.
+		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now, Body: body, Internal: true}},
 	}
 	if err := p.putLocked(p.life, keyIncidents+in.ID, in); err != nil {
 		p.log.Warn("opening a draft incident", "component", c.Name, "err", err)
@@ -774,11 +810,16 @@ func (p *Portal) applyLocked(kv store.KV) error {
 		}
 		p.overrides[o.Component] = o
 	case strings.HasPrefix(key, keyWebhooks):
-		var s Subscriber
-		if err := json.Unmarshal(kv.Value, &s); err != nil {
+		s, clear, err := p.openSubscriber(key, kv.Value)
+		if err != nil {
 			return err
 		}
 		p.subs[s.ID] = s
+		if clear {
+			p.clearSecret[s.ID] = true
+		} else {
+			delete(p.clearSecret, s.ID)
+		}
 	case strings.HasPrefix(key, keyHistory):
 		var d dayRecord
 		if err := json.Unmarshal(kv.Value, &d); err != nil {
@@ -794,7 +835,7 @@ func (p *Portal) applyLocked(kv store.KV) error {
 		if err := json.Unmarshal(kv.Value, &o); err != nil {
 			return err
 		}
-		if o.Node != p.node {
+		if o.Node != p.node || p.handedOver.Load() {
 			p.ingestLocked(o)
 		}
 	case key == keyState:
@@ -829,6 +870,7 @@ func (p *Portal) removeLocked(key string) {
 		delete(p.overrides, id)
 	case strings.HasPrefix(key, keyWebhooks):
 		delete(p.subs, id)
+		delete(p.clearSecret, id)
 	case strings.HasPrefix(key, keyNodes):
 		delete(p.nodes, id)
 	case strings.HasPrefix(key, keyDeliveries):
