@@ -47,17 +47,26 @@ func (p *pools) Apply(resps []store.WatchResponse) {
 	p.changed <- struct{}{}
 }
 
-func ExampleFollow() {
-	dir, err := os.MkdirTemp("", "follow")
+// exampleStore opens a bolt store in a new directory, and returns it with
+// the function that closes and removes it.
+func exampleStore() (store.Store, func()) {
+	dir, err := os.MkdirTemp("", "store-example")
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer os.RemoveAll(dir)
 	st, err := bolt.Open(filepath.Join(dir, "state.db"), bolt.Options{})
 	if err != nil {
 		log.Fatal(err)
 	}
-	defer st.Close()
+	return st, func() {
+		st.Close()
+		os.RemoveAll(dir)
+	}
+}
+
+func ExampleFollow() {
+	st, done := exampleStore()
+	defer done()
 	ctx, cancel := context.WithCancel(context.Background())
 	store.PutKV(ctx, st, "hosts/a.example", []byte("web"))
 
@@ -79,16 +88,8 @@ func ExampleFollow() {
 }
 
 func ExampleAll() {
-	dir, err := os.MkdirTemp("", "all")
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	st, err := bolt.Open(filepath.Join(dir, "state.db"), bolt.Options{})
-	if err != nil {
-		log.Fatal(err)
-	}
-	defer st.Close()
+	st, done := exampleStore()
+	defer done()
 	ctx := context.Background()
 	for _, h := range []string{"c", "a", "b"} {
 		store.PutKV(ctx, st, "hosts/"+h+".example", []byte("web"))
