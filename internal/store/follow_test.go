@@ -463,3 +463,27 @@ func TestFollowEtcd(t *testing.T) {
 		<-f.Done()
 	})
 }
+
+func TestFollowStop(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	put(t, st, "f/a", "1")
+	m := newModel(t)
+	f := store.Follow(context.Background(), st, "f/", store.FollowOptions{}, m)
+	m.waitSame(t, st, "f/")
+	f.Stop()
+	select {
+	case <-f.Done():
+	default:
+		t.Fatal("Done not closed after Stop returned")
+	}
+	if !errors.Is(f.Err(), context.Canceled) {
+		t.Errorf("Err after Stop = %v, want context.Canceled", f.Err())
+	}
+	f.Stop() // again: nothing
+	var none *store.Follower
+	none.Stop() // an owner that never started one
+}
