@@ -332,7 +332,7 @@ func (r *Registry) Admit(ctx context.Context, name string, usage, n int64) error
 }
 
 // Record notes the usage of the named resource after a committed change
-// and logs, at once and in order, each level it crossed: a warning when it
+// (usage < 0: read it from the probe) and logs, at once and in order, each level it crossed: a warning when it
 // reached the warning level, an error at the critical level (both, warning
 // first, when one change jumped past both), an info line when it fell back
 // below the warning level.
@@ -342,7 +342,13 @@ func (r *Registry) Record(name string, usage int64) {
 		return
 	}
 	s := r.settings.Load()
-	_, l := r.limitOf(e, s)
+	u, l := r.limitOf(e, s)
+	if usage < 0 {
+		usage = u
+	}
+	if usage < 0 {
+		return // not known now
+	}
 	r.transition(e, s, usage, l)
 }
 
