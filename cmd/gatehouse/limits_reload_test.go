@@ -308,3 +308,124 @@ func TestHardLimitsFollowReload(t *testing.T) {
 		})
 	}
 }
+
+// TestSoftLimitsFollowReload checks the limits that bound something
+// rather than refuse a change (cache bytes, the Go soft memory limit) and
+// the registry's own settings: each takes the reloaded value at once, and
+// `gatehouse limits` shows the value the part enforces.
+func TestSoftLimitsFollowReload(t *testing.T) {
+	const cachingRoute = "  - {host: cached.uni-a.test, pool: a, cache: {enabled: true}}\n"
+	tests := []struct {
+		name             string
+		yaml             string
+		low, high, below string
+		check            func(t *testing.T, tn *testNode, want int64)
+		wantLimit        [3]int64
+		fill             func(tn *testNode)
+	}{
+		{
+			name: "tls.cache_bytes", yaml: "tls: {cache_bytes: 2MiB}\n",
+			low: "cache_bytes: 2MiB", high: "cache_bytes: 16MiB", below: "cache_bytes: 1MiB",
+			wantLimit: [3]int64{2 << 20, 16 << 20, 1 << 20},
+			fill: func(tn *testNode) {
+				if _, err := tn.handshake("cached.uni-a.test"); err != nil {
+					tn.t.Fatal(err)
+				}
+			},
+			check: func(t *testing.T, tn *testNode, want int64) {
+				r := tn.resource("certificate_cache")
+				b, l, _, _, _ := tn.certs.CacheStats()
+				if r.Limit != want || l != want || b > l {
+					t.Errorf("certificate_cache %+v, cache holds %d of %d; want limit %d shown and enforced", r, b, l, want)
+				}
+			},
+		},
+		{
+			name: "response_cache.max_bytes", yaml: "response_cache: {max_bytes: 4MiB, max_object_bytes: 1MiB}\n",
+			low: "max_bytes: 4MiB, max_object_bytes: 1MiB", high: "max_bytes: 16MiB, max_object_bytes: 2MiB", below: "max_bytes: 1MiB, max_object_bytes: 256KiB",
+			wantLimit: [3]int64{4 << 20, 16 << 20, 1 << 20},
+			check: func(t *testing.T, tn *testNode, want int64) {
+				r := tn.resource("response_cache")
+				s := tn.edge.Load().CacheStats()
+				if r.Limit != want || s.Limit != want || s.Bytes > s.Limit {
+					t.Errorf("response_cache %+v, cache %d of %d; want limit %d shown and enforced", r, s.Bytes, s.Limit, want)
+				}
+			},
+		},
+		{
+			name: "limits.memory_soft_limit", yaml: "limits: {memory_soft_limit: 300MiB}\n",
+			low: "memory_soft_limit: 300MiB", high: "memory_soft_limit: 400MiB", below: "memory_soft_limit: 100MiB",
+			wantLimit: [3]int64{300 << 20, 400 << 20, 100 << 20},
+			check: func(t *testing.T, tn *testNode, want int64) {
+				if os.Getenv("GOMEMLIMIT") != "" {
+					want = goMemoryLimit() // GOMEMLIMIT wins, by design
+				}
+				if r := tn.resource("go_heap"); r.Limit != want || goMemoryLimit() != want {
+					t.Errorf("go_heap %+v, runtime limit %d; want %d shown and enforced", r, goMemoryLimit(), want)
+				}
+			},
+		},
+		{
+			name: "limits.warn_percent", yaml: "limits: {max_certificates: 4, warn_percent: 90}\n",
+			low: "warn_percent: 90", high: "warn_percent: 40", below: "warn_percent: 95",
+			wantLimit: [3]int64{90, 40, 95},
+			fill: func(tn *testNode) {
+				tn.addCert("w1.uni-a.test")
+				tn.addCert("w2.uni-a.test")
+			},
+			check: func(t *testing.T, tn *testNode, want int64) {
+				wantLevel := capacity.LevelOK
+				if want < 50 {
+					wantLevel = capacity.LevelWarning
+				}
+				if got := tn.capacity.Settings().WarnPercent; got != float64(want) {
+					t.Errorf("warn percent in force = %v, want %d", got, want)
+				}
+				if r := tn.resource("certificates"); r.Level != wantLevel {
+					t.Errorf("certificates %+v at warn_percent %d, want level %s", r, want, wantLevel)
+				}
+			},
+		},
+		{
+			name: "limits.check_interval", yaml: "limits: {check_interval: 15s}\n",
+			low: "check_interval: 15s", high: "check_interval: 2s", below: "check_interval: 1m",
+			wantLimit: [3]int64{int64(15 * time.Second), int64(2 * time.Second), int64(time.Minute)},
+			check: func(t *testing.T, tn *testNode, want int64) {
+				if got := tn.capacity.Settings().CheckInterval; got != time.Duration(want) {
+					t.Errorf("check interval in force = %v, want %v", got, time.Duration(want))
+				}
+			},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs syncBuffer
+			tn := startTestNodeLog(t, twoPools(t)+cachingRoute+tc.yaml, &logs)
+			tn.addCert("cached.uni-a.test")
+			if tc.fill != nil {
+				tc.fill(tn)
+			}
+			if code, _ := get(t, tn.httpClient(false), "https://cached.uni-a.test/"); code != http.StatusOK {
+				t.Fatalf("caching route: %d", code)
+			}
+			tc.check(t, tn, tc.wantLimit[0])
+			tn.reloadWith(tc.low, tc.high)
+			tc.check(t, tn, tc.wantLimit[1])
+			tn.reloadWith(tc.high, tc.below)
+			tc.check(t, tn, tc.wantLimit[2])
+			if lines := logs.linesWith("take effect at the next restart"); len(lines) != 0 {
+				t.Errorf("a live limit was reported as needing a restart: %q", lines)
+			}
+		})
+	}
+	t.Run("warning logged at once", func(t *testing.T) {
+		var logs syncBuffer
+		tn := startTestNodeLog(t, twoPools(t)+"limits: {max_certificates: 4, warn_percent: 90}\n", &logs)
+		tn.addCert("w1.uni-a.test")
+		tn.addCert("w2.uni-a.test")
+		tn.reloadWith("warn_percent: 90", "warn_percent: 40")
+		if lines := logs.linesWith("resource above warning level", "resource=certificates", "usage=2", "limit=4", "percent=50"); len(lines) != 1 {
+			t.Errorf("lowering warn_percent under usage logged %q, want one warning", lines)
+		}
+	})
+}
