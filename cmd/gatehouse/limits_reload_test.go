@@ -18,6 +18,7 @@ import (
 
 	"gatehouse/internal/admin"
 	"gatehouse/internal/capacity"
+	"gatehouse/internal/store"
 )
 
 // reloadWith rewrites the node's configuration file, replacing old by new,
@@ -428,4 +429,122 @@ func TestSoftLimitsFollowReload(t *testing.T) {
 			t.Errorf("lowering warn_percent under usage logged %q, want one warning", lines)
 		}
 	})
+}
+
+// TestImportCrossesBothLevelsInOrder imports one batch that takes the
+// certificates from below the warning level past the critical level: the
+// node's log has the warning line and then the critical line, at the
+// moment of the import, with the usage, the limit and the percentage.
+func TestImportCrossesBothLevelsInOrder(t *testing.T) {
+	var logs syncBuffer
+	tn := startTestNodeLog(t, twoPools(t)+"limits: {max_certificates: 20}\n", &logs)
+	for i := range 3 {
+		tn.addCert(fmt.Sprintf("pre%d.uni-a.test", i))
+	}
+	dir := t.TempDir()
+	for i := range 16 {
+		c, k, _ := tn.ca.Issue(fmt.Sprintf("imp%d.uni-a.test", i))
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("imp%d.pem", i)), append(c, k...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if lines := logs.linesWith("resource=certificates"); len(lines) != 0 {
+		t.Fatalf("below the warning level the log has %q", lines)
+	}
+	var out, errOut bytes.Buffer
+	if err := runImport(context.Background(), tn.client.AddCerts, dir, 100, &out, &errOut); err != nil {
+		t.Fatalf("import: %v\n%s", err, errOut.String())
+	}
+	// No periodic check has run since start (15s): the lines come from
+	// the import itself.
+	lines := logs.linesWith("resource=certificates")
+	if len(lines) != 2 {
+		t.Fatalf("import from 3 to 19 of 20 logged %d lines, want 2:\n%s", len(lines), strings.Join(lines, "\n"))
+	}
+	for i, want := range []string{`level=WARN msg="resource above warning level"`, `level=ERROR msg="resource near its limit"`} {
+		if !strings.Contains(lines[i], want) {
+			t.Errorf("line %d = %q, want %q", i+1, lines[i], want)
+		}
+		for _, num := range []string{"usage=19", "limit=20", "percent=95"} {
+			if !strings.Contains(lines[i], num) {
+				t.Errorf("line %d = %q lacks %s", i+1, lines[i], num)
+			}
+		}
+	}
+}
+
+// TestFleetCapsExact has many writers add certificates and routes through
+// three nodes on a three-member etcd cluster at once: the counters
+// compared-and-swapped in each write's transaction keep both at their cap
+// exactly, and each counter equals what it counts.
+func TestFleetCapsExact(t *testing.T) {
+	const certCap, routeCap, writers = 12, 9, 36
+	f := startFleetWith(t, 3, 3, fmt.Sprintf("limits: {max_certificates: %d, max_routes: %d}\n", certCap, routeCap))
+	type pem struct{ c, k []byte }
+	pems := make([]pem, writers)
+	for i := range pems {
+		pems[i].c, pems[i].k, _ = f.nodes[0].ca.Issue(fmt.Sprintf("w%d.uni-a.test", i))
+	}
+	var mu sync.Mutex
+	outcome := map[string]int{}
+	count := func(kind string, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		var apiErr *admin.APIError
+		switch {
+		case err == nil:
+			outcome[kind+" added"]++
+		case limitRefusal(err) != nil:
+			outcome[kind+" refused by the limit"]++
+		case errors.As(err, &apiErr) && apiErr.Code == "conflict":
+			outcome[kind+" lost a race (conflict)"]++
+		default:
+			t.Errorf("%s: %v", kind, err)
+		}
+	}
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range writers {
+		tn := f.nodes[i%len(f.nodes)]
+		wg.Go(func() {
+			<-start
+			_, err := tn.client.AddCert(context.Background(), pems[i].c, pems[i].k)
+			count("certificate", err)
+		})
+		wg.Go(func() {
+			<-start
+			_, err := tn.client.AddRoute(context.Background(), admin.RouteRequest{Host: fmt.Sprintf("w%d.uni-d.test", i), Pool: "a"})
+			count("route", err)
+		})
+	}
+	close(start)
+	wg.Wait()
+	t.Logf("outcomes: %v", outcome)
+	ctx := context.Background()
+	st := f.nodes[1].store
+	for _, c := range []struct {
+		kind, counter, prefix string
+		limit                 int64
+	}{
+		{"certificate", "counters/certificates", "certs/bundles/", certCap},
+		{"route", "counters/routes", "routes/", routeCap},
+	} {
+		kv, err := st.Get(ctx, c.counter)
+		if err != nil {
+			t.Fatalf("%s counter: %v", c.kind, err)
+		}
+		n, err := store.CountPrefix(ctx, st, c.prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(kv.Value) != fmt.Sprint(n) || n > c.limit {
+			t.Errorf("%ss: counter %s, stored %d, cap %d; want the counter exact and the cap held", c.kind, kv.Value, n, c.limit)
+		}
+		if int64(outcome[c.kind+" added"]) != n {
+			t.Errorf("%ss: %d additions answered success, %d stored", c.kind, outcome[c.kind+" added"], n)
+		}
+		if n != c.limit {
+			t.Logf("%ss: %d of %d installed (writers that lost races gave up)", c.kind, n, c.limit)
+		}
+	}
 }
