@@ -18,7 +18,9 @@ import (
 
 	"gatehouse/internal/admin"
 	"gatehouse/internal/capacity"
+	"gatehouse/internal/demo"
 	"gatehouse/internal/store"
+	"gatehouse/internal/store/bolt"
 )
 
 // reloadWith rewrites the node's configuration file, replacing old by new,
@@ -545,6 +547,41 @@ func TestFleetCapsExact(t *testing.T) {
 		}
 		if n != c.limit {
 			t.Logf("%ss: %d of %d installed (writers that lost races gave up)", c.kind, n, c.limit)
+		}
+	}
+}
+
+// TestCounterAcrossOfflineImportAndMigrate checks that an offline import
+// keeps the certificate counter exact and that a migration carries it.
+func TestCounterAcrossOfflineImportAndMigrate(t *testing.T) {
+	ca, err := demo.LoadOrCreateCA(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemDir, data, moved := t.TempDir(), t.TempDir(), t.TempDir()
+	for i := range 5 {
+		c, k, _ := ca.Issue(fmt.Sprintf("off%d.uni-a.test", i))
+		if err := os.WriteFile(filepath.Join(pemDir, fmt.Sprintf("off%d.pem", i)), append(c, k...), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out, err := runCLI(t, "cert", "import", pemDir, "--offline", "--data", data); err != nil {
+		t.Fatalf("offline import: %v\n%s", err, out)
+	}
+	if out, err := runCLI(t, "store", "migrate", "--from", "bolt:"+data, "--to", "bolt:"+moved); err != nil {
+		t.Fatalf("migrate: %v\n%s", err, out)
+	}
+	for _, dir := range []string{data, moved} {
+		st, err := bolt.Open(filepath.Join(dir, "gatehouse.db"), bolt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx := context.Background()
+		kv, err := st.Get(ctx, "counters/certificates")
+		n, cerr := store.CountPrefix(ctx, st, "certs/bundles/")
+		st.Close()
+		if err != nil || cerr != nil || string(kv.Value) != "5" || n != 5 {
+			t.Errorf("%s: counter %q (%v), %d bundles (%v); want 5 and 5", dir, kv.Value, err, n, cerr)
 		}
 	}
 }
