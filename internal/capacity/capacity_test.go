@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -210,4 +211,36 @@ func TestSystemProbes(t *testing.T) {
 	if u, l := Memory(); u <= 0 || l <= 0 || u > l {
 		t.Errorf("Memory = %d, %d", u, l)
 	}
+}
+
+// TestRunFollowsCheckInterval checks that Run checks every
+// Settings.CheckInterval and picks up a new one from Configure at once.
+func TestRunFollowsCheckInterval(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		r := New(Options{Settings: Settings{CheckInterval: time.Hour}})
+		var probes atomic.Int64
+		r.Register("memory", "bytes", "", false, func() (int64, int64) { probes.Add(1); return 1, 10 })
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { defer close(done); r.Run(ctx) }()
+		synctest.Wait()
+		if got := probes.Load(); got != 1 {
+			t.Fatalf("checks at start = %d, want 1", got)
+		}
+		time.Sleep(30 * time.Minute)
+		synctest.Wait()
+		if got := probes.Load(); got != 1 {
+			t.Fatalf("checks after 30m of a 1h period = %d, want 1", got)
+		}
+		r.Configure(Settings{CheckInterval: time.Minute}) // Configure checks once itself
+		synctest.Wait()
+		before := probes.Load()
+		time.Sleep(5*time.Minute + time.Second)
+		synctest.Wait()
+		if got := probes.Load() - before; got != 5 {
+			t.Errorf("checks in 5m of a 1m period = %d, want 5", got)
+		}
+		cancel()
+		<-done
+	})
 }
