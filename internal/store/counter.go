@@ -11,12 +11,6 @@ import (
 // ReadCounter); no watch of the data's prefix sees them.
 const CounterPrefix = "counters/"
 
-// Scanner is implemented by stores that can read a whole prefix at one
-// revision without accumulating it (both backends).
-type Scanner interface {
-	Scan(ctx context.Context, prefix string, fn func(key, value []byte) error) (int64, error)
-}
-
 // Counted is the value of a counter key and the condition under which it
 // was read: a write that changes what the counter counts carries Cond and
 // Op(new value) in its own transaction, so that two writers anywhere in a
@@ -55,24 +49,19 @@ func ReadCounter(ctx context.Context, st Store, key, prefix string) (Counted, er
 	return Counted{Key: key, Value: n, Cond: Absent(key)}, nil
 }
 
-// CountPrefix counts the keys under prefix.
+// CountPrefix counts the keys under prefix: at one revision on a Scanner,
+// else by pages.
 func CountPrefix(ctx context.Context, st Store, prefix string) (int64, error) {
 	var n int64
 	if sc, ok := st.(Scanner); ok {
 		_, err := sc.Scan(ctx, prefix, func(_, _ []byte) error { n++; return nil })
 		return n, err
 	}
-	const page = 10000
-	after := ""
-	for {
-		kvs, _, err := st.List(ctx, prefix, after, page)
+	for _, err := range All(ctx, st, prefix, 10000) {
 		if err != nil {
 			return 0, err
 		}
-		n += int64(len(kvs))
-		if len(kvs) < page {
-			return n, nil
-		}
-		after = kvs[len(kvs)-1].Key
+		n++
 	}
+	return n, nil
 }
