@@ -2,6 +2,7 @@ package main
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"os"
 	"runtime/debug"
@@ -27,14 +28,25 @@ func capacitySettings(cfg *config.Config) capacity.Settings {
 	}
 }
 
-// restartOnlyLimits returns an error naming each limit that differs
-// between running and next and cannot change without a restart; a reload
-// that has one is refused whole. Every limit in the capacity registry
-// changes live today, so this refuses nothing; a limit that cannot must
-// be added here and to the README's "No hidden limits".
+// restartOnly lists the limits that cannot change without a restart: the
+// field, why, and how to read it. A reload that changes one is refused
+// whole (restartOnlyLimits). Every limit of the capacity registry changes
+// live today, so the list is empty; a limit that cannot must be added
+// here and to the README's "No hidden limits".
+var restartOnly []struct {
+	field, why string
+	get        func(*config.Config) any
+}
+
+// restartOnlyLimits returns an error naming each limit of restartOnly that
+// differs between running and next.
 func restartOnlyLimits(running, next *config.Config) error {
 	var errs []error
-	_, _ = running, next
+	for _, r := range restartOnly {
+		if was, is := r.get(running), r.get(next); was != is {
+			errs = append(errs, fmt.Errorf("%s: changing it from %v to %v needs a restart (%s); the reload changed nothing", r.field, was, is, r.why))
+		}
+	}
 	return errors.Join(errs...)
 }
 

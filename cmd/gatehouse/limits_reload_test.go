@@ -18,6 +18,7 @@ import (
 
 	"gatehouse/internal/admin"
 	"gatehouse/internal/capacity"
+	"gatehouse/internal/config"
 	"gatehouse/internal/demo"
 	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
@@ -583,5 +584,28 @@ func TestCounterAcrossOfflineImportAndMigrate(t *testing.T) {
 		if err != nil || cerr != nil || string(kv.Value) != "5" || n != 5 {
 			t.Errorf("%s: counter %q (%v), %d bundles (%v); want 5 and 5", dir, kv.Value, err, n, cerr)
 		}
+	}
+}
+
+// TestRestartOnlyLimitRefusesReload checks the refusal of a reload that
+// changes a limit listed as needing a restart: the answer names the field
+// and why, and nothing of the new file is in force. (No limit is listed
+// today; the test lists one for its duration.)
+func TestRestartOnlyLimitRefusesReload(t *testing.T) {
+	saved := restartOnly
+	t.Cleanup(func() { restartOnly = saved })
+	restartOnly = append(restartOnly, struct {
+		field, why string
+		get        func(*config.Config) any
+	}{"limits.max_routes", "a test says so", func(c *config.Config) any { return c.Limits.MaxRoutes }})
+
+	tn := startTestNode(t, twoPools(t)+"limits: {max_certificates: 3, max_routes: 3}\n")
+	tn.rewrite("max_certificates: 3, max_routes: 3", "max_certificates: 9, max_routes: 4")
+	err := tn.client.Reload(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "limits.max_routes: changing it from 3 to 4 needs a restart (a test says so)") {
+		t.Fatalf("reload changing a restart-only limit: %v, want a refusal naming it", err)
+	}
+	if c, r := tn.resource("certificates").Limit, tn.resource("routes").Limit; c != 3 || r != 3 {
+		t.Errorf("after the refused reload: certificates limit %d, routes limit %d; want 3 and 3 (nothing applied)", c, r)
 	}
 }
