@@ -520,6 +520,35 @@ func TestFleetCapsExact(t *testing.T) {
 			count("route", err)
 		})
 	}
+	// Batch imports race the single additions too.
+	for i := range 6 {
+		tn := f.nodes[i%len(f.nodes)]
+		var items []admin.BatchItem
+		for j := range 3 {
+			c, k, _ := tn.ca.Issue(fmt.Sprintf("b%d-%d.uni-a.test", i, j))
+			items = append(items, admin.BatchItem{Source: fmt.Sprint(j), CertPEM: string(c), KeyPEM: string(k)})
+		}
+		wg.Go(func() {
+			<-start
+			res, err := tn.client.AddCerts(context.Background(), items)
+			if err != nil {
+				t.Errorf("batch: %v", err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for _, r := range res {
+				switch {
+				case r.Error == "":
+					outcome["certificate added"]++
+				case r.Limit != nil:
+					outcome["certificate refused by the limit"]++
+				default:
+					outcome["certificate in a batch failed: "+r.Error]++
+				}
+			}
+		})
+	}
 	close(start)
 	wg.Wait()
 	t.Logf("outcomes: %v", outcome)

@@ -1088,8 +1088,10 @@ func dropChainOps(p *plan, group []*plan) ([]store.Cond, []store.Op) {
 	return conds, ops
 }
 
-// flush writes a group of plans in one transaction. If another writer got in
-// the way, each bundle is installed on its own instead.
+// flush writes a group of plans in one transaction with the bundle
+// counter, admitted against it. If another writer moved only the counter,
+// the group is admitted and written again; if it changed what the plans
+// read, each bundle is installed on its own instead.
 func (m *Manager) flush(ctx context.Context, group []*plan, idx []int, results []Result, now time.Time) {
 	var conds []store.Cond
 	var ops []store.Op
@@ -1100,14 +1102,25 @@ func (m *Manager) flush(ctx context.Context, group []*plan, idx []int, results [
 		dropped += int64(len(p.dropped))
 	}
 	adding := int64(len(group))
+	var rev, after int64
 	cnt, err := m.readCounter(ctx)
-	if err == nil {
-		err = m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-dropped, adding)
-	}
-	var rev int64
-	after := cnt.Value + adding - dropped
-	if err == nil {
+	for attempt := 1; err == nil; attempt++ {
+		if err = m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-dropped, adding); err != nil {
+			break
+		}
+		after = cnt.Value + adding - dropped
 		rev, err = m.st.Txn(ctx, append(conds, cnt.Cond), append(ops, cnt.Op(after)))
+		if !errors.Is(err, store.ErrConflict) || attempt == maxAttempts {
+			break
+		}
+		// Another writer of the fleet moved the counter: admit the group
+		// again against it. If the counter did not move, a bundle or name
+		// changed, and the group is planned again item by item below.
+		cur, rerr := m.readCounter(ctx)
+		if rerr != nil || cur.Cond == cnt.Cond {
+			break
+		}
+		cnt = cur
 	}
 	if err == nil {
 		for k, p := range group {
