@@ -638,3 +638,20 @@ func TestRestartOnlyLimitRefusesReload(t *testing.T) {
 		t.Errorf("after the refused reload: certificates limit %d, routes limit %d; want 3 and 3 (nothing applied)", c, r)
 	}
 }
+
+// TestLocalCacheBytesFollowsReload checks store.etcd.local_cache_bytes,
+// the bound of a fleet node's local bundle cache, on reload.
+func TestLocalCacheBytesFollowsReload(t *testing.T) {
+	f := startFleet(t, 1, 1)
+	tn := f.nodes[0]
+	if got := tn.resource("local_bundle_cache").Limit; got != 512<<20 {
+		t.Fatalf("local_bundle_cache limit = %d, want the default 512MiB", got)
+	}
+	tn.reloadWith("dial_timeout: 2s\n", "dial_timeout: 2s\n    local_cache_bytes: 8MiB\n")
+	if got := tn.resource("local_bundle_cache").Limit; got != 8<<20 {
+		t.Fatalf("local_bundle_cache limit after reload = %d, want 8MiB", got)
+	}
+	if _, l, _ := tn.certs.LocalCacheStats(); l != 8<<20 {
+		t.Fatalf("local cache enforces %d, want 8MiB", l)
+	}
+}
