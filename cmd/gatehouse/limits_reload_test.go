@@ -501,6 +501,10 @@ func TestFleetCapsExact(t *testing.T) {
 			outcome[kind+" refused by the limit"]++
 		case errors.As(err, &apiErr) && apiErr.Code == "conflict":
 			outcome[kind+" lost a race (conflict)"]++
+		case errors.As(err, &apiErr) && apiErr.Status == http.StatusServiceUnavailable:
+			// etcd slower than request_timeout on a loaded machine: the
+			// write may or may not stand, the counter must still be exact.
+			outcome[kind+" store did not answer in time"]++
 		default:
 			t.Errorf("%s: %v", kind, err)
 		}
@@ -543,8 +547,10 @@ func TestFleetCapsExact(t *testing.T) {
 					outcome["certificate added"]++
 				case r.Limit != nil:
 					outcome["certificate refused by the limit"]++
+				case strings.Contains(r.Error, "store: unavailable"):
+					outcome["certificate store did not answer in time"]++
 				default:
-					outcome["certificate in a batch failed: "+r.Error]++
+					t.Errorf("batch item: %s", r.Error)
 				}
 			}
 		})
@@ -572,8 +578,8 @@ func TestFleetCapsExact(t *testing.T) {
 		if string(kv.Value) != fmt.Sprint(n) || n > c.limit {
 			t.Errorf("%ss: counter %s, stored %d, cap %d; want the counter exact and the cap held", c.kind, kv.Value, n, c.limit)
 		}
-		if int64(outcome[c.kind+" added"]) != n {
-			t.Errorf("%ss: %d additions answered success, %d stored", c.kind, outcome[c.kind+" added"], n)
+		if added := int64(outcome[c.kind+" added"]); added > n || (added < n && outcome[c.kind+" store did not answer in time"] == 0) {
+			t.Errorf("%ss: %d additions answered success, %d stored", c.kind, added, n)
 		}
 		if n != c.limit {
 			t.Logf("%ss: %d of %d installed (writers that lost races gave up)", c.kind, n, c.limit)
