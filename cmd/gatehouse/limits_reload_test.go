@@ -645,11 +645,19 @@ func TestRestartOnlyLimitRefusesReload(t *testing.T) {
 	}
 }
 
-// TestLocalCacheBytesFollowsReload checks store.etcd.local_cache_bytes,
-// the bound of a fleet node's local bundle cache, on reload.
-func TestLocalCacheBytesFollowsReload(t *testing.T) {
-	f := startFleet(t, 1, 1)
+// TestEtcdLimitsFollowReload checks store.etcd.local_cache_bytes, the
+// bound of a fleet node's local bundle cache, and limits.store_quota, which
+// on etcd lowers etcd's own quota, on reload.
+func TestEtcdLimitsFollowReload(t *testing.T) {
+	f := startFleetWith(t, 1, 1, "limits: {store_quota: 64MiB}\n")
 	tn := f.nodes[0]
+	if got := tn.resource("store").Limit; got != 64<<20 {
+		t.Fatalf("store limit on etcd with limits.store_quota 64MiB = %d, want 64MiB (below etcd's own quota)", got)
+	}
+	tn.reloadWith("store_quota: 64MiB", "store_quota: 1GiB")
+	if got := tn.resource("store").Limit; got != 1<<30 {
+		t.Fatalf("store limit after reload = %d, want 1GiB", got)
+	}
 	if got := tn.resource("local_bundle_cache").Limit; got != 512<<20 {
 		t.Fatalf("local_bundle_cache limit = %d, want the default 512MiB", got)
 	}
@@ -659,5 +667,18 @@ func TestLocalCacheBytesFollowsReload(t *testing.T) {
 	}
 	if _, l, _ := tn.certs.LocalCacheStats(); l != 8<<20 {
 		t.Fatalf("local cache enforces %d, want 8MiB", l)
+	}
+}
+
+func TestPrintLimitsShowsRefusals(t *testing.T) {
+	var buf bytes.Buffer
+	printLimits(&buf, []capacity.Resource{
+		{Name: "certificates", Unit: "count", Usage: 5, Limit: 5, Percent: 100, Level: capacity.LevelCritical, Hard: true, Refused24h: 7},
+		{Name: "memory", Unit: "bytes", Usage: 1 << 20, Limit: 1 << 30, Percent: 0.1, Level: capacity.LevelOK},
+	})
+	lines := strings.Split(buf.String(), "\n")
+	last := func(l string) string { f := strings.Fields(l); return f[len(f)-1] }
+	if !strings.HasSuffix(strings.TrimSpace(lines[0]), "REFUSED 24H") || last(lines[1]) != "7" || last(lines[2]) != "-" {
+		t.Errorf("gatehouse limits prints:\n%s", buf.String())
 	}
 }
