@@ -31,7 +31,7 @@ const (
 )
 
 // quotaHint is what a refusal of store bytes tells the operator to do.
-const quotaHint = "raise the quota (etcd: --quota-backend-bytes; embedded store: limits.store_quota), compact and defragment etcd, or import fewer"
+const quotaHint = "raise limits.store_quota (on etcd, also --quota-backend-bytes if it is the lower), compact and defragment etcd, or import fewer"
 
 // estimateStoreBytes estimates what installing b costs the store on disk,
 // counting its chain certificates unless seen already has their hash
