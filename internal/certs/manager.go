@@ -745,7 +745,10 @@ func (m *Manager) Add(ctx context.Context, certPEM, keyPEM []byte) (Info, []stri
 	}
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
-	if err := m.admitStore(ctx, []*Bundle{b}); err != nil { // quota.go
+	// A store that cannot tell its size now (etcd's status not yet
+	// answered after an outage) is not judged for one bundle: the write
+	// goes on, and fails on its own if the store is down or full.
+	if err := m.admitStore(ctx, []*Bundle{b}); err != nil && !errors.Is(err, store.ErrUnavailable) { // quota.go
 		return Info{}, nil, err
 	}
 	info, more, err := m.addLocked(ctx, b, now)
