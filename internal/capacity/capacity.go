@@ -77,7 +77,8 @@ type Settings struct {
 	WarnPercent, CriticalPercent float64
 	// Limits are the limits set by the configuration, by resource name
 	// (0: none). Where a probe reports a limit too (the store's own quota),
-	// the lower of the two holds.
+	// the lower of the two holds. The registry keeps the map: build a new
+	// one for each Configure.
 	Limits map[string]int64
 	// CheckInterval is the period of Run's check (0: DefaultCheckInterval).
 	CheckInterval time.Duration
@@ -364,8 +365,7 @@ func (r *Registry) transition(e *entry, s *Settings, usage, limit int64) {
 	}
 	e.level = level
 	attrs := []any{"resource", e.name, "usage", usage, "limit", limit, "percent", pct, "source", e.source}
-	rank := map[string]int{LevelOK: 0, LevelWarning: 1, LevelCritical: 2}
-	if rank[level] < rank[prev] {
+	if rank(level) < rank(prev) {
 		if level == LevelOK {
 			r.log.Info("resource back below warning level", attrs...)
 		} else {
@@ -373,12 +373,23 @@ func (r *Registry) transition(e *entry, s *Settings, usage, limit int64) {
 		}
 		return
 	}
-	if rank[prev] < 1 {
+	if rank(prev) < rank(LevelWarning) {
 		r.log.Warn("resource above warning level", append(attrs, "warn_percent", s.WarnPercent)...)
 	}
 	if level == LevelCritical {
 		r.log.Error("resource near its limit", append(attrs, "critical_percent", s.CriticalPercent)...)
 	}
+}
+
+// rank orders the levels.
+func rank(level string) int {
+	switch level {
+	case LevelCritical:
+		return 2
+	case LevelWarning:
+		return 1
+	}
+	return 0
 }
 
 // Check reads every resource and logs each change of level once (see
