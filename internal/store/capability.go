@@ -29,3 +29,31 @@ type ProgressWatcher interface {
 	// store that has caught up with the current revision.
 	RequestProgress(ctx context.Context) error
 }
+
+// Compactor is implemented by stores whose event history can be compacted
+// on demand (bolt, etcd).
+type Compactor interface {
+	// Compact drops the history of revisions up to and including rev, so
+	// that a watch from before rev gets ErrCompacted. rev must not be
+	// ahead of the store.
+	Compact(ctx context.Context, rev int64) error
+}
+
+// Remote is implemented by stores on other machines (etcd), for which a
+// node keeps local copies and fails fast while the store does not answer.
+type Remote interface {
+	// Identity names the store's data (its cluster and prefix): two
+	// stores with the same identity hold the same history.
+	Identity(ctx context.Context) (string, error)
+	// Reachable reports whether the store answered its last call or
+	// health probe, without calling it.
+	Reachable() bool
+}
+
+// SerializableGetter is implemented by stores that can answer a read from
+// the replica they are connected to, without a round of consensus (etcd).
+// Such a read may lag the latest writes by the replication delay.
+type SerializableGetter interface {
+	// GetSerializable is Get answered by the connected replica.
+	GetSerializable(ctx context.Context, key string) (KV, error)
+}

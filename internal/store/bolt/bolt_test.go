@@ -714,6 +714,13 @@ func TestScan(t *testing.T) {
 	}
 }
 
+// The optional capabilities bolt implements (see storetest.Run).
+var (
+	_ store.Sizer     = (*Store)(nil)
+	_ store.Scanner   = (*Store)(nil)
+	_ store.Compactor = (*Store)(nil)
+)
+
 // TestSetQuota lowers the quota of an open store below its size (writes
 // that grow the file are refused, nothing is removed) and raises it again
 // (they are accepted).
