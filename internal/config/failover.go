@@ -39,9 +39,8 @@ type Failover struct {
 	// ReturnAfter is how long a preferred zone must stay healthy before
 	// traffic returns to it (hysteresis, default 30s).
 	ReturnAfter Duration `yaml:"return_after"`
-	// SlowStart is how long an undrained or recovered zone's members take
-	// to reach their full share of new requests (default 30s; 0s is
-	// rejected, use 1ms for practically none).
+	// SlowStart is how long an undrained member takes to reach its full
+	// share of new requests (default 30s; use 1ms for practically none).
 	SlowStart Duration `yaml:"slow_start"`
 }
 
