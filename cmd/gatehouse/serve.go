@@ -428,7 +428,7 @@ func (n *node) doReload() error {
 	n.swapEdge(p)
 	n.reapplyDrains()
 	n.cfg.Store(cfg)
-	n.registerPoolCapacity() // rows for pools the new configuration adds
+	n.registerPoolCapacity()
 	n.applyLimits(cfg) // every config-driven limit, live (limits.go)
 	// In-flight requests hold their own reference to the old proxy's pools;
 	// closing it stops only its health checks.
