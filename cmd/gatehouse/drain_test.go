@@ -1,9 +1,14 @@
 package main
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -157,4 +162,85 @@ func fleetTail(t *testing.T, f *fleet) string {
 	}
 	return fmt.Sprintf("store:\n  etcd:\n    endpoints: [%s]\n    prefix: /fleet-test\n    request_timeout: 1s\n    dial_timeout: 2s\ntls:\n  kek_file: %s\n%s",
 		strings.Join(eps, ", "), n0.cfg.TLS.KEKFile, pools.String())
+}
+
+// TestDrainCLITimeoutAndBadInput: the drain command ends at its timeout
+// naming the member that still has a request in flight, then reports the
+// member drained once the request finished; bad API input is refused with
+// the field named and changes nothing.
+func TestDrainCLITimeoutAndBadInput(t *testing.T) {
+	tn := startTestNode(t, twoPools(t))
+	tn.addCert("app.uni-a.test")
+	ms := poolMembers(tn, "a")
+	a1, a2 := ms[0].Address, ms[1].Address
+
+	// A long request on each member of a.
+	c := tn.httpClient(false)
+	defer c.CloseIdleConnections()
+	done := make(chan string, 2)
+	for range 2 {
+		go func() {
+			code, body := get(t, c, "https://app.uni-a.test/?sleep=2500ms")
+			done <- fmt.Sprint(code, " ", body)
+		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		m := poolMembers(tn, "a")
+		if m[0].InFlight == 1 && m[1].InFlight == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("long requests not in flight: %+v", m)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	out, err := statusCLI(t, tn, "drain", "--member", a1, "--timeout", "600ms")
+	if err == nil || !strings.Contains(err.Error(), "still busy: a "+a1+": 1 in flight") {
+		t.Fatalf("drain with a request in flight: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "a "+a1+": 1 in flight") {
+		t.Errorf("no progress line:\n%s", out)
+	}
+	for range 2 {
+		if got := <-done; got != "200 a1" && got != "200 a2" {
+			t.Errorf("a long request during the drain: %s", got)
+		}
+	}
+	// Running it again waits for the connections and ends.
+	out, err = statusCLI(t, tn, "drain", "--member", a1, "--timeout", "10s")
+	if err != nil || !strings.Contains(out, "already drained") || !strings.Contains(out, "drained: no request in flight") {
+		t.Fatalf("second drain: %v\n%s", err, out)
+	}
+
+	adminCA, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.crt"))
+	tok, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.token"))
+	token := strings.TrimSpace(string(tok))
+	hc := tn.adminHTTP(adminCA)
+	for _, tt := range []struct {
+		body any
+		want string
+	}{
+		{map[string]any{"member": a2, "upgrade_grace": "soon"}, "upgrade_grace"},
+		{map[string]any{"pool": "a"}, "name a zone or a member"},
+		{map[string]any{"member": a2, "zonee": "x"}, "unknown field"},
+		{map[string]any{"member": "10.9.9.9:1"}, "no member matches"},
+	} {
+		b, _ := json.Marshal(tt.body)
+		req, _ := http.NewRequest(http.MethodPost, "https://"+tn.srv.Addr("admin")+"/v1/drain", bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode < 400 || resp.StatusCode >= 500 || !strings.Contains(string(msg), tt.want) {
+			t.Errorf("POST /v1/drain %v: %d %s, want a 4xx with %q", tt.body, resp.StatusCode, msg, tt.want)
+		}
+	}
+	if drained(tn, "a", a2) {
+		t.Error("refused input drained a2")
+	}
 }
