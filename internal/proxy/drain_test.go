@@ -256,3 +256,28 @@ func TestDrainUpgradeGrace(t *testing.T) {
 		return memberStatus(f.px, "p", ln.Addr().String()).OpenConns == 0
 	})
 }
+
+// TestUndrainSlowStart: an undrained member takes a small share of new
+// requests at first and its full share once slow start is over.
+func TestUndrainSlowStart(t *testing.T) {
+	a, b := newBackend(t, "a"), newBackend(t, "b")
+	pc := poolConfig("p", RoundRobin, a.addr(), b.addr())
+	const slow = 400 * time.Millisecond
+	pc.Failover.SlowStart = config.Duration(slow)
+	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: "app.test", PathPrefix: "/", Pool: "p"}}}, Options{})
+	f.px.SetDrained(map[string]map[string]Drain{"p": {a.addr(): {}}})
+	if got := count(t, f, "app.test", "/", 20); got["a"] != 0 {
+		t.Fatalf("drained a got %d requests", got["a"])
+	}
+	start := time.Now()
+	f.px.SetDrained(nil)
+	early := count(t, f, "app.test", "/", 100)
+	if time.Since(start) < slow/4 && early["a"] > 35 {
+		// Without slow start a would get 50 of 100.
+		t.Errorf("in the first quarter of slow start a got %d of 100", early["a"])
+	}
+	time.Sleep(slow - time.Since(start) + 10*time.Millisecond)
+	if late := count(t, f, "app.test", "/", 100); late["a"] != 50 {
+		t.Errorf("after slow start a got %d of 100, want 50", late["a"])
+	}
+}
