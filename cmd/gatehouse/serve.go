@@ -186,7 +186,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	n.capacity = capacity.New(capacity.Options{Logger: log, WarnPercent: cfg.Limits.WarnPercent})
 	n.registerResources()
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs},
+	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	// Response cache answers by result; its bytes are a capacity resource.
 	for result, get := range map[string]func(proxy.CacheStats) uint64{
@@ -302,6 +302,7 @@ func (n *node) registerResources() {
 		}
 		return n.srv.Connections("https")
 	})
+	n.registerListenerResources()
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
 	r.Register("go_heap", "bytes", "Go soft memory limit (limits.memory_soft_limit)", false, func() (int64, int64) {
@@ -378,13 +379,14 @@ func (n *node) doReload() error {
 		return err
 	}
 	old := n.cfg.Load()
-	if cfg.Listeners != old.Listeners || cfg.DataDir != old.DataDir || cfg.TLS != old.TLS {
-		n.log.Warn("reload: listener, data_dir and tls changes take effect at the next restart")
-	}
 	prev := n.edge.Load()
 	p, err := proxy.New(cfg, proxy.Options{Logger: n.log, AccessLog: cfg.Log.Access, Previous: prev})
 	if err != nil {
 		return err
+	}
+	// Connection limits (max_connections, queue, per_client) apply now.
+	if restart := n.srv.Reconfigure(cfg.Listeners); len(restart) > 0 || cfg.DataDir != old.DataDir || cfg.TLS != old.TLS {
+		n.log.Warn("reload: listener addresses and timeouts, data_dir and tls changes take effect at the next restart", "listeners", restart)
 	}
 	n.swapEdge(p)
 	n.cfg.Store(cfg)

@@ -20,7 +20,10 @@ func (s *Server) Collector() prometheus.Collector { return collector{s} }
 
 type collector struct{ s *Server }
 
-func (c collector) Describe(ch chan<- *prometheus.Desc) {
+func (c collector) Describe(ch chan<- *prometheus.Desc) { DescribeMetrics(ch) }
+
+// DescribeMetrics sends the descriptions of the Collector's metrics.
+func DescribeMetrics(ch chan<- *prometheus.Desc) {
 	ch <- refusedDesc
 	ch <- queuedDesc
 	ch <- trackedDesc
