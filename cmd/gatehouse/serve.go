@@ -38,6 +38,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var path string
+	var newStore bool
 	var uf upgradeFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -54,7 +55,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := startNode(cmd.Context(), cfg, log, reload, withUpgrades(up))
+			n, err := startNode(cmd.Context(), cfg, log, reload, withUpgrades(up), withNewStore(newStore))
 			if err != nil {
 				up.stop()
 				return err
@@ -63,6 +64,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "gatehouse.yaml", "configuration file")
+	cmd.Flags().BoolVar(&newStore, "new-store", false, "start with a new, empty store although the data directory's store held data (it is missing, empty or damaged and will not be restored from a backup); the old file is kept as gatehouse.db.damaged-TIME")
 	uf.register(cmd)
 	return cmd
 }
@@ -97,6 +99,7 @@ type node struct {
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
 	up       *upgrades // binary upgrades (upgrade.go); nil: none
+	newStore bool      // serve --new-store
 }
 
 // startNode wires every part from cfg and starts serving. reload, if not
@@ -124,7 +127,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = n.up.openStore(cfg, log)
+	n.store, err = n.up.openStore(cfg, log, n.newStore)
 	if err != nil {
 		return nil, err
 	}
