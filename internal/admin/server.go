@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gatehouse/internal/certs"
@@ -373,6 +374,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, store.ErrTooLarge):
 		return http.StatusInsufficientStorage, "quota_exceeded"
+	case errors.Is(err, syscall.ENOSPC): // the store's disk is full
+		return http.StatusInsufficientStorage, "disk_full"
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrClosed):
 		return http.StatusServiceUnavailable, "store_unavailable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

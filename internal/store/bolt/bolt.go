@@ -17,6 +17,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -704,6 +705,9 @@ func (s *Store) writeError(r *txnReq, err error) error {
 		}
 		return fmt.Errorf("txn of %d ops (%d bytes of keys and values): store file %s would grow beyond its quota of %d bytes (it is %d bytes): %w",
 			len(r.ops), r.size, s.path, s.opts.QuotaBytes, size, store.ErrTooLarge)
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("txn of %d ops: writing store file %s: the disk is full (free space on it, then retry): %w", len(r.ops), s.path, err)
 	}
 	return fmt.Errorf("txn: writing store file %s: %w", s.path, err)
 }
