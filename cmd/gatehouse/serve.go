@@ -119,6 +119,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
+	if err := server.CheckDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	kekPath := cfg.TLS.KEKFile
 	if kekPath == "" {
 		kekPath = filepath.Join(cfg.DataDir, "kek")
