@@ -88,3 +88,22 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 		t.Fatalf("fresh data directory: %v", err)
 	}
 }
+
+// TestDataDirWritableByOthersRefused: a node does not start on a data
+// directory others can write to.
+func TestDataDirWritableByOthersRefused(t *testing.T) {
+	tn := startTestNode(t, twoPools(t))
+	tn.stop()
+	tn.done <- nil // stopped: the cleanup's stop returns at once
+	if err := os.Chmod(tn.cfg.DataDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	_, err := restart(t, tn.cfg)
+	if err == nil || !strings.Contains(err.Error(), tn.cfg.DataDir) || !strings.Contains(err.Error(), "chmod 700") {
+		t.Fatalf("start on a world-writable data directory: %v; want a refusal naming it", err)
+	}
+	os.Chmod(tn.cfg.DataDir, 0o700)
+	if _, err := restart(t, tn.cfg); err != nil {
+		t.Fatalf("start after chmod 700: %v", err)
+	}
+}
