@@ -406,3 +406,44 @@ func TestClientKeyGroupsIPv6By64(t *testing.T) {
 		t.Fatalf("second connection of the same /64: reason %q, want %s", reason, RefusedPerClientConnections)
 	}
 }
+
+// TestShutdownWithQueuedClients: clients waiting in the queue when the
+// server shuts down get an answer (their connection closes) and Shutdown
+// ends by its deadline.
+func TestShutdownWithQueuedClients(t *testing.T) {
+	n := startLimited(t, func(ls *config.Listeners) {
+		ls.HTTPS.MaxConnections = 1
+		ls.HTTPS.MaxQueued = 4
+		ls.HTTPS.QueueTimeout = config.Duration(time.Minute)
+		ls.HTTPS.PerClient.MaxConnections = -1
+	})
+	n.hold("")
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			c, err := n.dialFrom("")
+			if err == nil {
+				c.Close()
+			}
+			errs <- err
+		}()
+	}
+	n.waitStats("two queued", func(st ListenerStats) bool { return st.Queued == 2 })
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- n.s.Shutdown(ctx) }()
+	for range 2 {
+		if err := <-errs; err == nil {
+			t.Error("a queued client completed its handshake on a server shutting down")
+		} else if strings.Contains(err.Error(), "timeout") {
+			t.Errorf("queued client: %v; want the connection closed, not a timeout", err)
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		n.releaseAll()
+		t.Fatal("Shutdown still running 10s after its 200ms deadline")
+	}
+}
