@@ -106,8 +106,10 @@ func (u *upgrades) openStore(cfg *config.Config, log *slog.Logger, newStore bool
 		return openStore(cfg, log, newStore)
 	}
 	// The old process checked the file when it opened it.
-	return bolt.Open(filepath.Join(cfg.DataDir, "gatehouse.db"), bolt.Options{
+	path := filepath.Join(cfg.DataDir, "gatehouse.db")
+	return bolt.Open(path, bolt.Options{
 		Logger: log, QuotaBytes: int64(cfg.Limits.StoreQuota), ReadOnly: true, SkipCheck: true,
+		Marker: path + ".marker", // written once writable, if the store gets its first data here
 	})
 }
 

@@ -23,7 +23,7 @@ import (
 // limitedNode is a Server whose HTTPS (and plain status) handler blocks each
 // request until released, so that tests can hold connections open.
 type limitedNode struct {
-	t       *testing.T
+	t       testing.TB
 	s       *Server
 	cfg     *config.Config
 	ccfg    *tls.Config
@@ -45,7 +45,22 @@ func (n *limitedNode) advance(d time.Duration) {
 	n.mu.Unlock()
 }
 
-func startLimited(t *testing.T, set func(ls *config.Listeners)) *limitedNode {
+// startLimitedB holds the only slot of a listener (full) or sets no limit.
+func startLimitedB(b *testing.B, full bool) *limitedNode {
+	n := startLimited(b, func(ls *config.Listeners) {
+		ls.HTTPS.PerClient = config.PerClient{MaxConnections: -1, MaxNewPerSecond: -1}
+		if full {
+			ls.HTTPS.MaxConnections = 1
+			ls.HTTPS.MaxQueued = -1
+		}
+	})
+	if full {
+		n.hold("")
+	}
+	return n
+}
+
+func startLimited(t testing.TB, set func(ls *config.Listeners)) *limitedNode {
 	t.Helper()
 	dir := t.TempDir()
 	certFile := filepath.Join(dir, "c.pem")
@@ -445,5 +460,34 @@ func TestShutdownWithQueuedClients(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		n.releaseAll()
 		t.Fatal("Shutdown still running 10s after its 200ms deadline")
+	}
+}
+
+// BenchmarkRefusalAtLimit measures how long a client at the connection
+// limit waits for its refusal (TLS dial to the internal_error alert), and,
+// for comparison, a full handshake below the limit.
+func BenchmarkRefusalAtLimit(b *testing.B) {
+	for _, full := range []bool{true, false} {
+		name := "refused"
+		if !full {
+			name = "admitted"
+		}
+		b.Run(name, func(b *testing.B) {
+			n := startLimitedB(b, full)
+			b.ResetTimer()
+			for b.Loop() {
+				c, err := n.dialFrom("")
+				if full {
+					if err == nil || !strings.Contains(err.Error(), "internal error") {
+						b.Fatalf("want a refusal, got %v", err)
+					}
+					continue
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
 	}
 }
