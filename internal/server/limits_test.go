@@ -379,7 +379,7 @@ func TestPerClientLimits(t *testing.T) {
 		}
 		c.Close()
 	}
-	st = n.waitStats("the table back at its bound", func(st ListenerStats) bool { return st.TrackedClients <= 16 })
+	st = n.waitStats("the table at its bound", func(st ListenerStats) bool { return st.TrackedClients == 16 })
 	if st.TrackedMax != 16 {
 		t.Fatalf("tracked max = %d, want 16", st.TrackedMax)
 	}
