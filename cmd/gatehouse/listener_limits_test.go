@@ -219,13 +219,3 @@ func (tn *testNode) metrics() string {
 	b, _ := io.ReadAll(resp.Body)
 	return string(b)
 }
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
