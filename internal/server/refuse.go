@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"encoding/binary"
 	"io"
 	"net"
@@ -50,9 +51,19 @@ var busyResponse = "HTTP/1.1 503 Service Unavailable\r\n" +
 	"Connection: close\r\n" +
 	"Content-Length: " + strconv.Itoa(len(busyBody)) + "\r\n\r\n" + busyBody
 
-// refuseHTTP answers a plain-HTTP client that cannot be served with 503.
+// refuseHTTP answers a plain-HTTP client that cannot be served with 503,
+// once its request head has arrived (an answer before the request is one
+// a client may discard as unsolicited).
 func refuseHTTP(c net.Conn) {
 	c.SetDeadline(time.Now().Add(refuseWait))
+	buf := make([]byte, 0, 8<<10)
+	for len(buf) < cap(buf) && !bytes.Contains(buf, []byte("\r\n\r\n")) {
+		n, err := c.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return
+		}
+	}
 	if _, err := io.WriteString(c, busyResponse); err != nil {
 		return
 	}
