@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -11,13 +12,23 @@ import (
 // servedCertificate returns the certificate the HTTPS listener serves for
 // a TLS server name: the proxy answers 421 to a request whose Host that
 // certificate does not cover (another tenant's session).
+// It runs only for a request whose Host differs from its session's server
+// name (HTTP/2 clients coalescing across one certificate's names).
 func (n *node) servedCertificate(serverName string) *tls.Certificate {
-	cert, err := n.certs.GetCertificate(&tls.ClientHelloInfo{ServerName: serverName})
+	hello := helloPool.Get().(*tls.ClientHelloInfo)
+	hello.ServerName = serverName
+	cert, err := n.certs.GetCertificate(hello)
+	hello.ServerName = ""
+	helloPool.Put(hello)
 	if err != nil {
 		return nil
 	}
 	return cert
 }
+
+// helloPool holds the ClientHelloInfos servedCertificate asks with
+// (GetCertificate does not keep them).
+var helloPool = sync.Pool{New: func() any { return new(tls.ClientHelloInfo) }}
 
 // registerClientErrors exposes the proxy's client errors (aborted or reset
 // requests, malformed or stalled bodies, stalled readers, misdirected

@@ -68,6 +68,8 @@ func TestHostileClientsNode(t *testing.T) {
 routes:
   - {host: app.uni-a.test, pool: a, body_read_timeout: 300ms}
   - {host: app.uni-b.test, pool: b}
+  - {host: shop.uni-a.test, pool: a}
+  - {host: www.uni-a.test, pool: a}
 status:
   hysteresis: 100ms
   error_rate: {window: 10s, min_requests: 5}
@@ -77,6 +79,7 @@ status:
 `, addrOf(member), addrOf(member)))
 	tn.addCert("app.uni-a.test")
 	tn.addCert("app.uni-b.test")
+	tn.addCert("shop.uni-a.test", "www.uni-a.test")
 	addr := tn.srv.Addr("https")
 	dial := func(sni string) *tls.Conn {
 		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sni, RootCAs: tn.roots, NextProtos: []string{"http/1.1"}})
@@ -165,6 +168,20 @@ status:
 	if strings.Contains(got(), "Host: app.uni-b.test") {
 		t.Error("a cross-tenant request reached tenant B's pool")
 	}
+	// HTTP/2 coalescing: another name of the certificate that served the
+	// session is served on it.
+	req, _ = http.NewRequest(http.MethodGet, "https://shop.uni-a.test/", nil)
+	req.Host = "www.uni-a.test"
+	res, err = c.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.ProtoMajor != 2 || res.TLS.ServerName != "shop.uni-a.test" || res.StatusCode != 200 || string(body) != "tenant www.uni-a.test" {
+		t.Errorf("coalesced HTTP/%d request on %q's session: %d %q, want HTTP/2 200 from www.uni-a.test",
+			res.ProtoMajor, res.TLS.ServerName, res.StatusCode, body)
+	}
 	// The tenant's own requests pass.
 	for range 10 {
 		normal()
@@ -206,9 +223,9 @@ status:
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(mres.Body)
+	mbody, _ := io.ReadAll(mres.Body)
 	mres.Body.Close()
-	metrics := string(body)
+	metrics := string(mbody)
 	if !strings.Contains(metrics, `gatehouse_client_errors_total{reason="bad_body"} 40`) {
 		t.Errorf("metrics lack gatehouse_client_errors_total{reason=\"bad_body\"} 40:\n%s", grepLines(metrics, "client_errors"))
 	}

@@ -467,6 +467,7 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 			}
 			if flush {
 				if err := http.NewResponseController(w).Flush(); err != nil {
+					px.clientErrs.add(writeReason(err))
 					return
 				}
 			}

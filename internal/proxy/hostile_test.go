@@ -616,6 +616,8 @@ func TestMisdirected(t *testing.T) {
 		{"h1_wildcard_two_labels", func(t *testing.T) int { return h1(t, "app.uni-a.test", "GET /", "y.x.shop.uni-a.test") }, 421},
 		{"h2_allow_misdirected_route", func(t *testing.T) int { return h2(t, "app.uni-a.test", "open.uni-b.test") }, 200},
 		{"h2_reverse", func(t *testing.T) int { return h2(t, "app.uni-b.test", "app.uni-a.test") }, 421},
+		// No server name: the certificate served for none covers no tenant.
+		{"h1_no_sni", func(t *testing.T) int { return h1(t, "", "GET /", "app.uni-a.test") }, 421},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -629,8 +631,8 @@ func TestMisdirected(t *testing.T) {
 			t.Errorf("tenant b's member received a misdirected request for %q", r.Host)
 		}
 	}
-	if got := px.ClientErrors()[ReasonMisdirected]; got != 5 {
-		t.Errorf("client errors misdirected = %d, want 5", got)
+	if got := px.ClientErrors()[ReasonMisdirected]; got != 6 {
+		t.Errorf("client errors misdirected = %d, want 6", got)
 	}
 	same := &http.Request{Host: "app.uni-a.test:443", TLS: &tls.ConnectionState{ServerName: "App.uni-a.test"}}
 	coalesced := &http.Request{Host: "x.shop.uni-a.test", TLS: &tls.ConnectionState{ServerName: "app.uni-a.test"}}
@@ -785,4 +787,38 @@ func TestClientErrorCountingDoesNotAllocate(t *testing.T) {
 	if got := c.n[reasonWriteTimeout].Load(); got != 101 {
 		t.Errorf("write_timeout counted %d times, want 101", got)
 	}
+}
+
+// TestRouteTimeouts: a route's body_read_timeout and write_idle_timeout
+// override the listener's.
+func TestRouteTimeouts(t *testing.T) {
+	rec := newRecorder(t)
+	pc := poolConfig("rp", "", rec.addr())
+	pc.MaxConnsPerMember = 8
+	f := newFront(t, &config.Config{
+		Listeners: config.Listeners{HTTPS: config.Listener{
+			BodyReadTimeout: config.Duration(time.Hour), WriteIdleTimeout: config.Duration(time.Hour)}},
+		Pools: []config.Pool{pc, poolConfig("direct", "", rec.addr())},
+		Routes: []config.Route{
+			{Host: "rp.test", Pool: "rp", BodyReadTimeout: config.Duration(200 * time.Millisecond)},
+			{Host: "direct.test", Pool: "direct", WriteIdleTimeout: config.Duration(200 * time.Millisecond)},
+		},
+	}, Options{})
+	hs := &hostileSetup{front: f, rec: rec}
+
+	conn := hs.raw(t)
+	io.WriteString(conn, "POST /upload HTTP/1.1\r\nHost: rp.test\r\nContent-Length: 1000\r\n\r\n0123456789")
+	res, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("stalled body on a route with body_read_timeout: %v", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusRequestTimeout {
+		t.Errorf("status %d, want 408", res.StatusCode)
+	}
+
+	conn = hs.raw(t)
+	io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: direct.test\r\n\r\n")
+	waitFor(t, "the unread response to be cut off", func() bool { return rec.bigCut.Load() == 1 })
+	waitFor(t, "the member connections to be released", func() bool { return rec.open.Load() == 0 })
 }
