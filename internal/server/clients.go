@@ -14,19 +14,29 @@ type clientAddr = netip.Addr
 
 // clientKey returns the client unit of a remote address.
 func clientKey(a net.Addr) (clientAddr, bool) {
+	ip, ok := remoteIP(a)
+	if !ok {
+		return clientAddr{}, false
+	}
+	return unitOf(ip), true
+}
+
+// remoteIP returns the IP address of a TCP remote address.
+func remoteIP(a net.Addr) (netip.Addr, bool) {
 	ta, ok := a.(*net.TCPAddr)
 	if !ok {
-		return clientAddr{}, false
+		return netip.Addr{}, false
 	}
 	ip, ok := netip.AddrFromSlice(ta.IP)
-	if !ok {
-		return clientAddr{}, false
-	}
-	ip = ip.Unmap()
+	return ip.Unmap(), ok
+}
+
+// unitOf returns the unit an address counts in: itself (IPv4) or its /64.
+func unitOf(ip netip.Addr) clientAddr {
 	if ip.Is6() {
-		ip = netip.PrefixFrom(ip, 64).Masked().Addr()
+		return netip.PrefixFrom(ip, 64).Masked().Addr()
 	}
-	return ip, true
+	return ip
 }
 
 // clientLimits are the per-client limits of a listener.
@@ -40,7 +50,7 @@ type clientLimits struct {
 
 func (cl *clientLimits) off() bool { return cl.maxConns <= 0 && cl.rate <= 0 }
 
-func (cl *clientLimits) allowed(a clientAddr) bool {
+func (cl *clientLimits) allowed(a netip.Addr) bool {
 	for _, p := range cl.allow {
 		if p.Contains(a) {
 			return true
@@ -74,12 +84,14 @@ func newClientTable() *clientTable {
 	return &clientTable{m: map[clientAddr]*client{}}
 }
 
-// admit counts a new connection of a; tracked says whether release must
-// be called for it; reason is non-empty when it is refused.
-func (t *clientTable) admit(cl *clientLimits, a clientAddr, now time.Time) (tracked bool, reason string) {
-	if cl.off() || cl.allowed(a) {
+// admit counts a new connection from ip; tracked says whether release must
+// be called for its unit; reason is non-empty when it is refused. The
+// allow-list is matched against ip itself, not its unit.
+func (t *clientTable) admit(cl *clientLimits, ip netip.Addr, now time.Time) (tracked bool, reason string) {
+	if cl.off() || cl.allowed(ip) {
 		return false, ""
 	}
+	a := unitOf(ip)
 	c := t.m[a]
 	if c == nil {
 		for len(t.m) >= cl.maxTracked && t.idle.Len() > 0 {

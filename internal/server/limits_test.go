@@ -411,14 +411,21 @@ func TestClientKeyGroupsIPv6By64(t *testing.T) {
 			t.Errorf("clientKey(%s) = %s, want %s", tt.in, got, tt.want)
 		}
 	}
-	cl := clientLimits{maxConns: 1, maxTracked: 8}
+	allowed, _ := netip.ParsePrefix("2001:db8:1:2::5/128")
+	cl := clientLimits{maxConns: 1, maxTracked: 8, allow: []netip.Prefix{allowed}}
 	tab := newClientTable()
-	a, _ := netip.ParseAddr("2001:db8:1:2::")
+	a, _ := netip.ParseAddr("2001:db8:1:2::1")
+	b, _ := netip.ParseAddr("2001:db8:1:2::2")
 	if tracked, reason := tab.admit(&cl, a, time.Now()); !tracked || reason != "" {
 		t.Fatalf("first connection of the /64: tracked=%v reason=%q", tracked, reason)
 	}
-	if _, reason := tab.admit(&cl, a, time.Now()); reason != RefusedPerClientConnections {
+	if _, reason := tab.admit(&cl, b, time.Now()); reason != RefusedPerClientConnections {
 		t.Fatalf("second connection of the same /64: reason %q, want %s", reason, RefusedPerClientConnections)
+	}
+	// The allow-list matches the address itself, not its /64.
+	five, _ := netip.ParseAddr("2001:db8:1:2::5")
+	if tracked, reason := tab.admit(&cl, five, time.Now()); tracked || reason != "" {
+		t.Fatalf("allow-listed address in a full /64: tracked=%v reason=%q, want exempt", tracked, reason)
 	}
 }
 
@@ -490,4 +497,29 @@ func BenchmarkRefusalAtLimit(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestPerClientIPv6: over a real IPv6 loopback connection the per-client
+// cap counts ::1's /64, and an allow-list entry for the address exempts it
+// after a reload.
+func TestPerClientIPv6(t *testing.T) {
+	if ln, err := net.Listen("tcp", "[::1]:0"); err != nil {
+		t.Fatalf("this test needs IPv6 loopback: %v", err)
+	} else {
+		ln.Close()
+	}
+	n := startLimited(t, func(ls *config.Listeners) {
+		ls.HTTPS.Address = "[::1]:0"
+		ls.HTTPS.PerClient = config.PerClient{MaxConnections: 1, MaxNewPerSecond: -1}
+	})
+	n.hold("::1")
+	n.wantRefused("::1")
+	allowed := n.cfg.Listeners
+	allowed.HTTPS.PerClient.Allow = []string{"::1"}
+	n.s.Reconfigure(allowed)
+	c, err := n.dialFrom("::1")
+	if err != nil {
+		t.Fatalf("allow-listed ::1: %v", err)
+	}
+	c.Close()
 }

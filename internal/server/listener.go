@@ -200,7 +200,8 @@ func isTemporary(err error) bool {
 
 // admit serves, queues or refuses a new connection.
 func (l *limitListener) admit(c net.Conn) {
-	key, keyOK := clientKey(c.RemoteAddr())
+	ip, keyOK := remoteIP(c.RemoteAddr())
+	key := unitOf(ip)
 	now := l.now()
 	l.mu.Lock()
 	if l.closed {
@@ -211,7 +212,7 @@ func (l *limitListener) admit(c net.Conn) {
 	tracked := false
 	if keyOK {
 		var reason string
-		tracked, reason = l.clients.admit(&l.lim.perClient, key, now)
+		tracked, reason = l.clients.admit(&l.lim.perClient, ip, now)
 		if reason != "" {
 			l.rejectLocked(c, reason)
 			l.mu.Unlock()
