@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -448,17 +449,15 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 		}
 	}
 	if m.local != nil {
+		bg.Go(func() { loop.Every(ctx, m.opts.SnapshotEvery, requestSave) })
 		bg.Go(func() {
-			t := time.NewTicker(m.opts.SnapshotEvery)
-			defer t.Stop()
 			for {
 				select {
 				case <-ctx.Done():
 					return
-				case <-t.C:
 				case <-save:
+					m.saveSnapshot()
 				}
-				m.saveSnapshot()
 			}
 		})
 		if caughtUp == nil {

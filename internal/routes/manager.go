@@ -73,10 +73,9 @@ type Manager struct {
 	advanced chan struct{}
 	count    atomic.Int64
 
-	started atomic.Bool
-	runMu   sync.Mutex // guards cancel and done
-	cancel  context.CancelFunc
-	done    <-chan struct{}
+	started  atomic.Bool
+	runMu    sync.Mutex // guards follower
+	follower *store.Follower
 }
 
 // NewManager returns a Manager over st. Call Start to load the routes and
@@ -154,7 +153,7 @@ func (m *Manager) config() *config.Config {
 func (m *Manager) Start(ctx context.Context) error {
 	m.runMu.Lock()
 	defer m.runMu.Unlock()
-	if m.done != nil {
+	if m.follower != nil {
 		return errors.New("routes: manager already started")
 	}
 	opts := store.FollowOptions{What: "routes", Logger: m.log, PageSize: listPageSize}
@@ -162,13 +161,11 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel = cancel
 	m.started.Store(true)
 	// Follow opens the first watch before it returns: a write right after
 	// Start is not missed.
 	opts.Loaded, opts.FromRev = true, rev
-	m.done = store.Follow(runCtx, m.st, Prefix, opts, (*feed)(m)).Done()
+	m.follower = store.Follow(context.WithoutCancel(ctx), m.st, Prefix, opts, (*feed)(m))
 	m.log.Info("dynamic routes loaded", "routes", m.Count(), "rev", rev)
 	return nil
 }
@@ -177,12 +174,8 @@ func (m *Manager) Start(ctx context.Context) error {
 // not close the store.
 func (m *Manager) Close() error {
 	m.runMu.Lock()
-	cancel, done := m.cancel, m.done
-	m.runMu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
+	defer m.runMu.Unlock()
+	m.follower.Stop()
 	return nil
 }
 
