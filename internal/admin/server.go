@@ -397,7 +397,8 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v
 // fail maps an error to a status and a message that is safe to show.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
-	if status >= 500 && status != http.StatusInsufficientStorage {
+	// Quota refusals are logged where they are decided; a full disk is not.
+	if status >= 500 && (status != http.StatusInsufficientStorage || code == "disk_full") {
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	var b ErrorBody
