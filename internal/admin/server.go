@@ -48,6 +48,8 @@ type Options struct {
 	Certs Certs
 	// Routes manages the dynamic routes (routes.go).
 	Routes Routes
+	// Hostnames manages the customer hostnames (hostnames.go).
+	Hostnames Hostnames
 	// Pools returns the live state of the backend pools.
 	Pools func() any
 	// Reload re-reads the static configuration and swaps it in.
@@ -98,6 +100,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Routes != nil {
 		s.handleRoutes()
+	}
+	if opts.Hostnames != nil {
+		s.handleHostnames()
 	}
 	if opts.Pools != nil {
 		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
