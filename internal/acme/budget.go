@@ -31,13 +31,13 @@ type budgets struct {
 	l   limits
 	now func() time.Time
 
-	mu       sync.Mutex
-	orders   []time.Time            // this account's new orders, oldest first
-	perDom   map[string][]time.Time // registered domain → certificates issued
-	perName  map[string][]time.Time // name set → certificates issued (duplicates)
-	failed   map[string][]time.Time // name → failed validations
-	limited  time.Time              // the CA said rateLimited until then
-	queued   map[string]bool        // names waiting for budget
+	mu      sync.Mutex
+	orders  []time.Time            // this account's new orders, oldest first
+	perDom  map[string][]time.Time // registered domain → certificates issued
+	perName map[string][]time.Time // name set → certificates issued (duplicates)
+	failed  map[string][]time.Time // name → failed validations
+	limited time.Time              // the CA said rateLimited until then
+	queued  map[string]bool        // names waiting for budget
 }
 
 func newBudgets(l limits, now func() time.Time) *budgets {

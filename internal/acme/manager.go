@@ -389,7 +389,7 @@ func (m *Manager) order(ctx context.Context, h hostnames.Hostname) (orderResult,
 	var lastErr error
 	for _, dir := range cfg.Directories {
 		client := &acmez.Client{
-			Client: &acmeproto.Client{Directory: dir, HTTPClient: m.http, Logger: slog.New(slog.DiscardHandler)},
+			Client:           &acmeproto.Client{Directory: dir, HTTPClient: m.http, Logger: slog.New(slog.DiscardHandler)},
 			ChallengeSolvers: m.solvers(cfg),
 		}
 		acct, err := m.account(ctx, client.Client, dir)

@@ -42,7 +42,7 @@ type Options struct {
 
 // CA is an in-process ACME CA.
 type CA struct {
-	srv *httptest.Server
+	srv         *httptest.Server
 	dns, dnsTCP *dns.Server
 	// handler is the front end, swapped when the ports change.
 	handler atomic.Pointer[http.Handler]
