@@ -6,11 +6,14 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -51,8 +54,20 @@ func portOf(t *testing.T, addr string) int {
 	return n
 }
 
-// waitState polls a hostname until it reaches state (or fails the test).
+// waitState polls a hostname until it reaches state (or fails the test,
+// at once if the hostname fails).
 func waitState(t *testing.T, c *admin.Client, name string, state hostnames.State, within time.Duration) hostnames.Hostname {
+	t.Helper()
+	return waitFor(t, c, name, state, within, true)
+}
+
+// waitStateSkipFailed is waitState through failed attempts.
+func waitStateSkipFailed(t *testing.T, c *admin.Client, name string, state hostnames.State, within time.Duration) hostnames.Hostname {
+	t.Helper()
+	return waitFor(t, c, name, state, within, false)
+}
+
+func waitFor(t *testing.T, c *admin.Client, name string, state hostnames.State, within time.Duration, stopOnFailed bool) hostnames.Hostname {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	var h hostnames.Hostname
@@ -62,7 +77,7 @@ func waitState(t *testing.T, c *admin.Client, name string, state hostnames.State
 		if err == nil && h.State == state {
 			return h
 		}
-		if err == nil && h.State == hostnames.Failed {
+		if err == nil && h.State == hostnames.Failed && stopOnFailed {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -146,5 +161,178 @@ func TestACMEIssueEndToEnd(t *testing.T) {
 				t.Errorf("get after removal: %v", err)
 			}
 		})
+	}
+}
+
+// handshakeLoop runs verified handshakes for name until stop is closed and
+// returns how many succeeded and failed.
+func handshakeLoop(addr, name string, roots *x509.CertPool, stop <-chan struct{}) (ok, failed *atomic.Int64, done <-chan struct{}) {
+	ok, failed = new(atomic.Int64), new(atomic.Int64)
+	d := make(chan struct{})
+	go func() {
+		defer close(d)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := verifiedHandshake(addr, name, roots); err != nil {
+				failed.Add(1)
+			} else {
+				ok.Add(1)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
+	return ok, failed, d
+}
+
+func TestACMERenewal(t *testing.T) {
+	// 20-second certificates: renewed at about half their lifetime (or
+	// inside the CA's ARI window).
+	tn, ca := startACME(t, 20, "  challenges: [tls-alpn-01]\n")
+	ctx := context.Background()
+	name := "renew.uni-d.test"
+	if _, err := tn.client.AddHostname(ctx, admin.HostnameRequest{Name: name, Pool: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	first := waitState(t, tn.client, name, hostnames.Active, 30*time.Second)
+	roots, _ := ca.Roots()
+	stop := make(chan struct{})
+	ok, failed, done := handshakeLoop(tn.srv.Addr("https"), name, roots, stop)
+	deadline := time.Now().Add(40 * time.Second)
+	var h hostnames.Hostname
+	for time.Now().Before(deadline) {
+		var err error
+		h, err = tn.client.GetHostname(ctx, name)
+		if err == nil && h.Serial != first.Serial && h.State == hostnames.Active {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// A few more handshakes on the new certificate.
+	time.Sleep(200 * time.Millisecond)
+	close(stop)
+	<-done
+	if h.Serial == first.Serial {
+		t.Fatalf("not renewed: %+v", h)
+	}
+	if !h.NextAttempt.After(first.NextAttempt) || !h.NextAttempt.Before(h.NotAfter) {
+		t.Errorf("renewal time %v not after the first (%v) and before expiry %v", h.NextAttempt, first.NextAttempt, h.NotAfter)
+	}
+	leaf, err := verifiedHandshake(tn.srv.Addr("https"), name, roots)
+	if err != nil || leaf.SerialNumber.Text(16) != h.Serial {
+		t.Errorf("served %v (%v), want the new serial %s", leaf, err, h.Serial)
+	}
+	if failed.Load() != 0 || ok.Load() == 0 {
+		t.Errorf("handshakes during renewal: %d ok, %d failed; want none failed", ok.Load(), failed.Load())
+	}
+	t.Logf("renewed %s → %s; %d handshakes meanwhile, %d failed; CA orders %d", first.Serial, h.Serial, ok.Load(), failed.Load(), ca.Orders())
+}
+
+func TestACMEFailureBackoffRetry(t *testing.T) {
+	tn, ca := startACME(t, 0, "  challenges: [http-01]\n")
+	ctx := context.Background()
+	name := "flaky.uni-d.test"
+	// The CA does not answer orders: the hostname fails with the reason
+	// and backs off.
+	ca.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/order-plz") {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"type":"urn:ietf:params:acme:error:serverInternal","detail":"the CA is down for maintenance","status":503}`)
+			return true
+		}
+		return false
+	})
+	if _, err := tn.client.AddHostname(ctx, admin.HostnameRequest{Name: name, Pool: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	h := waitState(t, tn.client, name, hostnames.Failed, 30*time.Second)
+	if h.Attempts != 1 || !strings.Contains(h.Reason, "down for maintenance") || time.Until(h.NextAttempt) < 30*time.Second || time.Until(h.NextAttempt) > 2*time.Minute {
+		t.Errorf("after a failure: attempts %d, reason %q, next attempt in %v; want 1, the CA's reason, about 1m", h.Attempts, h.Reason, time.Until(h.NextAttempt))
+	}
+	// The operator's retry orders at once; the CA now answers rateLimited
+	// with a Retry-After, which the next attempt waits for (not the backoff).
+	ca.SetFault(func(w http.ResponseWriter, r *http.Request) bool {
+		if strings.HasSuffix(r.URL.Path, "/order-plz") {
+			w.Header().Set("Content-Type", "application/problem+json")
+			w.Header().Set("Retry-After", "3")
+			w.WriteHeader(http.StatusTooManyRequests)
+			io.WriteString(w, `{"type":"urn:ietf:params:acme:error:rateLimited","detail":"too many new orders recently","status":429}`)
+			return true
+		}
+		return false
+	})
+	if _, err := tn.client.RetryHostname(ctx, name); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		h, _ = tn.client.GetHostname(ctx, name)
+		if h.Attempts == 2 {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if h.Attempts != 2 || !strings.Contains(h.Reason, "too many new orders") || time.Until(h.NextAttempt) > 10*time.Second {
+		t.Errorf("after retry and rateLimited: attempts %d, reason %q, next attempt in %v; want 2, the CA's reason, its Retry-After of 3s", h.Attempts, h.Reason, time.Until(h.NextAttempt))
+	}
+	// The CA is back: the attempt after the Retry-After succeeds.
+	ca.SetFault(nil)
+	h = waitStateSkipFailed(t, tn.client, name, hostnames.Active, 30*time.Second)
+	if h.Attempts != 0 || h.Reason != "" {
+		t.Errorf("after success: %+v", h)
+	}
+	roots, _ := ca.Roots()
+	if _, err := verifiedHandshake(tn.srv.Addr("https"), name, roots); err != nil {
+		t.Errorf("handshake: %v", err)
+	}
+	// hostname list --state failed is empty again.
+	if fs, err := tn.client.ListHostnames(ctx, "failed"); err != nil || len(fs) != 0 {
+		t.Errorf("failed hostnames: %v %v", fs, err)
+	}
+}
+
+func TestACMEHostnameBadInput(t *testing.T) {
+	tn, ca := startACME(t, 0, "  challenges: [http-01]\n")
+	ctx := context.Background()
+	if _, err := tn.client.AddHostname(ctx, admin.HostnameRequest{Name: "taken.uni-d.test", Pool: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, tn.client, "taken.uni-d.test", hostnames.Active, 30*time.Second)
+	orders := ca.Orders()
+	tests := []struct {
+		req    admin.HostnameRequest
+		status int
+		msg    string
+	}{
+		{admin.HostnameRequest{Name: "", Pool: "a"}, 400, "name: is required"},
+		{admin.HostnameRequest{Name: "203.0.113.7", Pool: "a"}, 400, "name: \"203.0.113.7\" is an IP address"},
+		{admin.HostnameRequest{Name: "::1", Pool: "a"}, 400, "is an IP address"},
+		{admin.HostnameRequest{Name: "*.uni-d.test", Pool: "a"}, 400, "name: \"*.uni-d.test\" is a wildcard: only the dns-01 challenge"},
+		{admin.HostnameRequest{Name: "bad name.test", Pool: "a"}, 400, "name: "},
+		{admin.HostnameRequest{Name: "ok.uni-d.test"}, 400, "pool: is required"},
+		{admin.HostnameRequest{Name: "ok.uni-d.test", Pool: "nope"}, 400, "pool"},
+		{admin.HostnameRequest{Name: "ok.uni-d.test", Pool: "a", Source: "magic"}, 400, "source: "},
+		{admin.HostnameRequest{Name: "Taken.UNI-D.test", Pool: "a"}, 409, "name: \"taken.uni-d.test\" is already registered"},
+		{admin.HostnameRequest{Name: "app.uni-a.test", Pool: "a"}, 409, "app.uni-a.test"}, // routed by the configuration file
+	}
+	for _, tc := range tests {
+		_, err := tn.client.AddHostname(ctx, tc.req)
+		var apiErr *admin.APIError
+		if !errors.As(err, &apiErr) || apiErr.Status != tc.status || !strings.Contains(apiErr.Message, tc.msg) {
+			t.Errorf("AddHostname(%+v) = %v, want %d containing %q", tc.req, err, tc.status, tc.msg)
+		}
+	}
+	hs, _ := tn.client.ListHostnames(ctx, "")
+	rs, _ := tn.client.ListRoutes(ctx)
+	if len(hs) != 1 || len(rs) != 1 {
+		t.Errorf("after refused requests: %d hostnames, %d routes; want 1 and 1", len(hs), len(rs))
+	}
+	time.Sleep(200 * time.Millisecond)
+	if ca.Orders() != orders {
+		t.Errorf("refused requests reached the CA: %d orders, want %d", ca.Orders(), orders)
 	}
 }

@@ -91,15 +91,16 @@ type node struct {
 	routes  *routes.Manager // dynamic routes from the store (serve_routes.go)
 	// hostnames and acme: customer hostnames and their ACME certificates
 	// (serve_acme.go); acme is nil without an acme: section.
-	hostnames *hostnames.Manager
-	acme      *acme.Manager
-	dyn       dynRoutes
-	srv       *server.Server
-	reload    func() (*config.Config, error)
-	capacity  *capacity.Registry
-	portal    *status.Portal // the status portal (issue 4)
-	stopBG    context.CancelFunc
-	bgDone    chan struct{}
+	hostnames  *hostnames.Manager
+	acme       *acme.Manager
+	challenges *acme.Challenges
+	dyn        dynRoutes
+	srv        *server.Server
+	reload     func() (*config.Config, error)
+	capacity   *capacity.Registry
+	portal     *status.Portal // the status portal (issue 4)
+	stopBG     context.CancelFunc
+	bgDone     chan struct{}
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
 	up       *upgrades // binary upgrades (upgrade.go); nil: none

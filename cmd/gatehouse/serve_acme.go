@@ -38,6 +38,9 @@ func (n *node) startHostnames(ctx context.Context, cfg *config.Config, kek *cert
 		})
 		onChange = n.acme.OnHostname
 	}
+	// Every node answers challenges from the store, with or without an
+	// acme: section of its own: the CA may ask any node behind the name.
+	n.challenges = acme.NewChallenges(n.store, kek, n.log, nil)
 	wildcards := cfg.ACME != nil && slices.Contains(cfg.ACME.Challenges, "dns-01")
 	n.hostnames = hostnames.New(n.store, hostnames.Options{Logger: n.log, Routes: n.routes, Certs: n.certs, Wildcards: wildcards, OnChange: onChange})
 	if n.acme != nil {
@@ -83,7 +86,7 @@ func acmeClientFiles(a *config.ACME) (*http.Client, string, error) {
 // public TLS config.
 func (n *node) acmeTLS(c *tls.Config) *tls.Config {
 	if n.acme == nil {
-		return c
+		return n.challenges.TLSConfig(c)
 	}
 	return n.acme.TLSConfig(c)
 }
@@ -91,7 +94,7 @@ func (n *node) acmeTLS(c *tls.Config) *tls.Config {
 // acmeHTTP answers HTTP-01 challenges before the plain listener's redirect.
 func (n *node) acmeHTTP() func(http.Handler) http.Handler {
 	if n.acme == nil {
-		return nil
+		return n.challenges.HTTPHandler
 	}
 	return n.acme.Challenges().HTTPHandler
 }

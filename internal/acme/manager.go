@@ -328,8 +328,16 @@ func (m *Manager) process(ctx context.Context, name string) {
 		return
 	}
 	if wait, reason := m.bud.wait(name); wait > 0 {
+		// Visible in hostname list: the reason and when it resumes.
 		m.log.Info("order waits for a CA budget", "name", name, "wait", wait.Round(time.Second), "budget", reason)
-		m.requeue(name, now.Add(wait))
+		next := now.Add(wait)
+		if _, err := m.hn.Update(ctx, name, func(h *hostnames.Hostname) error {
+			h.Reason = "waiting for a CA budget: " + reason
+			h.NextAttempt = next.UTC()
+			return nil
+		}); err != nil {
+			m.requeue(name, next)
+		}
 		return
 	}
 	renewing := h.CertID != "" && now.Before(h.NotAfter)

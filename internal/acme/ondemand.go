@@ -23,17 +23,7 @@ import (
 // order. Every other handshake pays one look at the offered protocols and,
 // with on-demand on, one map lookup.
 func (m *Manager) TLSConfig(base *tls.Config) *tls.Config {
-	c := base.Clone()
-	inner := base.GetConfigForClient
-	c.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
-		if offersACMETLS(hello) {
-			return m.chal.GetConfigForClient(hello)
-		}
-		if inner != nil {
-			return inner(hello)
-		}
-		return nil, nil
-	}
+	c := m.chal.TLSConfig(base)
 	get := base.GetCertificate
 	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		if od := m.cfg().OnDemand; od.Enabled && hello.ServerName != "" {
@@ -42,6 +32,24 @@ func (m *Manager) TLSConfig(base *tls.Config) *tls.Config {
 		return get(hello)
 	}
 	return c
+}
+
+// TLSConfig wraps base so that a ClientHello offering acme-tls/1 gets the
+// TLS-ALPN-01 challenge certificate of its name from the store; every
+// other handshake pays one look at the offered protocols.
+func (c *Challenges) TLSConfig(base *tls.Config) *tls.Config {
+	out := base.Clone()
+	inner := base.GetConfigForClient
+	out.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		if offersACMETLS(hello) {
+			return c.GetConfigForClient(hello)
+		}
+		if inner != nil {
+			return inner(hello)
+		}
+		return nil, nil
+	}
+	return out
 }
 
 // onDemand waits, up to wait, for the first certificate of a registered
