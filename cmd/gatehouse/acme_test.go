@@ -9,10 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -335,4 +337,91 @@ func TestACMEHostnameBadInput(t *testing.T) {
 	if ca.Orders() != orders {
 		t.Errorf("refused requests reached the CA: %d orders, want %d", ca.Orders(), orders)
 	}
+}
+
+func TestACMEOnDemand(t *testing.T) {
+	var asked atomic.Int64
+	ask := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		d := r.URL.Query().Get("domain")
+		switch {
+		case strings.HasPrefix(d, "allowed-"):
+			w.WriteHeader(http.StatusOK)
+		case strings.HasPrefix(d, "slow-"):
+			select {
+			case <-time.After(3 * time.Second):
+			case <-r.Context().Done():
+			}
+			w.WriteHeader(http.StatusOK)
+		default:
+			w.WriteHeader(http.StatusForbidden)
+		}
+	}))
+	t.Cleanup(ask.Close)
+	tn, ca := startACME(t, 0, fmt.Sprintf("  challenges: [tls-alpn-01]\n  on_demand: {enabled: true, wait: 20s, ask_url: %q, ask_timeout: 200ms, pool: a, tenant: ondemand}\n", ask.URL))
+	ctx := context.Background()
+	roots, _ := ca.Roots()
+	addr := tn.srv.Addr("https")
+
+	// A registered hostname: handshakes right after the add wait for its
+	// first certificate and share one order.
+	name := "first.uni-d.test"
+	if _, err := tn.client.AddHostname(ctx, admin.HostnameRequest{Name: name, Pool: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	errs := make(chan error, 10)
+	for range 10 {
+		go func() {
+			_, err := verifiedHandshake(addr, name, roots)
+			errs <- err
+		}()
+	}
+	for range 10 {
+		if err := <-errs; err != nil {
+			t.Errorf("first handshake: %v", err)
+		}
+	}
+	if n := ca.Orders(); n != 1 {
+		t.Errorf("CA orders for 10 concurrent first handshakes = %d, want 1", n)
+	}
+
+	// A flood of unknown names never reaches the CA.
+	before := ca.Orders()
+	sem := make(chan struct{}, 16)
+	var served atomic.Int64
+	var wg sync.WaitGroup
+	for i := range 300 {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if _, err := verifiedHandshake(addr, fmt.Sprintf("random-%d-%d.example.net", i, time.Now().UnixNano()), roots); err == nil {
+				served.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	if served.Load() != 0 || ca.Orders() != before {
+		t.Errorf("unknown names: %d served, CA orders %d → %d; want none", served.Load(), before, ca.Orders())
+	}
+	hs, _ := tn.client.ListHostnames(ctx, "")
+	if len(hs) != 1 {
+		t.Errorf("hostnames after the flood: %d, want 1", len(hs))
+	}
+
+	// The ask endpoint: a slow answer is a no within its timeout; a yes
+	// registers and issues during the handshake.
+	if _, err := verifiedHandshake(addr, "slow-1.uni-d.test", roots); err == nil {
+		t.Error("slow ask endpoint: handshake served")
+	}
+	if _, err := verifiedHandshake(addr, "allowed-1.uni-d.test", roots); err != nil {
+		t.Errorf("allowed by the ask endpoint: %v", err)
+	}
+	h, err := tn.client.GetHostname(ctx, "allowed-1.uni-d.test")
+	if err != nil || h.Tenant != "ondemand" || h.Pool != "a" {
+		t.Errorf("hostname registered on demand: %+v %v", h, err)
+	}
+	if n := ca.Orders(); n != before+1 {
+		t.Errorf("CA orders after ask = %d, want %d", n, before+1)
+	}
+	t.Logf("ask endpoint asked %d times for %d unknown names", asked.Load(), 302)
 }
