@@ -200,3 +200,12 @@ func (c *CA) Close() {
 	_ = c.dns.Shutdown()
 	_ = c.dnsTCP.Shutdown()
 }
+
+// RootPEM is the CA's issuing root in PEM, for clients (curl --cacert).
+func (c *CA) RootPEM() []byte {
+	root := c.ca.GetRootCert(0)
+	if root == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: root.DER})
+}
