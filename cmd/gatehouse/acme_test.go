@@ -144,6 +144,19 @@ func TestACMEIssueEndToEnd(t *testing.T) {
 			if code, body := routedGet(t, tn.srv.Addr("https"), name, roots); code != 200 || (body != "a1" && body != "a2") {
 				t.Errorf("GET https://%s/ = %d %q, want pool a", name, code, body)
 			}
+			// cert list tells the ACME certificate from an uploaded one.
+			up := tn.addCert("app.uni-a.test")
+			list, err := tn.client.ListCerts(ctx, "", 100)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sources := map[string]string{}
+			for _, in := range list {
+				sources[in.ID] = in.Source
+			}
+			if sources[h.CertID] != "acme" || sources[up.Cert.ID] != "uploaded" {
+				t.Errorf("cert sources = %v; want %s acme, %s uploaded", sources, h.CertID, up.Cert.ID)
+			}
 			// Challenge records are gone after the order.
 			for _, p := range []string{"acme/challenges/"} {
 				kvs, _, err := tn.store.List(ctx, p, "", 0)

@@ -219,17 +219,18 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	// --- end status portal
 	adminAPI, err := admin.NewServer(admin.Options{
-		Logger:    log,
-		Token:     token,
-		Certs:     n.certs,
-		Routes:    n.routes,
-		Hostnames: n.hostnames,
-		Pools:     func() any { return n.edge.Load().Pools() },
-		Reload:    func(ctx context.Context) error { return n.doReload() },
-		Upgrade:   func(ctx context.Context) error { return n.doUpgrade() },
-		Limits:    func() any { return n.capacity.Snapshot() },
-		Metrics:   promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
-		Status:    n.portal.ManagementHandler(),
+		Logger:     log,
+		Token:      token,
+		Certs:      n.certs,
+		Routes:     n.routes,
+		Hostnames:  n.hostnames,
+		CertSource: n.hostnames.CertSource,
+		Pools:      func() any { return n.edge.Load().Pools() },
+		Reload:     func(ctx context.Context) error { return n.doReload() },
+		Upgrade:    func(ctx context.Context) error { return n.doUpgrade() },
+		Limits:     func() any { return n.capacity.Snapshot() },
+		Metrics:    promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
+		Status:     n.portal.ManagementHandler(),
 	})
 	if err != nil {
 		return nil, err

@@ -137,6 +137,7 @@ type Options struct {
 type entry struct {
 	state State
 	acme  bool
+	cert  string // the ACME certificate's bundle id
 }
 
 // Manager stores hostnames and follows them. It is safe for concurrent use.
@@ -146,9 +147,11 @@ type Manager struct {
 	opts Options
 	now  func() time.Time
 
-	// mu guards names and rev.
+	// mu guards names, certs and rev.
 	mu    sync.RWMutex
 	names map[string]entry
+	// certs maps the bundle id of each ACME certificate to its hostname.
+	certs map[string]string
 	rev   int64
 	// advanced is closed and replaced whenever rev advances.
 	advanced chan struct{}
@@ -173,7 +176,7 @@ func New(st store.Store, opts Options) *Manager {
 		now = time.Now
 	}
 	return &Manager{st: st, log: log.With("component", "hostnames"), opts: opts, now: now,
-		names: map[string]entry{}, advanced: make(chan struct{})}
+		names: map[string]entry{}, certs: map[string]string{}, advanced: make(chan struct{})}
 }
 
 // Start lists the hostnames and follows changes until Close.
@@ -224,6 +227,7 @@ func decode(kv store.KV) (Hostname, error) {
 
 func (m *Manager) reset(kvs []store.KV) {
 	names := make(map[string]entry, len(kvs))
+	certIDs := map[string]string{}
 	var all []Hostname
 	for _, kv := range kvs {
 		h, err := decode(kv)
@@ -231,12 +235,15 @@ func (m *Manager) reset(kvs []store.KV) {
 			m.log.Warn("ignoring malformed hostname record", "key", kv.Key, "err", err)
 			continue
 		}
-		names[h.Name] = entry{state: h.State, acme: h.Source == SourceACME}
+		names[h.Name] = newEntry(h)
+		if names[h.Name].cert != "" {
+			certIDs[h.CertID] = h.Name
+		}
 		all = append(all, h)
 	}
 	m.mu.Lock()
 	old := m.names
-	m.names = names
+	m.names, m.certs = names, certIDs
 	m.mu.Unlock()
 	if m.opts.OnChange == nil {
 		return
@@ -255,6 +262,7 @@ func (m *Manager) event(ev store.Event) {
 	name := strings.TrimPrefix(ev.KV.Key, Prefix)
 	if ev.Type == store.EventDelete {
 		m.mu.Lock()
+		delete(m.certs, m.names[name].cert)
 		delete(m.names, name)
 		m.mu.Unlock()
 		if m.opts.OnChange != nil {
@@ -267,8 +275,13 @@ func (m *Manager) event(ev store.Event) {
 		m.log.Warn("ignoring malformed hostname record", "key", ev.KV.Key, "err", err)
 		return
 	}
+	e := newEntry(h)
 	m.mu.Lock()
-	m.names[h.Name] = entry{state: h.State, acme: h.Source == SourceACME}
+	delete(m.certs, m.names[h.Name].cert)
+	m.names[h.Name] = e
+	if e.cert != "" {
+		m.certs[e.cert] = h.Name
+	}
 	m.mu.Unlock()
 	if m.opts.OnChange != nil {
 		m.opts.OnChange(h, true)
@@ -303,6 +316,26 @@ func (m *Manager) waitApplied(ctx context.Context, rev int64) {
 			return
 		}
 	}
+}
+
+func newEntry(h Hostname) entry {
+	e := entry{state: h.State, acme: h.Source == SourceACME}
+	if e.acme {
+		e.cert = h.CertID
+	}
+	return e
+}
+
+// CertSource returns "acme" for the bundle id of a hostname's ACME
+// certificate and "uploaded" for any other.
+func (m *Manager) CertSource(id string) string {
+	m.mu.RLock()
+	_, ok := m.certs[id]
+	m.mu.RUnlock()
+	if ok {
+		return SourceACME
+	}
+	return SourceUploaded
 }
 
 // Count returns the number of hostnames known to this node.
