@@ -236,6 +236,14 @@ func TestACMERenewal(t *testing.T) {
 	if !h.NextAttempt.After(first.NextAttempt) || !h.NextAttempt.Before(h.NotAfter) {
 		t.Errorf("renewal time %v not after the first (%v) and before expiry %v", h.NextAttempt, first.NextAttempt, h.NotAfter)
 	}
+	// Pebble offers ACME Renewal Information: the renewal waited for the
+	// window it suggested for the first certificate.
+	if first.WindowStart.IsZero() || first.NextAttempt.Before(first.WindowStart) || first.NextAttempt.After(first.WindowEnd) {
+		t.Errorf("first certificate: renewal at %v, ARI window %v–%v", first.NextAttempt, first.WindowStart, first.WindowEnd)
+	}
+	if h.NotBefore.Before(first.WindowStart.Truncate(time.Second)) {
+		t.Errorf("renewed certificate issued at %v, before the ARI window start %v", h.NotBefore, first.WindowStart)
+	}
 	leaf, err := verifiedHandshake(tn.srv.Addr("https"), name, roots)
 	if err != nil || leaf.SerialNumber.Text(16) != h.Serial {
 		t.Errorf("served %v (%v), want the new serial %s", leaf, err, h.Serial)

@@ -114,11 +114,14 @@ func (n *node) registerACMEResources() {
 		return
 	}
 	for i, b := range n.acme.Budgets() {
-		n.capacity.Register(b.Resource, "count", "acme.rate_limits", false, func() (int64, int64) {
+		n.capacity.Register(b.Name, "count", "acme.rate_limits (the busiest account, domain, name set or name)", false, func() (int64, int64) {
 			u := n.acme.Budgets()[i]
-			return u.Usage, u.Limit
+			return u.Used, u.Limit
 		})
 	}
+	n.capacity.Register("acme_schedule", "bytes", "renewal schedule in memory (about 58 bytes per hostname)", false, func() (int64, int64) {
+		return n.acme.ScheduleBytes(), 0
+	})
 	n.capacity.Register("acme_waiting_budget", "count", "acme.rate_limits (orders queued for a CA budget)", false, func() (int64, int64) {
 		_, w := n.acme.Queued()
 		return int64(w), 0

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/big"
 	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
@@ -35,6 +36,10 @@ import (
 	acmez "github.com/mholt/acmez/v3"
 	acmeproto "github.com/mholt/acmez/v3/acme"
 
+	"golang.org/x/time/rate"
+
+	"gatehouse/internal/acme/budget"
+	"gatehouse/internal/acme/schedule"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
 	"gatehouse/internal/hostnames"
@@ -87,14 +92,16 @@ type Manager struct {
 	hn   Hostnames
 	chal *Challenges
 	lock locker
-	bud  *budgets
+	bud  *budget.Budgets
+	// rate is acme.rate_limits.orders_per_minute on this node (nil: none).
+	rate *rate.Limiter
 	http *http.Client
 	// retryAfter is the last Retry-After the CA sent with an error.
 	retryAfter atomic.Int64
 
-	// qmu guards q and rnd.
+	// qmu guards rnd and orders changes of q with the hostnames' view.
 	qmu  sync.Mutex
-	q    *queue
+	q    *schedule.Queue
 	rnd  *mrand.Rand
 	wake chan struct{}
 
@@ -123,13 +130,25 @@ func New(opts Options) *Manager {
 		now = time.Now
 	}
 	m := &Manager{opts: opts, st: opts.Store, kek: opts.KEK, log: log.With("component", "acme"), now: now, hn: opts.Hostnames,
-		q: newQueue(), rnd: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)), wake: make(chan struct{}, 1),
+		q: schedule.New(), rnd: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)), wake: make(chan struct{}, 1),
 		accounts: map[string]acmeproto.Account{}, expiring: map[string]time.Time{}, lock: newLocker(opts.Store)}
 	m.chal = NewChallenges(opts.Store, opts.KEK, log, now)
 	m.askClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	rl := opts.Config().RateLimits
-	m.bud = newBudgets(limits{OrdersPer3h: rl.OrdersPer3h, CertsPerDomainPer7d: rl.CertsPerDomainPer7d, DuplicatesPer7d: rl.DuplicatesPer7d,
-		FailedValidationsPerNameHour: rl.FailedValidationsPerNameHour, OrdersPerMinute: rl.OrdersPerMinute}, now)
+	l := budget.DefaultLimits
+	for _, f := range []struct {
+		dst *int
+		v   int
+	}{{&l.OrdersPer3h, rl.OrdersPer3h}, {&l.CertsPerDomainPer7d, rl.CertsPerDomainPer7d},
+		{&l.DuplicatesPer7d, rl.DuplicatesPer7d}, {&l.FailedValidationsPerNameHour, rl.FailedValidationsPerNameHour}} {
+		if f.v > 0 {
+			*f.dst = f.v
+		}
+	}
+	m.bud = budget.New(l, now)
+	if pm := rl.OrdersPerMinute; pm > 0 {
+		m.rate = rate.NewLimiter(rate.Limit(float64(pm)/60), pm)
+	}
 	hc := opts.HTTPClient
 	if hc == nil {
 		hc = &http.Client{}
@@ -187,7 +206,7 @@ func (m *Manager) OnHostname(h hostnames.Hostname, ok bool) {
 	}
 	m.qmu.Unlock()
 	if !ok {
-		m.bud.forget(h.Name)
+		m.bud.Forget([]string{h.Name})
 		m.emu.Lock()
 		delete(m.expiring, h.Name)
 		m.emu.Unlock()
@@ -213,14 +232,20 @@ func (m *Manager) Trigger(name string) {
 // Queued returns the names this node has scheduled, and how many wait for
 // a CA budget.
 func (m *Manager) Queued() (scheduled, waitingBudget int) {
-	m.qmu.Lock()
-	scheduled = m.q.Len()
-	m.qmu.Unlock()
-	return scheduled, m.bud.queuedCount()
+	_, held := m.bud.Queued(0)
+	return m.q.Len(), held
 }
 
-// Budgets returns each CA budget's usage and limit (for the capacity registry).
-func (m *Manager) Budgets() []budgetUsage { return m.bud.usage() }
+// ScheduleBytes is the memory of the renewal schedule (for the capacity
+// registry).
+func (m *Manager) ScheduleBytes() int64 { return m.q.Bytes() }
+
+// Budgets returns each CA budget's usage and limit (for the capacity
+// registry): the busiest account, domain, name set or name of each.
+func (m *Manager) Budgets() []budget.Usage { return m.bud.Usage() }
+
+// account is the budgets' account key: the primary directory.
+func (m *Manager) budgetAccount() string { return m.cfg().Directories[0] }
 
 // ExpiringUnrenewed returns the names whose certificate is past its
 // emergency renewal point and whose renewal failed on this node.
@@ -327,7 +352,24 @@ func (m *Manager) process(ctx context.Context, name string) {
 		m.requeue(name, h.NextAttempt) // done meanwhile (by another node)
 		return
 	}
-	if wait, reason := m.bud.wait(name); wait > 0 {
+	renewing := h.CertID != "" && now.Before(h.NotAfter)
+	ari := renewing && !h.WindowStart.IsZero() && !now.Before(h.WindowStart) && len(h.AuthorityKeyID) > 0
+	var wait time.Duration
+	var reason string
+	if renewing {
+		wait, reason = m.bud.CheckRenewal(m.budgetAccount(), []string{name}, ari)
+	} else {
+		wait, reason = m.bud.Check(m.budgetAccount(), []string{name})
+	}
+	if wait == 0 && m.rate != nil {
+		if r := m.rate.ReserveN(now, 1); r.OK() {
+			if d := r.DelayFrom(now); d > 0 {
+				r.CancelAt(now)
+				wait, reason = d, fmt.Sprintf("acme.rate_limits.orders_per_minute (%d)", m.cfg().RateLimits.OrdersPerMinute)
+			}
+		}
+	}
+	if wait > 0 {
 		// Visible in hostname list: the reason and when it resumes.
 		m.log.Info("order waits for a CA budget", "name", name, "wait", wait.Round(time.Second), "budget", reason)
 		next := now.Add(wait)
@@ -340,7 +382,6 @@ func (m *Manager) process(ctx context.Context, name string) {
 		}
 		return
 	}
-	renewing := h.CertID != "" && now.Before(h.NotAfter)
 	h, err = m.hn.Update(ctx, name, func(h *hostnames.Hostname) error {
 		if renewing {
 			h.State = hostnames.Renewing
@@ -365,7 +406,7 @@ func (m *Manager) process(ctx context.Context, name string) {
 		}()
 	}
 	start := m.now()
-	res, err := m.order(octx, h)
+	res, err := m.order(octx, h, ari)
 	if ctx.Err() != nil {
 		return // shutting down: the record stays due, another node or the next start picks it up
 	}
@@ -384,11 +425,11 @@ func (m *Manager) process(ctx context.Context, name string) {
 type orderResult struct {
 	chainPEM, keyPEM []byte
 	leaf             *x509.Certificate
-	ari              *window
+	ari              *schedule.Window
 }
 
 // order obtains a certificate for h from the first directory that answers.
-func (m *Manager) order(ctx context.Context, h hostnames.Hostname) (orderResult, error) {
+func (m *Manager) order(ctx context.Context, h hostnames.Hostname, ari bool) (orderResult, error) {
 	cfg := m.cfg()
 	key, keyPEM, err := newKey(cfg.KeyType)
 	if err != nil {
@@ -418,7 +459,14 @@ func (m *Manager) order(ctx context.Context, h hostnames.Hostname) (orderResult,
 			return orderResult{}, err
 		}
 		params.Profile = cfg.Profile
-		m.bud.recordOrder(m.now())
+		if ari {
+			// Name the certificate this order replaces (RFC 9773 §5):
+			// the CA exempts such renewals from its limits.
+			if serial, ok := new(big.Int).SetString(h.Serial, 16); ok {
+				params.Replaces = &x509.Certificate{SerialNumber: serial, AuthorityKeyId: h.AuthorityKeyID}
+			}
+		}
+		m.bud.RecordOrder(m.budgetAccount(), m.now())
 		chains, err := client.ObtainCertificate(ctx, params)
 		if err != nil {
 			lastErr = err
@@ -442,7 +490,7 @@ func (m *Manager) order(ctx context.Context, h hostnames.Hostname) (orderResult,
 		res := orderResult{chainPEM: chains[0].ChainPEM, keyPEM: keyPEM, leaf: leaf}
 		// The CA's suggested renewal window, when it offers ARI.
 		if ri, err := client.GetRenewalInfo(ctx, leaf); err == nil && ri.SuggestedWindow.End.After(ri.SuggestedWindow.Start) {
-			res.ari = &window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
+			res.ari = &schedule.Window{Start: ri.SuggestedWindow.Start, End: ri.SuggestedWindow.End}
 		}
 		return res, nil
 	}
@@ -498,14 +546,15 @@ func (m *Manager) install(ctx context.Context, h hostnames.Hostname, res orderRe
 	if err != nil {
 		return fmt.Errorf("installing the issued certificate: %w", err)
 	}
-	m.bud.recordCertificate(h.Name, m.now())
-	m.qmu.Lock()
-	at := renewAt(info.NotBefore, info.NotAfter, res.ari, m.rnd)
-	m.qmu.Unlock()
+	m.bud.RecordCertificate(m.budgetAccount(), []string{h.Name}, m.now())
+	// A draw seeded by the name and the certificate: every node, and this
+	// one after a restart, computes the same time.
+	at := schedule.RenewAt(info.NotBefore, info.NotAfter, res.ari, schedule.Seeded(h.Name, info.NotBefore))
 	_, err = m.hn.Update(ctx, h.Name, func(h *hostnames.Hostname) error {
 		h.State = hostnames.Active
 		h.Reason, h.Attempts = "", 0
 		h.CertID, h.Serial = info.ID, info.Serial
+		h.AuthorityKeyID = res.leaf.AuthorityKeyId
 		h.NotBefore, h.NotAfter = info.NotBefore, info.NotAfter
 		h.WindowStart, h.WindowEnd = time.Time{}, time.Time{}
 		if res.ari != nil {
@@ -534,17 +583,17 @@ func (m *Manager) failed(ctx context.Context, h hostnames.Hostname, oerr error) 
 		}
 		if strings.HasSuffix(p.Type, ":unauthorized") || strings.HasSuffix(p.Type, ":connection") || strings.HasSuffix(p.Type, ":dns") ||
 			strings.HasSuffix(p.Type, ":incorrectResponse") || strings.HasSuffix(p.Type, ":tls") {
-			m.bud.recordFailedValidation(h.Name, now)
+			m.bud.RecordFailedValidation(h.Name, now)
 		}
 	}
 	if strings.Contains(reason, "rateLimited") {
 		isRate = true
 	}
 	m.qmu.Lock()
-	next := now.Add(backoff(h.Attempts+1, m.rnd))
+	next := now.Add(schedule.Backoff(h.Attempts+1, m.rnd))
 	m.qmu.Unlock()
 	if ra := time.Unix(0, m.retryAfter.Swap(0)); isRate && ra.After(now) {
-		m.bud.rateLimited(ra)
+		m.bud.RateLimited(m.budgetAccount(), ra)
 		next = ra
 	}
 	if len(reason) > 1000 {
@@ -561,7 +610,7 @@ func (m *Manager) failed(ctx context.Context, h hostnames.Hostname, oerr error) 
 		m.log.Warn("recording a failed order", "name", h.Name, "err", err)
 		m.requeue(h.Name, next)
 	}
-	if h.CertID != "" && now.Before(h.NotAfter) && emergency(h.NotBefore, h.NotAfter, now) {
+	if h.CertID != "" && now.Before(h.NotAfter) && schedule.Emergency(h.NotBefore, h.NotAfter, now) {
 		m.emu.Lock()
 		m.expiring[h.Name] = h.NotAfter
 		m.emu.Unlock()

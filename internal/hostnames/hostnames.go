@@ -76,10 +76,13 @@ type Hostname struct {
 	// hostname.
 	NextAttempt time.Time `json:"next_attempt,omitzero"`
 	// CertID is the bundle ACME issued and the edge serves for the name.
-	CertID    string    `json:"cert_id,omitempty"`
-	Serial    string    `json:"serial,omitempty"`
-	NotBefore time.Time `json:"not_before,omitzero"`
-	NotAfter  time.Time `json:"not_after,omitzero"`
+	CertID string `json:"cert_id,omitempty"`
+	Serial string `json:"serial,omitempty"`
+	// AuthorityKeyID of the certificate, with Serial its ACME Renewal
+	// Information identity (the order that renews it names it).
+	AuthorityKeyID []byte    `json:"authority_key_id,omitempty"`
+	NotBefore      time.Time `json:"not_before,omitzero"`
+	NotAfter       time.Time `json:"not_after,omitzero"`
 	// RenewalWindow is the CA's suggested renewal window (ARI), stored so
 	// that every node of a fleet agrees on it.
 	WindowStart time.Time `json:"window_start,omitzero"`
