@@ -31,6 +31,10 @@ type locker interface {
 // lockTTL is the lease of an order's lock on etcd.
 const lockTTL = 10 * time.Second
 
+// inProgressFor is how long after an order starts other nodes wait before
+// trying the name again: the lock's lease plus a margin.
+const inProgressFor = lockTTL + 5*time.Second
+
 func newLocker(st store.Store) locker {
 	if e, ok := st.(*etcd.Store); ok {
 		return etcdLocker{e}

@@ -388,6 +388,10 @@ func (m *Manager) process(ctx context.Context, name string) {
 		} else {
 			h.State = hostnames.Issuing
 		}
+		// In progress: no node tries again before the lock could have
+		// expired (this node writes the outcome sooner; if it dies,
+		// another node takes over from then).
+		h.NextAttempt = now.Add(inProgressFor).UTC()
 		return nil
 	})
 	if err != nil {
