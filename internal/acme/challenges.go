@@ -146,7 +146,11 @@ func (c *Challenges) GetConfigForClient(hello *tls.ClientHelloInfo) (*tls.Config
 	if name == "" || len(name) > 253 || strings.ContainsAny(name, "/ ") {
 		return nil, errors.New("acme-tls/1 without a server name")
 	}
-	ctx, cancel := context.WithTimeout(hello.Context(), challengeReadTimeout)
+	parent := hello.Context()
+	if parent == nil {
+		parent = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(parent, challengeReadTimeout)
 	defer cancel()
 	kv, err := c.st.Get(ctx, prefixTLSALPN+name)
 	if err != nil {

@@ -27,7 +27,11 @@ func (m *Manager) TLSConfig(base *tls.Config) *tls.Config {
 	get := base.GetCertificate
 	c.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		if od := m.cfg().OnDemand; od.Enabled && hello.ServerName != "" {
-			m.onDemand(hello.Context(), hostnames.Normalize(hello.ServerName), od.Wait.D())
+			ctx := hello.Context()
+			if ctx == nil {
+				ctx = context.Background()
+			}
+			m.onDemand(ctx, hostnames.Normalize(hello.ServerName), od.Wait.D())
 		}
 		return get(hello)
 	}
