@@ -158,7 +158,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	log.Info("certificate index loaded", "certificates", n.certs.Count(), "duration", time.Since(start).Round(time.Millisecond))
 
-	p, err := proxy.New(cfg, proxy.Options{Logger: log, AccessLog: cfg.Log.Access})
+	p, err := proxy.New(cfg, proxy.Options{Logger: log, AccessLog: cfg.Log.Access, Certificate: n.servedCertificate})
 	if err != nil {
 		return nil, err
 	}
@@ -198,6 +198,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	metrics := prometheus.NewRegistry()
 	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, hostnameCollector{n},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerClientErrors(metrics, n)
 	// Response cache answers by result; its bytes are a capacity resource.
 	for result, get := range map[string]func(proxy.CacheStats) uint64{
 		"hit":         func(s proxy.CacheStats) uint64 { return s.Hits },
@@ -213,7 +214,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	// --- status portal (issue 4): store-backed, fed by pool health; its
 	// management API sits behind the admin token.
-	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store})
+	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store, Node: n.up.statusNode(), Secrets: kek})
 	if err := n.portal.Start(ctx); err != nil {
 		return nil, err
 	}
@@ -260,6 +261,14 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err := n.srv.Start(); err != nil {
 		return nil, err
 	}
+	// Webhooks to this node's own listeners are refused.
+	own := map[string]string{}
+	for _, name := range []string{"https", "http", "status", "admin"} {
+		if a := n.srv.Addr(name); a != "" {
+			own[name] = a
+		}
+	}
+	n.portal.SetListeners(own)
 	bg, cancel := context.WithCancel(context.Background())
 	n.stopBG = cancel
 	n.bgDone = make(chan struct{})
@@ -397,7 +406,7 @@ func (n *node) doReload() error {
 		n.log.Warn("reload: listener, data_dir and tls changes take effect at the next restart")
 	}
 	prev := n.edge.Load()
-	p, err := proxy.New(cfg, proxy.Options{Logger: n.log, AccessLog: cfg.Log.Access, Previous: prev})
+	p, err := proxy.New(cfg, proxy.Options{Logger: n.log, AccessLog: cfg.Log.Access, Previous: prev, Certificate: n.servedCertificate})
 	if err != nil {
 		return err
 	}

@@ -177,7 +177,11 @@ func printIncident(w io.Writer, cf *clientFlags, in status.Incident) error {
 	}
 	fmt.Fprintf(w, "%s  %s%s  impact %s  %q\n", in.ID, in.Status, draft, in.Impact, in.Name)
 	if u := in.Latest(); u.ID != "" {
-		fmt.Fprintf(w, "  %s  %s: %s\n", u.CreatedAt.UTC().Format("2006-01-02 15:04"), u.Status, u.Body)
+		internal := ""
+		if u.Internal || (in.Auto && len(in.Updates) == 1) {
+			internal = " (machine-written, never published)"
+		}
+		fmt.Fprintf(w, "  %s  %s: %s%s\n", u.CreatedAt.UTC().Format("2006-01-02 15:04"), u.Status, u.Body, internal)
 	}
 	return nil
 }

@@ -297,6 +297,7 @@ status:
   components:
     - {name: Web app, region: EU01, pools: [web]}
     - {name: Mobile app, region: EU01, pools: [web]}
+  webhooks: {allow_hosts: [127.0.0.1]} # the tests' receivers
 `, addrOf(a)))
 }
 

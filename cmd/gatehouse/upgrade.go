@@ -81,6 +81,20 @@ func newUpgrades(f upgradeFlags, log *slog.Logger) (*upgrades, error) {
 	return u, nil
 }
 
+// statusNodeEnv passes the status portal's node name to the process a
+// binary upgrade starts; it is read only in a process started by one.
+const statusNodeEnv = "GATEHOUSE_UPGRADE_STATUS_NODE"
+
+// statusNode is the status portal's node name for this process: the one
+// the replaced process handed over, or "" (a new name) when not started
+// by an upgrade.
+func (u *upgrades) statusNode() string {
+	if u == nil || !u.up.Inherited() {
+		return ""
+	}
+	return os.Getenv(statusNodeEnv)
+}
+
 // nodeOption changes how startNode builds a node; most callers pass none.
 type nodeOption func(*node)
 
@@ -207,6 +221,14 @@ func (n *node) doUpgrade() error {
 	err := u.up.Upgrade(server.Handover{
 		Prepare: func() error {
 			u.cancelPromotion()
+			// The new process observes for the status portal under this
+			// node's name (statusNodeEnv), so the node keeps one record.
+			if n.portal != nil {
+				if err := os.Setenv(statusNodeEnv, n.portal.Node()); err != nil {
+					return fmt.Errorf("passing the status node name: %w", err)
+				}
+				n.portal.HandOver()
+			}
 			bs, ok := n.store.(*bolt.Store)
 			if !ok {
 				return nil

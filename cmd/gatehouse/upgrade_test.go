@@ -25,6 +25,7 @@ import (
 
 	"gatehouse/internal/admin"
 	"gatehouse/internal/demo"
+	"gatehouse/internal/store/bolt"
 )
 
 const upgradeHost = "app.upgrade.test"
@@ -623,6 +624,76 @@ func TestBinaryUpgrade(t *testing.T) {
 	t.Logf("load: %d requests ok (%d new TLS connections), %d failed", load.ok.Load(), load.hs.Load(), len(fails))
 	for _, f := range fails {
 		t.Errorf("failed during the upgrades: %s", f)
+	}
+
+	// Every process keeps the node's one status record: after two more
+	// upgrades (four in all) and a clean stop, none is left in the store,
+	// and no upgrade logged a warning about the status portal.
+	t.Run("status node record across upgrades", func(t *testing.T) {
+		pid, err := readPIDFile(e.pidFile)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			var out bytes.Buffer
+			if err := runUpgrade(context.Background(), e.pidFile, 20*time.Second, &out); err != nil {
+				t.Fatalf("gatehouse upgrade: %v", err)
+			}
+			next := e.waitPID(pid, 5*time.Second)
+			waitGone(t, pid, 20*time.Second)
+			e.writeEventually(fmt.Sprintf("upgrade%d.records.test", next), 10*time.Second)
+			pid = next
+		}
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			t.Fatal(err)
+		}
+		waitGone(t, pid, 20*time.Second)
+
+		st, err := bolt.Open(filepath.Join(e.dir, "data", "gatehouse.db"), bolt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		kvs, _, err := st.List(context.Background(), "status/nodes/", "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var keys []string
+		for _, kv := range kvs {
+			keys = append(keys, kv.Key)
+		}
+		if len(keys) != 0 {
+			t.Errorf("status node records after 4 upgrades and a clean stop: %q, want none", keys)
+		}
+		b, err := os.ReadFile(e.logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes := map[string]bool{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.Contains(line, "status observations handed over") {
+				_, after, _ := strings.Cut(line, "node=")
+				nodes[strings.Fields(after + " ")[0]] = true
+			}
+			if strings.Contains(line, "level=WARN") && (strings.Contains(line, "status") || strings.Contains(line, "read-only")) {
+				t.Errorf("an upgrade logged: %s", line)
+			}
+		}
+		if len(nodes) != 1 {
+			t.Errorf("node names handed over by the upgrades: %v, want one name kept throughout", nodes)
+		}
+	})
+}
+
+// waitGone waits until process pid has exited.
+func waitGone(t *testing.T, pid int, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for alive(pid) {
+		if time.Now().After(deadline) {
+			t.Fatalf("process %d still alive after %s", pid, within)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
 

@@ -26,12 +26,16 @@ type Client struct {
 }
 
 // NewClient returns a client for the admin API at baseURL
-// ("https://127.0.0.1:9443"). caPEM, if not empty, is the only trusted root
+// ("https://127.0.0.1:9443"); an http:// URL is refused, as it would send
+// the token in clear. caPEM, if not empty, is the only trusted root
 // for the API's certificate (the self-signed admin certificate a node writes
 // into its data directory); otherwise the system roots are used.
 func NewClient(baseURL, token string, caPEM []byte) (*Client, error) {
 	u, err := url.Parse(baseURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+	switch {
+	case err == nil && u.Scheme == "http":
+		return nil, fmt.Errorf("admin URL %q: http:// would send the admin token in clear; the admin API serves HTTPS only: use https://%s", baseURL, u.Host)
+	case err != nil || u.Scheme != "https" || u.Host == "":
 		return nil, fmt.Errorf("admin URL %q: want https://host:port", baseURL)
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()

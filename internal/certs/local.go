@@ -41,27 +41,10 @@ const (
 	maxMissedDrops = 10000
 )
 
-// remoteStore is implemented by stores on other machines (*etcd.Store),
-// for which a node keeps a local index snapshot and bundle cache.
-type remoteStore interface {
-	// Identity names the store's data (cluster and prefix).
-	Identity(ctx context.Context) (string, error)
-	// Reachable reports the outcome of the last call, without calling.
-	Reachable() bool
-}
-
-// progressWatcher is implemented by stores whose watch can report that it
-// has delivered every change up to a revision (*etcd.Store): a response
-// with no events is such a report, sent after RequestProgress.
-type progressWatcher interface {
-	WatchProgress(ctx context.Context, prefix string, fromRev int64) <-chan store.WatchResponse
-	RequestProgress(ctx context.Context) error
-}
-
 // local is the state of a node's local copy of a remote store's index.
 type local struct {
 	dir  string
-	rs   remoteStore
+	rs   store.Remote
 	disk atomic.Pointer[diskCache] // nil while not open
 	// reopen is set when the bundle cache was locked by another process
 	// at start: run opens it once that process lets go.
@@ -86,7 +69,7 @@ type local struct {
 // startLocal loads the index from the local snapshot if there is a usable
 // one, else lists it from the store. It returns the revision to watch from
 // and whether the index came from the snapshot.
-func (m *Manager) startLocal(ctx context.Context, rs remoteStore) (int64, bool, error) {
+func (m *Manager) startLocal(ctx context.Context, rs store.Remote) (int64, bool, error) {
 	l := &local{dir: m.opts.Dir, rs: rs}
 	m.local = l
 	if rs.Reachable() {
@@ -122,7 +105,7 @@ func (m *Manager) startLocal(ctx context.Context, rs remoteStore) (int64, bool, 
 		snap = nil
 	}
 	if snap == nil {
-		rev, err := m.relist(ctx)
+		rev, err := m.loadIndex(ctx)
 		return rev, false, err
 	}
 	m.pmu.Lock()
@@ -143,7 +126,7 @@ func (m *Manager) startLocal(ctx context.Context, rs remoteStore) (int64, bool, 
 // meanwhile. If the snapshot turns out not to be of this store's history
 // (see checkSnapshot), it asks run for a full relisting and waits for it.
 func (m *Manager) catchUp(ctx context.Context, done chan<- struct{}) {
-	pw, _ := m.st.(progressWatcher)
+	pw, _ := m.st.(store.ProgressWatcher)
 	var (
 		target    int64
 		relisting bool   // a relisting was asked for

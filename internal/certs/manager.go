@@ -16,7 +16,6 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
-	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -254,11 +253,11 @@ func (m *Manager) Start(ctx context.Context) error {
 		fromSnap bool
 		err      error
 	)
-	rs, remote := m.st.(remoteStore)
+	rs, remote := m.st.(store.Remote)
 	if remote && m.opts.Dir != "" {
 		rev, fromSnap, err = m.startLocal(ctx, rs)
 	} else {
-		rev, err = m.relist(ctx)
+		rev, err = m.loadIndex(ctx)
 	}
 	if err != nil {
 		m.closeLocal()
@@ -316,15 +315,52 @@ func (m *Manager) closeLocal() {
 	}
 }
 
-// prefixScanner is implemented by stores that stream the keys of a prefix
-// without copying them (internal/store/bolt); relist uses it when it can.
-type prefixScanner interface {
-	Scan(ctx context.Context, prefix string, fn func(key, value []byte) error) (rev int64, err error)
+// nameFeed is the store.Handler that keeps the index in step with
+// certs/names/ (see store.Follow).
+type nameFeed struct {
+	m *Manager
+	// relisted, if not nil, is called after every relisting.
+	relisted func()
 }
 
-// relist rebuilds the index from certs/names/ and returns the revision to
-// watch from.
-func (m *Manager) relist(ctx context.Context) (int64, error) {
+// Reset rebuilds the index from a listing (see relist).
+func (f nameFeed) Reset(ctx context.Context, l *store.Listing) error {
+	if err := f.m.relist(ctx, l); err != nil {
+		return err
+	}
+	if f.relisted != nil {
+		f.relisted()
+	}
+	return nil
+}
+
+// Apply applies watched transactions (and progress reports) in order.
+func (f nameFeed) Apply(resps []store.WatchResponse) {
+	for _, r := range resps {
+		f.m.applyWatch(r)
+	}
+}
+
+// followOptions are how the index follows certs/names/: streamed at one
+// revision, with progress reports and resync requests for the local copy.
+func (m *Manager) followOptions() store.FollowOptions {
+	return store.FollowOptions{
+		What:     "certificate names",
+		Logger:   m.log,
+		PageSize: listPageSize,
+		Stream:   true,
+		Progress: m.local != nil,
+		Resync:   m.resync,
+	}
+}
+
+// loadIndex lists the index and returns the revision to watch from.
+func (m *Manager) loadIndex(ctx context.Context) (int64, error) {
+	return store.Load(ctx, m.st, prefixNames, m.followOptions(), nameFeed{m: m})
+}
+
+// relist rebuilds the index from the listing l of certs/names/.
+func (m *Manager) relist(ctx context.Context, l *store.Listing) error {
 	hint := 0
 	if sz, ok := m.st.(store.Sizer); ok {
 		// About one name key per bundle key: half the keys are names.
@@ -343,11 +379,23 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 		}
 		es = nil
 	}
-	addKey := func(h, id string, value []byte) {
-		ne, err := decodeNameEntry(value)
+	for kv, err := range l.All() {
+		if err != nil {
+			return fmt.Errorf("listing certificate names: %w", err)
+		}
+		h, id, ok := parseNameKey(kv.Key)
+		if !ok {
+			m.log.Warn("ignoring malformed name index key", "key", kv.Key)
+			continue
+		}
+		// One string holds host and id, without the prefix the index
+		// need not keep.
+		rest := strings.Clone(kv.Key[len(prefixNames):])
+		h, id = rest[:len(h)], rest[len(h)+1:]
+		ne, err := decodeNameEntry(kv.Value)
 		if err != nil {
 			m.log.Warn("ignoring malformed name index entry", "host", h, "id", id, "err", err)
-			return
+			continue
 		}
 		if h != host {
 			flushHost()
@@ -355,57 +403,7 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 		}
 		es = append(es, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
 	}
-	var firstRev int64
-	if sc, ok := m.st.(prefixScanner); ok {
-		scan := func(fn func(key, value []byte) error) (int64, error) {
-			rev, err := sc.Scan(ctx, prefixNames, fn)
-			if errors.Is(err, store.ErrCompacted) {
-				// Compacted under a long scan: once more from the start.
-				b, host, es = newIndexBuilder(hint), "", nil
-				rev, err = sc.Scan(ctx, prefixNames, fn)
-			}
-			return rev, err
-		}
-		rev, err := scan(func(key, value []byte) error {
-			// One string holds host and id.
-			rest := string(key[len(prefixNames):])
-			i := strings.LastIndexByte(rest, '/')
-			if i <= 0 || !isBundleID(rest[i+1:]) {
-				m.log.Warn("ignoring malformed name index key", "key", string(key))
-				return nil
-			}
-			addKey(rest[:i], rest[i+1:], value)
-			return nil
-		})
-		if err != nil {
-			return 0, fmt.Errorf("listing certificate names: %w", err)
-		}
-		firstRev = rev
-	} else {
-		first := true
-		after := ""
-		for {
-			kvs, rev, err := m.st.List(ctx, prefixNames, after, listPageSize)
-			if err != nil {
-				return 0, fmt.Errorf("listing certificate names: %w", err)
-			}
-			if first {
-				firstRev, first = rev, false
-			}
-			for _, kv := range kvs {
-				h, id, ok := parseNameKey(kv.Key)
-				if !ok {
-					m.log.Warn("ignoring malformed name index key", "key", kv.Key)
-					continue
-				}
-				addKey(h, id, kv.Value)
-			}
-			if len(kvs) < listPageSize {
-				break
-			}
-			after = kvs[len(kvs)-1].Key
-		}
-	}
+	firstRev := l.Rev()
 	flushHost()
 	m.pmu.Lock()
 	defer m.pmu.Unlock()
@@ -432,28 +430,42 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 		}
 	}
 	m.relists.Add(1)
-	return firstRev, nil
+	return nil
 }
 
-// errResync ends a watch so that run lists the index again.
-var errResync = errors.New("relisting requested")
-
 // run follows certs/names/ from rev until ctx is done, relisting when the
-// store no longer has the history to resume from. With a local copy it
-// saves the index snapshot after a full listing and then every
-// Options.SnapshotEvery if changed. caughtUp, if not nil, is closed once the
-// index has caught up with the store (see catchUp).
+// store no longer has the history to resume from or checkSnapshot asks.
+// With a local copy it saves the index snapshot after a full listing and
+// then every Options.SnapshotEvery if changed. caughtUp, if not nil, is
+// closed once the index has caught up with the store (see catchUp).
 func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 	defer close(m.done)
 	var bg sync.WaitGroup
 	defer bg.Wait()
-	var tick <-chan time.Time
+	// save asks for a snapshot; one goroutine writes them, one at a time.
+	save := make(chan struct{}, 1)
+	requestSave := func() {
+		select {
+		case save <- struct{}{}:
+		default:
+		}
+	}
 	if m.local != nil {
-		t := time.NewTicker(m.opts.SnapshotEvery)
-		defer t.Stop()
-		tick = t.C
+		bg.Go(func() {
+			t := time.NewTicker(m.opts.SnapshotEvery)
+			defer t.Stop()
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				case <-save:
+				}
+				m.saveSnapshot()
+			}
+		})
 		if caughtUp == nil {
-			bg.Go(m.saveSnapshot)
+			requestSave()
 		}
 	}
 	if caughtUp != nil {
@@ -462,78 +474,9 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 	if m.local != nil && m.local.reopen {
 		bg.Go(func() { m.reopenDisk(ctx) })
 	}
-	const minBackoff, maxBackoff = 100 * time.Millisecond, 30 * time.Second
-	backoff := minBackoff
-	for {
-		err := m.follow(ctx, &rev, tick, func() { backoff = minBackoff })
-		if ctx.Err() != nil {
-			return
-		}
-		switch {
-		case err == nil || errors.Is(err, store.ErrClosed):
-			m.log.Warn("certificate watch ended: store closed")
-			return
-		case errors.Is(err, store.ErrCompacted), errors.Is(err, errResync):
-			// Relist until it succeeds: following the watch meanwhile would
-			// apply this store's changes to an index that is not its own
-			// (a resync is asked for once).
-			m.log.Info("relisting certificate names", "rev", rev, "reason", err)
-			for {
-				r, lerr := m.relist(ctx)
-				if lerr == nil {
-					rev = r
-					break
-				}
-				m.log.Warn("relisting certificate names failed; retrying", "err", lerr, "retry_in", backoff)
-				if !loop.Sleep(ctx, backoff) {
-					return
-				}
-				backoff = min(2*backoff, maxBackoff)
-			}
-			backoff = minBackoff
-			if m.local != nil {
-				bg.Go(m.saveSnapshot)
-			}
-			continue
-		}
-		m.log.Warn("certificate watch failed; retrying", "err", err, "retry_in", backoff)
-		if !loop.Sleep(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
-// follow applies the watch of certs/names/ from *rev until it ends, and
-// saves the snapshot on each tick meanwhile. progress is called when the
-// watch delivers.
-func (m *Manager) follow(ctx context.Context, rev *int64, tick <-chan time.Time, progress func()) error {
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var ch <-chan store.WatchResponse
-	if pw, ok := m.st.(progressWatcher); ok && m.local != nil {
-		ch = pw.WatchProgress(wctx, prefixNames, *rev)
-	} else {
-		ch = m.st.Watch(wctx, prefixNames, *rev)
-	}
-	for {
-		select {
-		case resp, ok := <-ch:
-			if !ok {
-				return nil
-			}
-			if resp.Err != nil {
-				return resp.Err
-			}
-			m.applyWatch(resp)
-			*rev = max(*rev, resp.Rev)
-			progress()
-		case <-tick:
-			m.saveSnapshot()
-		case <-m.resync:
-			return errResync
-		}
-	}
+	opts := m.followOptions()
+	opts.Loaded, opts.FromRev = true, rev
+	<-store.Follow(ctx, m.st, prefixNames, opts, nameFeed{m: m, relisted: requestSave}).Done()
 }
 
 // applyWatch applies one watched transaction to the index, skipping keys
@@ -1164,42 +1107,26 @@ func (m *Manager) estimateBatch(bundles []*Bundle) (adding, removing int64) {
 // sweep's conditional delete of that entry fails and the entry stays.
 func (m *Manager) SweepChains(ctx context.Context) (int, error) {
 	chains := make(map[string]int64) // key -> mod revision
-	after := ""
-	for {
-		kvs, _, err := m.st.List(ctx, prefixChains, after, listPageSize)
+	for kv, err := range store.All(ctx, m.st, prefixChains, listPageSize) {
 		if err != nil {
 			return 0, fmt.Errorf("listing chain certificates: %w", err)
 		}
-		for _, kv := range kvs {
-			chains[kv.Key] = kv.ModRev
-		}
-		if len(kvs) < listPageSize {
-			break
-		}
-		after = kvs[len(kvs)-1].Key
+		chains[kv.Key] = kv.ModRev
 	}
 	if len(chains) == 0 {
 		return 0, nil
 	}
-	after = ""
-	for {
-		kvs, _, err := m.st.List(ctx, prefixBundles, after, 1000)
+	for kv, err := range store.All(ctx, m.st, prefixBundles, 1000) {
 		if err != nil {
 			return 0, fmt.Errorf("listing certificates: %w", err)
 		}
-		for _, kv := range kvs {
-			rec, err := decodeRecord(kv.Value)
-			if err != nil {
-				return 0, fmt.Errorf("sweeping chains: bundle %s: %w", idFromBundleKey(kv.Key), err)
-			}
-			for _, h := range rec.Chain {
-				delete(chains, chainKeyOf(h))
-			}
+		rec, err := decodeRecord(kv.Value)
+		if err != nil {
+			return 0, fmt.Errorf("sweeping chains: bundle %s: %w", idFromBundleKey(kv.Key), err)
 		}
-		if len(kvs) < 1000 {
-			break
+		for _, h := range rec.Chain {
+			delete(chains, chainKeyOf(h))
 		}
-		after = kvs[len(kvs)-1].Key
 	}
 	deleted := 0
 	for key, rev := range chains {

@@ -241,7 +241,7 @@ func (m *Manager) certificate(ctx context.Context, id string) (*tls.Certificate,
 // fast then (a member that still answers serializable reads answers well
 // within it).
 func (m *Manager) loadTimeout() time.Duration {
-	if rs, ok := m.st.(remoteStore); ok && !rs.Reachable() {
+	if rs, ok := m.st.(store.Remote); ok && !rs.Reachable() {
 		return unreachableLoadTimeout
 	}
 	return loadTimeout

@@ -57,6 +57,10 @@ func TestParseGood(t *testing.T) {
 	if got := cfg.Listeners.HTTPS.ReadHeaderTimeout.D(); got != DefaultReadHeaderTimeout {
 		t.Errorf("read_header_timeout default = %v", got)
 	}
+	if h := cfg.Listeners.HTTPS; h.BodyReadTimeout.D() != 60*time.Second || h.WriteIdleTimeout.D() != 60*time.Second || h.UnderscoreHeaders != UnderscoreDrop {
+		t.Errorf("https client defaults: body_read_timeout %s, write_idle_timeout %s, underscore_headers %q; want 1m, 1m, drop",
+			h.BodyReadTimeout, h.WriteIdleTimeout, h.UnderscoreHeaders)
+	}
 }
 
 func TestParseBad(t *testing.T) {
@@ -98,6 +102,13 @@ func TestParseBad(t *testing.T) {
 		{"wrong shape", base("pools: {name: a}\n"), []string{`pools: expected a list, got a mapping (line 4)`}},
 		{"several problems at once", base("pools:\n  - name: \"\"\n    members: []\n"),
 			[]string{`pools[0].name: must not be empty`, `pools[0].members: a pool needs at least one member`}},
+		{"client timeouts and underscores", "listeners:\n  https: {address: \"127.0.0.1:8443\", body_read_timeout: 2h, underscore_headers: keep}\n" +
+			"  admin: {address: \"127.0.0.1:9443\", write_idle_timeout: 5s}\n" +
+			"pools:\n  - name: a\n    members: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {host: a.test, pool: a, write_idle_timeout: 61m}\n",
+			[]string{`listeners.https.body_read_timeout: 2h0m0s must be between 0 (the default, 60s) and 1h`,
+				`listeners.https.underscore_headers: "keep" must be drop, reject or pass`,
+				`listeners.admin: body_read_timeout, write_idle_timeout and underscore_headers apply to listeners.https only`,
+				`routes[0].write_idle_timeout: 1h1m0s must be between 0 (the listener's) and 1h`}},
 		{"empty", "", []string{`empty document`}},
 		{"two documents", base("---\na: 1\n"), []string{`more than one YAML document; put everything in one`}},
 		{"yaml syntax", "listeners: [", []string{`yaml: line 1: did not find expected node content`}},

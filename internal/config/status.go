@@ -2,10 +2,47 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
 )
+
+// StatusWebhooks is the policy for webhook subscriber URLs. Subscribers
+// on loopback, link-local, unspecified and multicast addresses are refused
+// (at subscription and at every delivery, on the address dialled), and
+// so are this node's own listeners; private ranges are allowed.
+type StatusWebhooks struct {
+	// AllowHosts permits hosts the policy refuses: an IP address
+	// ("127.0.0.1"), a CIDR ("10.0.0.0/8", "::1/128") or a host name
+	// ("hooks.internal", matched exactly as written in the URL, whatever it
+	// resolves to). This node's own listeners stay refused.
+	AllowHosts []string `yaml:"allow_hosts"`
+}
+
+// ParseAllowHost reads one status.webhooks.allow_hosts entry: an address
+// or CIDR as a prefix, or else a lower-case host name.
+func ParseAllowHost(s string) (prefix netip.Prefix, name string, err error) {
+	s = strings.TrimSpace(s)
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), "", nil
+	}
+	if a, err := netip.ParseAddr(strings.Trim(s, "[]")); err == nil {
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), "", nil
+	}
+	name = strings.ToLower(strings.TrimSuffix(s, "."))
+	if name == "" || len(name) > 253 || strings.Contains(s, "/") {
+		return netip.Prefix{}, "", fmt.Errorf("%q is neither an IP address, a CIDR nor a host name", s)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if label == "" || len(label) > 63 || strings.HasPrefix(label, "-") || strings.HasSuffix(label, "-") ||
+			strings.Trim(label, "abcdefghijklmnopqrstuvwxyz0123456789-_") != "" {
+			return netip.Prefix{}, "", fmt.Errorf("%q is neither an IP address, a CIDR nor a host name", s)
+		}
+	}
+	return netip.Prefix{}, name, nil
+}
 
 // validateStatus checks the status portal's section: components named,
 // unique within their region, tied to defined pools; a sane hysteresis and
@@ -22,6 +59,11 @@ func (c *Config) validateStatus(v *validator, pools map[string]bool) {
 		}
 	}
 	c.validateErrorRate(v)
+	for i, h := range s.Webhooks.AllowHosts {
+		if _, _, err := ParseAllowHost(h); err != nil {
+			v.add(fmt.Sprintf("status.webhooks.allow_hosts[%d]", i), "%v", err)
+		}
+	}
 	seen := map[string]int{}
 	for i, comp := range s.Components {
 		p := fmt.Sprintf("status.components[%d]", i)

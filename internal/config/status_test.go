@@ -18,7 +18,9 @@ pools:
 	tests := []struct {
 		name, status, wantErr string
 	}{
-		{"good", "status: {url: https://status.example.com, hysteresis: 10s, components: [{name: Web, region: EU01, pools: [web]}, {name: Web, region: US01, pools: [web]}]}", ""},
+		{"good", "status: {url: https://status.example.com, hysteresis: 10s, components: [{name: Web, region: EU01, pools: [web]}, {name: Web, region: US01, pools: [web]}], webhooks: {allow_hosts: [127.0.0.1, \"::1\", 10.0.0.0/8, hooks.internal, localhost]}}", ""},
+		{"bad allow_hosts entry", "status: {webhooks: {allow_hosts: [127.0.0.1, 10.0.0.0/40]}}", `status.webhooks.allow_hosts[1]: "10.0.0.0/40" is neither an IP address, a CIDR nor a host name`},
+		{"allow_hosts URL", "status: {webhooks: {allow_hosts: [\"https://hooks.internal/x\"]}}", `status.webhooks.allow_hosts[0]: "https://hooks.internal/x" is neither`},
 		{"duplicate in region", "status: {components: [{name: Web, region: EU01}, {name: web, region: EU01}]}", `status.components[1].name: "web" in region "EU01" is already status.components[0]`},
 		{"unknown pool", "status: {components: [{name: Web, pools: [api]}]}", `status.components[0].pools[0]: "api" is not a pool`},
 		{"empty name", "status: {components: [{region: EU01}]}", "status.components[0].name: must not be empty"},

@@ -81,6 +81,18 @@ type Listener struct {
 	// MaxConnections caps concurrently open client connections (0: no cap
 	// beyond file descriptors).
 	MaxConnections int `yaml:"max_connections"`
+	// BodyReadTimeout bounds the wait between two successive reads of a
+	// request body, WriteIdleTimeout the wait between two successive
+	// writes of a response (HTTPS listener only; default 60s each, as
+	// nginx's client_body_timeout and send_timeout). A client that stalls
+	// longer gets 408 or its connection closed, and the member connection
+	// is released. routes[] may override both.
+	BodyReadTimeout  Duration `yaml:"body_read_timeout"`
+	WriteIdleTimeout Duration `yaml:"write_idle_timeout"`
+	// UnderscoreHeaders says what the HTTPS listener does with a request
+	// header whose name has an underscore, which some backends read as the
+	// hyphenated name: "drop" (default, as nginx), "reject" (400) or "pass".
+	UnderscoreHeaders string `yaml:"underscore_headers"`
 }
 
 // TLS is the policy of the public HTTPS listener.
@@ -172,6 +184,16 @@ type Route struct {
 	Pool       string `yaml:"pool"`
 	// Cache turns on the response cache for this route (off by default).
 	Cache RouteCache `yaml:"cache"`
+	// AllowMisdirected lets a request reach this route although its Host
+	// is not the TLS server name of its connection nor another name of the
+	// certificate that served it. By default such a request gets 421
+	// Misdirected Request, so one tenant is never reached through another
+	// tenant's TLS session.
+	AllowMisdirected bool `yaml:"allow_misdirected"`
+	// BodyReadTimeout and WriteIdleTimeout override the HTTPS listener's
+	// for this route (0: the listener's).
+	BodyReadTimeout  Duration `yaml:"body_read_timeout"`
+	WriteIdleTimeout Duration `yaml:"write_idle_timeout"`
 }
 
 // RouteCache is the response cache policy of one route. The cache is a
@@ -219,6 +241,8 @@ type Status struct {
 	// state is shown.
 	ErrorRate  ErrorRate   `yaml:"error_rate"`
 	Components []Component `yaml:"components"`
+	// Webhooks is the policy for webhook subscriber URLs (status.go).
+	Webhooks StatusWebhooks `yaml:"webhooks"`
 }
 
 // ErrorRate sets how the share of failed requests (5xx from members,

@@ -16,10 +16,15 @@ const (
 	DefaultDataDir           = "./gatehouse-data"
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultIdleTimeout       = 120 * time.Second
-	DefaultMaxHeaderBytes    = 64 << 10
-	DefaultCacheBytes        = 256 << 20
-	DefaultExpiryWarning     = 30 * 24 * time.Hour
-	DefaultWarnPercent       = 80
+	// DefaultBodyReadTimeout and DefaultWriteIdleTimeout bound the wait
+	// between two reads of a request body and two writes of a response
+	// on the HTTPS listener.
+	DefaultBodyReadTimeout  = 60 * time.Second
+	DefaultWriteIdleTimeout = 60 * time.Second
+	DefaultMaxHeaderBytes   = 64 << 10
+	DefaultCacheBytes       = 256 << 20
+	DefaultExpiryWarning    = 30 * 24 * time.Hour
+	DefaultWarnPercent      = 80
 	// DefaultResponseCacheBytes bounds the response cache: enough for
 	// tens of thousands of typical static assets and API answers, small
 	// beside the certificate cache, and used only once a route enables
@@ -32,6 +37,13 @@ const (
 	DefaultMaxStale = 24 * time.Hour
 	// MaxMaxStale bounds routes[].cache.max_stale and default_ttl.
 	MaxMaxStale = 365 * 24 * time.Hour
+)
+
+// Values of listeners.https.underscore_headers.
+const (
+	UnderscoreDrop   = "drop"
+	UnderscoreReject = "reject"
+	UnderscorePass   = "pass"
 )
 
 // Algorithms a pool may use.
@@ -51,6 +63,17 @@ func (c *Config) ApplyDefaults() {
 		}
 		if l.MaxHeaderBytes == 0 {
 			l.MaxHeaderBytes = DefaultMaxHeaderBytes
+		}
+	}
+	if l := &c.Listeners.HTTPS; l.BodyReadTimeout == 0 || l.WriteIdleTimeout == 0 || l.UnderscoreHeaders == "" {
+		if l.BodyReadTimeout == 0 {
+			l.BodyReadTimeout = Duration(DefaultBodyReadTimeout)
+		}
+		if l.WriteIdleTimeout == 0 {
+			l.WriteIdleTimeout = Duration(DefaultWriteIdleTimeout)
+		}
+		if l.UnderscoreHeaders == "" {
+			l.UnderscoreHeaders = UnderscoreDrop
 		}
 	}
 	// The admin and status listeners serve small documents: bound whole requests.
@@ -226,6 +249,23 @@ func (c *Config) validateListeners(v *validator) {
 		if n.l.MaxConnections < 0 {
 			v.add(p+".max_connections", "must not be negative")
 		}
+		if n.name == "https" {
+			for _, d := range []struct {
+				field string
+				v     Duration
+			}{{"body_read_timeout", n.l.BodyReadTimeout}, {"write_idle_timeout", n.l.WriteIdleTimeout}} {
+				if d.v.D() < 0 || d.v.D() > time.Hour {
+					v.add(p+"."+d.field, "%s must be between 0 (the default, 60s) and 1h", d.v)
+				}
+			}
+			switch n.l.UnderscoreHeaders {
+			case "", UnderscoreDrop, UnderscoreReject, UnderscorePass:
+			default:
+				v.add(p+".underscore_headers", "%q must be drop, reject or pass", n.l.UnderscoreHeaders)
+			}
+		} else if n.l.BodyReadTimeout != 0 || n.l.WriteIdleTimeout != 0 || n.l.UnderscoreHeaders != "" {
+			v.add(p, "body_read_timeout, write_idle_timeout and underscore_headers apply to listeners.https only")
+		}
 	}
 }
 
@@ -390,6 +430,12 @@ func (c *Config) validateRoutes(v *validator, pools map[string]bool) {
 			v.add(rp+".pool", "%q is not a pool defined under pools", r.Pool)
 		}
 		c.validateRouteCache(v, rp+".cache", r.Cache)
+		if r.BodyReadTimeout.D() < 0 || r.BodyReadTimeout.D() > time.Hour {
+			v.add(rp+".body_read_timeout", "%s must be between 0 (the listener's) and 1h", r.BodyReadTimeout)
+		}
+		if r.WriteIdleTimeout.D() < 0 || r.WriteIdleTimeout.D() > time.Hour {
+			v.add(rp+".write_idle_timeout", "%s must be between 0 (the listener's) and 1h", r.WriteIdleTimeout)
+		}
 		key := host + " " + r.PathPrefix
 		if j, dup := seen[key]; dup {
 			v.add(rp, "same host and path_prefix as routes[%d]", j)

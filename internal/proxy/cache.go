@@ -139,15 +139,16 @@ func unsafeMethod(method string) bool {
 }
 
 // serveCached serves a request of a caching route.
-func (px *Proxy) serveCached(w http.ResponseWriter, r *http.Request, p *pool, rc *routeCache) {
+func (px *Proxy) serveCached(w http.ResponseWriter, r *http.Request, rt *prefixRoute) {
+	p, rc := rt.pool, rt.cache
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		if !unsafeMethod(r.Method) {
-			px.forward(w, r, p)
+			px.forward(w, r, rt)
 			return
 		}
 		key := cacheKey(r)
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
-		px.forward(sw, r, p)
+		px.forward(sw, r, rt)
 		if sw.status < 400 {
 			rc.c.store.Delete(key)
 		}
@@ -155,7 +156,7 @@ func (px *Proxy) serveCached(w http.ResponseWriter, r *http.Request, p *pool, rc
 	}
 	if cacheBypass(r) {
 		w.Header()["Cache-Status"] = cacheStatusBypass
-		px.forward(w, r, p)
+		px.forward(w, r, rt)
 		return
 	}
 	store, stats := rc.c.store, rc.c.stats
@@ -218,7 +219,7 @@ func (px *Proxy) serveCached(w http.ResponseWriter, r *http.Request, p *pool, rc
 			cw.revalidating = true
 		}
 	}
-	px.forward(cw, r, p)
+	px.forward(cw, r, rt)
 	cw.finish()
 }
 

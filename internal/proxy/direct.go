@@ -159,7 +159,7 @@ func newOutRequest(r *http.Request, ids []string) *outRequest {
 			continue
 		}
 		switch k {
-		case "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		case "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
 			continue
 		}
 		h[k] = vv
@@ -178,6 +178,7 @@ func newOutRequest(r *http.Request, ids []string) *outRequest {
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
 		o.fwd.forIP[0] = ip
 		h["X-Forwarded-For"] = o.fwd.forIP[:]
+		h["X-Real-Ip"] = o.fwd.forIP[:]
 	}
 	o.fwd.host[0] = r.Host
 	h["X-Forwarded-Host"] = o.fwd.host[:]
@@ -230,7 +231,7 @@ func replayable(r *http.Request) bool {
 // serveDirect proxies the body-less request r to m (whose in-flight count
 // the caller has raised and lowers), retrying on other members like
 // poolTransport does.
-func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m *member, ids []string) {
+func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m *member, ids []string, writeIdle time.Duration) {
 	out := newOutRequest(r, ids)
 	defer out.release()
 	ctx := r.Context()
@@ -247,7 +248,7 @@ func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m 
 		res, bc, stop, err := p.roundTrip(ctx, cur, &out.req, w)
 		if err == nil {
 			cur.succeeded()
-			px.copyResponse(w, r, p, cur, res, bc, stop)
+			px.copyResponse(w, r, p, cur, res, bc, stop, writeIdle)
 			return
 		}
 		if !connFailure(err) || ctx.Err() != nil {
@@ -409,8 +410,12 @@ func (p *pool) dial(ctx context.Context, m *member) (*backendConn, error) {
 
 // copyResponse sends res to the client and then returns bc to m's idle
 // connections or closes it.
+//
+// Each write to the client may wait at most writeIdle: a client that stops
+// reading loses its connection (HTTP/1) or stream (HTTP/2), and bc is
+// closed.
 func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m *member,
-	res *http.Response, bc *backendConn, stop func() bool) {
+	res *http.Response, bc *backendConn, stop func() bool, writeIdle time.Duration) {
 	reuse := false
 	defer func() {
 		if stopped := stop(); reuse && stopped && !res.Close {
@@ -443,6 +448,8 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 		h["Trailer"] = []string{strings.Join(keys, ", ")}
 	}
 	p.countAnswer(res.StatusCode >= 500)
+	clock := newWriteClock(w, r, writeIdle)
+	clock.tick(0)
 	w.WriteHeader(res.StatusCode)
 
 	// Like ReverseProxy: a body of unknown length is flushed as it comes.
@@ -452,11 +459,15 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 	for {
 		n, rerr := res.Body.Read(buf)
 		if n > 0 {
+			clock.tick(n)
 			if _, werr := w.Write(buf[:n]); werr != nil {
-				return // the client went away
+				// The client went away or stopped reading.
+				px.clientErrs.add(writeReason(werr))
+				return
 			}
 			if flush {
 				if err := http.NewResponseController(w).Flush(); err != nil {
+					px.clientErrs.add(writeReason(err))
 					return
 				}
 			}
@@ -465,7 +476,11 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 			break
 		}
 		if rerr != nil {
-			if ctx := r.Context(); ctx.Err() == nil {
+			if ctx := r.Context(); ctx.Err() != nil {
+				// The client went away: its cancellation aborted the
+				// member connection.
+				px.clientErrs.add(reasonAborted)
+			} else {
 				px.log.Warn("reading the body from the member failed", keyPool, p.name, keyMember, m.addr,
 					keyRequestID, h.Get(headerRequestID), keyError, rerr)
 			}

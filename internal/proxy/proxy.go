@@ -14,8 +14,10 @@
 // the old one once its requests have finished.
 //
 // Toward members: HTTP/1.1 only, the inbound Host header kept,
-// X-Forwarded-For (the client address; values sent by the client are
-// dropped), X-Forwarded-Host and X-Forwarded-Proto set, and X-Request-Id
+// X-Forwarded-For and X-Real-Ip (the client address; values sent by the
+// client are dropped), X-Forwarded-Host and X-Forwarded-Proto set, header
+// names with underscores dropped (listeners.https.underscore_headers),
+// and X-Request-Id
 // kept when the client sent a sane one or generated (also returned to the
 // client). Accept-Encoding and bodies pass through untouched.
 //
@@ -28,6 +30,13 @@
 // (default 3) consecutive connection failures of live traffic eject a
 // member until its next successful check (passive ejection).
 //
+// Clients: a request whose Host is not a name of its TLS session gets
+// 421 (tenant.go); a request body that stalls longer than the body read
+// timeout gets 408, a malformed one 400, and a response the client stops
+// reading for the write idle timeout is cut off (clienterr.go). Such
+// client errors release the member connection and are counted apart
+// (ClientErrors), never against a member or a pool.
+//
 // Each pool counts the requests it answered and those that failed (a 5xx
 // from a member, or a 502/503/504 of its own) in atomic counters that a
 // reload carries over; Pools reports them, and the status portal turns
@@ -39,8 +48,7 @@
 package proxy
 
 import (
-	"context"
-	"errors"
+	"crypto/tls"
 	"fmt"
 	"html"
 	"log/slog"
@@ -48,6 +56,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +100,12 @@ type Options struct {
 	// Now, if set, replaces time.Now for the response cache's freshness
 	// and age (tests inject a clock with it).
 	Now func() time.Time
+	// Certificate, if set, returns the certificate the HTTPS listener
+	// serves for a TLS server name ("" for a client that sent none), or
+	// nil. A request whose Host differs from its session's server name is
+	// allowed only if that certificate also covers the Host. Nil allows
+	// only the exact server name (and any Host on a session without one).
+	Certificate func(serverName string) *tls.Certificate
 }
 
 // Proxy is an http.Handler that routes and proxies requests.
@@ -111,6 +126,17 @@ type Proxy struct {
 	// when no route caches.
 	cache *responseCache
 	now   func() time.Time
+
+	// Client-side limits (listeners.https): body read and write idle
+	// timeouts (routes may override them), what to do with header names
+	// holding underscores.
+	bodyRead, writeIdle time.Duration
+	underscore          string
+	certFor             func(serverName string) *tls.Certificate
+	// clientErrs counts client errors by reason, handed on by a reload.
+	clientErrs *clientErrors
+	// abortLog samples the access-log lines of aborted requests.
+	abortLog *logSampler
 }
 
 // New builds a Proxy from cfg's pools and routes and starts the active
@@ -124,6 +150,19 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		accessLog: opts.AccessLog,
 		page503:   unavailablePage(opts.StatusURL),
 		now:       opts.Now,
+
+		bodyRead:   orDefault(cfg.Listeners.HTTPS.BodyReadTimeout.D(), config.DefaultBodyReadTimeout),
+		writeIdle:  orDefault(cfg.Listeners.HTTPS.WriteIdleTimeout.D(), config.DefaultWriteIdleTimeout),
+		underscore: cfg.Listeners.HTTPS.UnderscoreHeaders,
+		certFor:    opts.Certificate,
+		clientErrs: new(clientErrors),
+		abortLog:   &logSampler{perSecond: abortedLinesPerSecond},
+	}
+	if px.underscore == "" {
+		px.underscore = config.UnderscoreDrop
+	}
+	if opts.Previous != nil {
+		px.clientErrs = opts.Previous.clientErrs
 	}
 	if px.now == nil {
 		px.now = time.Now
@@ -192,7 +231,8 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			}
 			policy = px.cache.policy(rc.Cache)
 		}
-		px.router.add(rc.Host, rc.PathPrefix, p, policy)
+		px.router.addRoute(rc.Host, prefixRoute{prefix: rc.PathPrefix, pool: p, cache: policy,
+			allowMisdirected: rc.AllowMisdirected, bodyRead: rc.BodyReadTimeout.D(), writeIdle: rc.WriteIdleTimeout.D()})
 	}
 
 	px.checker = opts.Health
@@ -247,21 +287,60 @@ func (px *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (px *Proxy) serve(w http.ResponseWriter, r *http.Request) {
+	// A deadline left on an HTTP/1 connection by its previous response
+	// must not cut this one short.
+	armWrite(w, r, px.writeIdle)
 	rt := px.router.match(r.Host, r.URL.Path)
 	if rt == nil {
 		writePage(w, http.StatusNotFound, "text/plain; charset=utf-8", pageNotFound)
 		return
 	}
-	if rt.cache != nil {
-		px.serveCached(w, r, rt.pool, rt.cache)
+	if !rt.allowMisdirected && r.TLS != nil && px.misdirected(r) {
+		px.clientErrs.add(reasonMisdirected)
+		writePage(w, http.StatusMisdirectedRequest, "text/plain; charset=utf-8", pageMisdirected)
 		return
 	}
-	px.forward(w, r, rt.pool)
+	if px.underscore != config.UnderscorePass && !px.underscoreHeaders(r) {
+		px.clientErrs.add(reasonBadHeader)
+		writePage(w, http.StatusBadRequest, "text/plain; charset=utf-8", pageUnderscore)
+		return
+	}
+	if r.ProtoMajor == 1 && r.TransferEncoding != nil {
+		// net/http drops a Content-Length sent beside Transfer-Encoding
+		// before the handler can see it; RFC 9112, section 6.3 asks to
+		// close the connection after answering such a request, so every
+		// chunked HTTP/1 request closes its connection.
+		w.Header()["Connection"] = closeValue
+	}
+	if rt.cache != nil {
+		px.serveCached(w, r, rt)
+		return
+	}
+	px.forward(w, r, rt)
 }
 
-// forward proxies r to a member of p, by the direct path or the
+var closeValue = []string{"close"}
+
+// underscoreHeaders drops the request headers whose names hold an
+// underscore, or with underscore_headers: reject reports false if there
+// is one.
+func (px *Proxy) underscoreHeaders(r *http.Request) bool {
+	for k := range r.Header {
+		if strings.IndexByte(k, '_') < 0 {
+			continue
+		}
+		if px.underscore == config.UnderscoreReject {
+			return false
+		}
+		delete(r.Header, k)
+	}
+	return true
+}
+
+// forward proxies r to a member of rt's pool, by the direct path or the
 // ReverseProxy.
-func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, p *pool) {
+func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute) {
+	p := rt.pool
 	m := p.pick()
 	if m == nil {
 		p.countAnswer(true)
@@ -277,19 +356,47 @@ func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, p *pool) {
 		ids = []string{px.ids.next()}
 		r.Header[headerRequestID] = ids
 	}
+	writeIdle := orDefault(rt.writeIdle, px.writeIdle)
 	if p.direct && directOK(r) {
 		w.Header()[headerRequestID] = ids
-		px.serveDirect(w, r, p, m, ids)
+		px.serveDirect(w, r, p, m, ids, writeIdle)
 		return
 	}
 
 	// The outbound request is a clone of r: pointing r's URL at the member
-	// saves passing per-request state to Rewrite through the context.
+	// saves passing per-request state to Rewrite through the context, and
+	// so does r.Body, which Rewrite finds the rpState through.
 	// modifyResponse or answerError return the request id to the client
 	// (ReverseProxy clears the header map after forwarding a 1xx).
+	st := &rpState{ResponseWriter: w, px: px, clock: newWriteClock(w, r, writeIdle)}
+	st.body.rc, st.body.st = r.Body, st
+	if bodyRead := orDefault(rt.bodyRead, px.bodyRead); r.Body != nil && r.Body != http.NoBody {
+		if _, rd := deadlines(w); rd != nil {
+			st.body.dl, st.body.timeout = rd, bodyRead
+		}
+	}
+	r.Body = &st.body
 	r.URL.Scheme = "http"
 	r.URL.Host = m.addr
-	p.rp.ServeHTTP(w, r)
+	defer func() {
+		// A client that went away mid-response (ReverseProxy panics
+		// with http.ErrAbortHandler then) is a client error too.
+		if !st.counted && r.Context().Err() != nil {
+			st.clientError(reasonAborted)
+		}
+	}()
+	p.rp.ServeHTTP(st, r)
+	r.Body = st.body.rc
+}
+
+// clientError counts a client error of the request w answers (once per
+// request on the ReverseProxy path).
+func (px *Proxy) clientError(w http.ResponseWriter, reason clientReason) {
+	if st, ok := w.(*rpState); ok {
+		st.clientError(reason)
+		return
+	}
+	px.clientErrs.add(reason)
 }
 
 // requestID keeps r's sane X-Request-Id or sets a new one, and returns
@@ -311,13 +418,25 @@ type forwarded struct {
 }
 
 // rewrite is the ReverseProxy.Rewrite of every pool; it has the semantics
-// of ProxyRequest.SetXForwarded without its per-header allocations.
+// of ProxyRequest.SetXForwarded without its per-header allocations, and
+// sets X-Real-Ip to the client's address as well. The outbound body is
+// the clientBody itself (it does not close the inbound body).
 func rewrite(pr *httputil.ProxyRequest) {
-	f := new(forwarded)
+	var f *forwarded
+	if cb, ok := pr.In.Body.(*clientBody); ok {
+		f = &cb.state().fwd
+		if pr.Out.Body != nil {
+			pr.Out.Body = cb
+		}
+	} else {
+		f = new(forwarded)
+	}
 	h := pr.Out.Header
+	delete(h, "X-Real-Ip")
 	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
 		f.forIP[0] = ip
 		h["X-Forwarded-For"] = f.forIP[:]
+		h["X-Real-Ip"] = f.forIP[:]
 	}
 	f.host[0] = pr.In.Host
 	h["X-Forwarded-Host"] = f.host[:]
@@ -332,6 +451,9 @@ func rewrite(pr *httputil.ProxyRequest) {
 // X-Request-Id with the one the member was sent.
 func (p *pool) modifyResponse(res *http.Response) error {
 	p.countAnswer(res.StatusCode >= 500)
+	if in := res.Request; in.ProtoMajor == 1 && in.TransferEncoding != nil {
+		res.Header["Connection"] = closeValue // see serve
+	}
 	if ids := res.Request.Header[headerRequestID]; ids != nil {
 		res.Header[headerRequestID] = ids
 	} else {
@@ -342,7 +464,43 @@ func (p *pool) modifyResponse(res *http.Response) error {
 
 func (px *Proxy) errorHandler(p *pool) func(http.ResponseWriter, *http.Request, error) {
 	return func(w http.ResponseWriter, r *http.Request, err error) {
+		if cb, ok := r.Body.(*clientBody); ok {
+			if reason := cb.failed(); reason != noClientError {
+				px.answerClientError(w, r, p, reason, err)
+				return
+			}
+		}
 		px.answerError(w, r, p, r.URL.Host, err)
+	}
+}
+
+// answerClientError answers a request whose body the client failed to
+// send: 408 after the body read timeout, 400 for a malformed body, nothing
+// (the client is gone) after a reset or abort. Neither the member nor the
+// pool's error rate is charged.
+func (px *Proxy) answerClientError(w http.ResponseWriter, r *http.Request, p *pool, reason clientReason, err error) {
+	if reason == reasonBadBody && r.Context().Err() != nil {
+		reason = reasonAborted // the client went away mid-body
+	}
+	px.clientError(w, reason)
+	id := ""
+	if ids := r.Header[headerRequestID]; len(ids) > 0 {
+		id = ids[0]
+		w.Header()[headerRequestID] = ids
+	}
+	px.log.Debug("client error", keyPool, p.name, keyRequestID, id, "reason", reasonNames[reason], keyError, err)
+	h := w.Header()
+	if r.ProtoMajor == 1 {
+		h["Connection"] = closeValue // the rest of the body cannot be trusted
+	}
+	armWrite(w, r, px.writeIdle)
+	switch reason {
+	case reasonBodyTimeout:
+		writePage(w, http.StatusRequestTimeout, "text/plain; charset=utf-8", pageBodyTimeout)
+	case reasonBadBody:
+		writePage(w, http.StatusBadRequest, "text/plain; charset=utf-8", pageBadBody)
+	default:
+		w.WriteHeader(499)
 	}
 }
 
@@ -354,9 +512,10 @@ func (px *Proxy) answerError(w http.ResponseWriter, r *http.Request, p *pool, ad
 		id = ids[0]
 		w.Header()[headerRequestID] = ids
 	}
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+	if r.Context().Err() != nil {
 		// The client went away; nobody reads the answer, and the
 		// request counts neither as answered nor as failed.
+		px.clientError(w, reasonAborted)
 		px.log.Debug("client canceled request", keyPool, p.name, keyMember, addr, keyRequestID, id)
 		w.WriteHeader(499)
 		return
@@ -368,6 +527,7 @@ func (px *Proxy) answerError(w http.ResponseWriter, r *http.Request, p *pool, ad
 	}
 	px.log.Warn("backend request failed", keyPool, p.name, keyMember, addr,
 		keyRequestID, id, keyStatus, status, keyError, err)
+	armWrite(w, r, px.writeIdle) // the wait for the member may have used up the deadline
 	writePage(w, status, "text/plain; charset=utf-8", page)
 }
 
@@ -410,6 +570,10 @@ func (px *Proxy) Pools() []PoolStatus {
 
 var (
 	pageNotFound       = []byte("no route for host\n")
+	pageMisdirected    = []byte("421 misdirected request: this connection is not for this host; open a new connection for it\n")
+	pageUnderscore     = []byte("400 bad request: header names with underscores are not accepted\n")
+	pageBodyTimeout    = []byte("408 request timeout: the request body stalled\n")
+	pageBadBody        = []byte("400 bad request: malformed request body\n")
 	pageBadGateway     = []byte("502 bad gateway: the backend failed to answer\n")
 	pageGatewayTimeout = []byte("504 gateway timeout: the backend did not answer in time\n")
 )
@@ -440,11 +604,20 @@ func (px *Proxy) serveLogged(w http.ResponseWriter, r *http.Request) {
 	host, path := r.Host, r.URL.Path
 	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 	px.serve(sw, r)
+	var dropped int64
+	if r.Context().Err() != nil {
+		// The client went away (a reset HTTP/2 stream, a closed
+		// connection): a flood of those must not flood the log.
+		var ok bool
+		if ok, dropped = px.abortLog.allow(px.now()); !ok {
+			return
+		}
+	}
 	id := ""
 	if ids := w.Header()[headerRequestID]; len(ids) > 0 {
 		id = ids[0]
 	}
-	px.log.LogAttrs(r.Context(), slog.LevelInfo, "request",
+	attrs := [...]slog.Attr{
 		slog.String("method", r.Method),
 		slog.String("host", host),
 		slog.String("path", path),
@@ -454,8 +627,17 @@ func (px *Proxy) serveLogged(w http.ResponseWriter, r *http.Request) {
 		slog.Int64("bytes", sw.bytes),
 		slog.Duration("duration", time.Since(start)),
 		slog.String(keyRequestID, id),
-	)
+		slog.Int64("aborted_lines_dropped", dropped),
+	}
+	n := len(attrs)
+	if dropped == 0 {
+		n--
+	}
+	px.log.LogAttrs(r.Context(), slog.LevelInfo, "request", attrs[:n]...)
 }
+
+// abortedLinesPerSecond bounds the access-log lines of aborted requests.
+const abortedLinesPerSecond = 20
 
 // statusWriter records the status and size of a response. Unwrap keeps
 // http.ResponseController (flush, hijack, deadlines) working through it.

@@ -3,6 +3,7 @@ package proxy
 import (
 	"sort"
 	"strings"
+	"time"
 )
 
 // router maps host → path prefix → route (a pool and its cache policy). A lookup is at most two map
@@ -24,6 +25,11 @@ type prefixRoute struct {
 	prefix string
 	pool   *pool
 	cache  *routeCache
+	// allowMisdirected serves a Host that is not the TLS session's
+	// (tenant.go); bodyRead and writeIdle override the listener's
+	// timeouts when not 0.
+	allowMisdirected    bool
+	bodyRead, writeIdle time.Duration
 }
 
 func newRouter() *router {
@@ -33,10 +39,17 @@ func newRouter() *router {
 // add registers a route; the first route for a host and prefix wins. rc
 // is the route's cache policy, nil when it does not cache.
 func (rt *router) add(host, prefix string, p *pool, rc *routeCache) {
+	rt.addRoute(host, prefixRoute{prefix: prefix, pool: p, cache: rc})
+}
+
+// addRoute registers route pr for host; the first route for a host and
+// prefix wins.
+func (rt *router) addRoute(host string, pr prefixRoute) {
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	if prefix == "" {
-		prefix = "/"
+	if pr.prefix == "" {
+		pr.prefix = "/"
 	}
+	prefix := pr.prefix
 	var hr *hostRoutes
 	switch {
 	case host == "*" || host == "":
@@ -54,7 +67,7 @@ func (rt *router) add(host, prefix string, p *pool, rc *routeCache) {
 			return
 		}
 	}
-	hr.routes = append(hr.routes, prefixRoute{prefix: prefix, pool: p, cache: rc})
+	hr.routes = append(hr.routes, pr)
 	sort.SliceStable(hr.routes, func(i, j int) bool {
 		return len(hr.routes[i].prefix) > len(hr.routes[j].prefix)
 	})

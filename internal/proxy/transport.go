@@ -63,7 +63,9 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		first.succeeded()
 		return res, nil
 	}
-	if !connFailure(err) {
+	if !connFailure(err) || clientFault(req) {
+		// A reset, timeout or malformed body of the client's is not
+		// the member's failure.
 		return nil, err
 	}
 	first.failed(err)
@@ -97,7 +99,7 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return res, nil
 		}
 		m.inflight.Add(-1)
-		if !connFailure(err) {
+		if !connFailure(err) || clientFault(r2) {
 			return nil, err
 		}
 		m.failed(err)

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"gatehouse/internal/config"
-	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
 
@@ -21,9 +20,6 @@ const (
 	listPageSize = 10000
 	// maxAttempts bounds retries of a write that lost a race with another writer.
 	maxAttempts = 5
-	// maxCoalesce bounds the watched transactions applied before one
-	// OnChange call.
-	maxCoalesce = 1024
 	// DefaultApplyTimeout is how long a write waits for this node's watch
 	// to apply it when Options.ApplyTimeout is 0.
 	DefaultApplyTimeout = 5 * time.Second
@@ -80,7 +76,7 @@ type Manager struct {
 	started atomic.Bool
 	runMu   sync.Mutex // guards cancel and done
 	cancel  context.CancelFunc
-	done    chan struct{}
+	done    <-chan struct{}
 }
 
 // NewManager returns a Manager over st. Call Start to load the routes and
@@ -161,19 +157,18 @@ func (m *Manager) Start(ctx context.Context) error {
 	if m.done != nil {
 		return errors.New("routes: manager already started")
 	}
-	rev, err := m.relist(ctx)
+	opts := store.FollowOptions{What: "routes", Logger: m.log, PageSize: listPageSize}
+	rev, err := store.Load(ctx, m.st, Prefix, opts, (*feed)(m))
 	if err != nil {
 		return err
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	m.cancel = cancel
-	m.done = make(chan struct{})
 	m.started.Store(true)
-	// The first watch is opened before Start returns: on a store never
-	// written (revision 0, "from now on"), a write right after Start must
-	// not slip in before the watch exists.
-	w := m.watch(runCtx, rev)
-	go m.run(runCtx, rev, w)
+	// Follow opens the first watch before it returns: a write right after
+	// Start is not missed.
+	opts.Loaded, opts.FromRev = true, rev
+	m.done = store.Follow(runCtx, m.st, Prefix, opts, (*feed)(m)).Done()
 	m.log.Info("dynamic routes loaded", "routes", m.Count(), "rev", rev)
 	return nil
 }
@@ -191,32 +186,27 @@ func (m *Manager) Close() error {
 	return nil
 }
 
-// list reads every route from the store and the revision of the first page.
-func (m *Manager) list(ctx context.Context) ([]Route, int64, error) {
+// list reads every route from the store.
+func (m *Manager) list(ctx context.Context) ([]Route, error) {
 	var out []Route
-	var firstRev int64
-	after := ""
-	for first := true; ; first = false {
-		kvs, rev, err := m.st.List(ctx, Prefix, after, listPageSize)
+	for kv, err := range store.All(ctx, m.st, Prefix, listPageSize) {
 		if err != nil {
-			return nil, 0, fmt.Errorf("listing routes: %w", err)
+			return nil, fmt.Errorf("listing routes: %w", err)
 		}
-		if first {
-			firstRev = rev
-		}
-		for _, kv := range kvs {
-			r, err := decode(kv)
-			if err != nil {
-				m.log.Warn("ignoring malformed route", "key", kv.Key, "err", err)
-				continue
-			}
+		if r, ok := m.decodeLogged(kv); ok {
 			out = append(out, r)
 		}
-		if len(kvs) < listPageSize {
-			return out, firstRev, nil
-		}
-		after = kvs[len(kvs)-1].Key
 	}
+	return out, nil
+}
+
+func (m *Manager) decodeLogged(kv store.KV) (Route, bool) {
+	r, err := decode(kv)
+	if err != nil {
+		m.log.Warn("ignoring malformed route", "key", kv.Key, "err", err)
+		return Route{}, false
+	}
+	return r, true
 }
 
 func decode(kv store.KV) (Route, error) {
@@ -230,18 +220,23 @@ func decode(kv store.KV) (Route, error) {
 	return r, nil
 }
 
-// relist replaces the routes with a listing of the store, calls OnChange
-// and returns the revision to watch from. A listing spread over pages may
-// mix revisions; the watch from the first page's revision replays what
-// changed meanwhile.
-func (m *Manager) relist(ctx context.Context) (int64, error) {
-	rs, rev, err := m.list(ctx)
-	if err != nil {
-		return 0, err
-	}
-	byID := make(map[string]Route, len(rs))
-	for _, r := range rs {
-		byID[r.ID] = r
+// feed is the Manager as the store.Handler that keeps its routes in step
+// with routes/ (see store.Follow).
+type feed Manager
+
+// Reset replaces the routes with a listing of the store and calls
+// OnChange. A listing spread over pages may mix revisions; the watch from
+// the first page's revision replays what changed meanwhile.
+func (f *feed) Reset(ctx context.Context, l *store.Listing) error {
+	m := (*Manager)(f)
+	byID := make(map[string]Route)
+	for kv, err := range l.All() {
+		if err != nil {
+			return fmt.Errorf("listing routes: %w", err)
+		}
+		if r, ok := m.decodeLogged(kv); ok {
+			byID[r.ID] = r
+		}
 	}
 	m.mu.Lock()
 	m.routes = byID
@@ -249,8 +244,30 @@ func (m *Manager) relist(ctx context.Context) (int64, error) {
 	snap := m.snapshotLocked()
 	m.mu.Unlock()
 	m.notify(snap)
-	m.advance(rev)
-	return rev, nil
+	m.advance(l.Rev())
+	return nil
+}
+
+// Apply applies watched transactions that arrived together, then calls
+// OnChange once if the routes changed.
+func (f *feed) Apply(resps []store.WatchResponse) {
+	m := (*Manager)(f)
+	m.mu.Lock()
+	changed := false
+	var last int64
+	for _, r := range resps {
+		changed = m.applyLocked(r) || changed
+		last = max(last, r.Rev)
+	}
+	var snap []Route
+	if changed {
+		snap = m.snapshotLocked()
+	}
+	m.mu.Unlock()
+	if changed {
+		m.notify(snap)
+	}
+	m.advance(last)
 }
 
 func (m *Manager) notify(snap []Route) {
@@ -270,112 +287,6 @@ func (m *Manager) advance(rev int64) {
 	}
 }
 
-// watching is one watch of routes/ and the function that ends it.
-type watching struct {
-	ch   <-chan store.WatchResponse
-	stop context.CancelFunc
-}
-
-func (m *Manager) watch(ctx context.Context, rev int64) watching {
-	wctx, cancel := context.WithCancel(ctx)
-	return watching{ch: m.st.Watch(wctx, Prefix, rev), stop: cancel}
-}
-
-// run follows routes/ from rev with w, then with new watches, until ctx is
-// done, relisting when the store no longer has the history to resume from
-// and retrying with backoff when the watch fails.
-func (m *Manager) run(ctx context.Context, rev int64, w watching) {
-	defer close(m.done)
-	const minBackoff, maxBackoff = 100 * time.Millisecond, 30 * time.Second
-	backoff := minBackoff
-	for first := true; ; first = false {
-		if !first {
-			w = m.watch(ctx, rev)
-		}
-		err := m.follow(ctx, &rev, w.ch, func() { backoff = minBackoff })
-		w.stop()
-		if ctx.Err() != nil {
-			return
-		}
-		switch {
-		case err == nil || errors.Is(err, store.ErrClosed):
-			m.log.Warn("route watch ended: store closed")
-			return
-		case errors.Is(err, store.ErrCompacted):
-			m.log.Info("relisting routes", "rev", rev, "reason", err)
-			r, lerr := m.relist(ctx)
-			if lerr == nil {
-				rev = r
-				continue
-			}
-			err = lerr
-		}
-		m.log.Warn("route watch failed; retrying", "err", err, "retry_in", backoff)
-		if !loop.Sleep(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, maxBackoff)
-	}
-}
-
-// follow applies the watch ch of routes/ from *rev until it ends. Watched
-// transactions that are already waiting are applied together before one
-// OnChange call.
-func (m *Manager) follow(ctx context.Context, rev *int64, ch <-chan store.WatchResponse, progress func()) error {
-	for {
-		var resp store.WatchResponse
-		var ok bool
-		select {
-		case resp, ok = <-ch:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if !ok {
-			return nil
-		}
-		if resp.Err != nil {
-			return resp.Err
-		}
-		m.mu.Lock()
-		changed := m.applyLocked(resp)
-		last := resp.Rev
-		var endErr error
-		ended := false
-	drain:
-		for range maxCoalesce {
-			select {
-			case more, ok := <-ch:
-				if !ok {
-					ended = true
-					break drain
-				}
-				if more.Err != nil {
-					endErr, ended = more.Err, true
-					break drain
-				}
-				changed = m.applyLocked(more) || changed
-				last = max(last, more.Rev)
-			default:
-				break drain
-			}
-		}
-		var snap []Route
-		if changed {
-			snap = m.snapshotLocked()
-		}
-		m.mu.Unlock()
-		if changed {
-			m.notify(snap)
-		}
-		*rev = max(*rev, last)
-		m.advance(*rev)
-		progress()
-		if ended {
-			return endErr
-		}
-	}
-}
-
 // applyLocked applies one watched transaction and reports whether the
 // routes changed.
 func (m *Manager) applyLocked(resp store.WatchResponse) bool {
@@ -384,9 +295,8 @@ func (m *Manager) applyLocked(resp store.WatchResponse) bool {
 		id := ev.KV.Key[len(Prefix):]
 		switch ev.Type {
 		case store.EventPut:
-			r, err := decode(ev.KV)
-			if err != nil {
-				m.log.Warn("ignoring malformed route", "key", ev.KV.Key, "err", err)
+			r, ok := m.decodeLogged(ev.KV)
+			if !ok {
 				continue
 			}
 			m.routes[id] = r
@@ -594,7 +504,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 
 // List returns every route in the store, sorted by host then path prefix.
 func (m *Manager) List(ctx context.Context) ([]Route, error) {
-	rs, _, err := m.list(ctx)
+	rs, err := m.list(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -291,12 +291,15 @@ func (p *Portal) buildAPILocked(now time.Time) *apiModel {
 	return m
 }
 
-// sortedIncidentsLocked returns published incidents, newest first.
+// sortedIncidentsLocked returns published incidents as readers see them
+// (without internal updates), newest first. Every public output (pages,
+// feeds, JSON API, export) reads incidents through it, webhooks through
+// public too.
 func (p *Portal) sortedIncidentsLocked() []*Incident {
 	out := make([]*Incident, 0, len(p.incidents))
 	for _, in := range p.incidents {
 		if !in.Draft {
-			out = append(out, in)
+			out = append(out, in.public())
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {

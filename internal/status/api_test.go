@@ -316,3 +316,32 @@ func TestFeedsParse(t *testing.T) {
 		})
 	}
 }
+
+// TestFeedTitle checks that the feeds' title says "status" once, whether
+// or not the portal's title ends with it, in both feeds as parsed.
+func TestFeedTitle(t *testing.T) {
+	for _, tt := range []struct{ title, want string }{
+		{"EU01 service status", "EU01 service status history"},
+		{"EU01 Service Status", "EU01 Service Status history"},
+		{"Acme status:", "Acme status history"},
+		{"University services", "University services status history"},
+		{"Statuspage of Acme", "Statuspage of Acme status history"},
+		{"", "Service status history"}, // the default title ends with "status"
+	} {
+		t.Run(tt.title, func(t *testing.T) {
+			cfg := testStatus
+			cfg.Title = tt.title
+			p := New(cfg, nil, nil, Options{Now: func() time.Time { return t0 }})
+			defer p.Close()
+			for _, path := range []string{"history.atom", "history.rss"} {
+				feed, err := gofeed.NewParser().ParseString(string(p.Files()[path]))
+				if err != nil {
+					t.Fatalf("parsing %s: %v", path, err)
+				}
+				if feed.Title != tt.want {
+					t.Errorf("%s title = %q, want %q", path, feed.Title, tt.want)
+				}
+			}
+		})
+	}
+}

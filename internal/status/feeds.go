@@ -119,7 +119,8 @@ func (p *Portal) addFeeds(b *siteBuilder, incidents []*Incident, maints []*Maint
 		home = "index.html"
 	}
 
-	af := atomFeed{Lang: "en", ID: p.feedID("history"), Title: p.title + " status history", Updated: updated.UTC().Format(time.RFC3339),
+	title := feedTitle(p.title)
+	af := atomFeed{Lang: "en", ID: p.feedID("history"), Title: title, Updated: updated.UTC().Format(time.RFC3339),
 		Links: []atomLink{{Rel: "alternate", Type: "text/html", Href: home}, {Rel: "self", Type: "application/atom+xml", Href: p.url + "history.atom"}}}
 	af.Author.Name = p.title
 	for _, it := range items {
@@ -131,7 +132,7 @@ func (p *Portal) addFeeds(b *siteBuilder, incidents []*Incident, maints []*Maint
 
 	var rf rssFeed
 	rf.Version = "2.0"
-	rf.Channel.Title = p.title + " status history"
+	rf.Channel.Title = title
 	rf.Channel.Link = home
 	rf.Channel.Description = "Incidents and maintenance of " + p.title
 	rf.Channel.Language = "en"
@@ -141,6 +142,17 @@ func (p *Portal) addFeeds(b *siteBuilder, incidents []*Incident, maints []*Maint
 			GUID: rssGUID{IsPermaLink: "false", Value: it.id}, PubDate: it.published.UTC().Format(time.RFC1123Z), Description: it.content})
 	}
 	b.add("history.rss", "application/rss+xml; charset=utf-8", marshalXML(b, rf))
+}
+
+// feedTitle is the title of the history feeds: the portal's title and
+// "status history", without saying "status" twice when the title already
+// ends with it ("EU01 service status" gives "EU01 service status history").
+func feedTitle(title string) string {
+	t := strings.TrimSpace(title)
+	if f := strings.Fields(t); len(f) > 0 && strings.EqualFold(strings.Trim(f[len(f)-1], ".:-"), "status") {
+		return strings.TrimRight(t, ".:- ") + " history"
+	}
+	return t + " status history"
 }
 
 func marshalXML(b *siteBuilder, v any) []byte {

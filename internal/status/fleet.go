@@ -320,9 +320,29 @@ func (p *Portal) Pause() error {
 	return p.stepDown()
 }
 
-// Resume undoes Pause (a binary upgrade that failed): the node leads again
-// if it is still elected.
+// HandOver gives this node's name, and with it its observation record
+// under status/nodes/<node>, to the process a binary upgrade starts (which
+// is given Node()): from now on this process no longer publishes, reads
+// the successor's observation like another node's, and leaves the record
+// in place at Close. Resume takes the name back after a failed upgrade.
+// Without it, the old process could not withdraw its record while the
+// embedded store is read-only for the upgrade, and every upgrade left a
+// stale record behind.
+func (p *Portal) HandOver() {
+	if !p.handedOver.Swap(true) {
+		p.log.Info("status observations handed over to the new process", "node", p.node)
+	}
+}
+
+// Resume undoes Pause and HandOver (a binary upgrade that failed): the
+// node publishes its observation again, and leads again if it is still
+// elected.
 func (p *Portal) Resume() {
+	if p.handedOver.Swap(false) {
+		p.pubMu.Lock()
+		p.pubAt = time.Time{} // publish at the next tick
+		p.pubMu.Unlock()
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if !p.paused {

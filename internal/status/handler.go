@@ -143,7 +143,10 @@ func (p *Portal) ManagementHandler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]any{"deliveries": p.Deliveries(sub)})
 	})
 	// GET /v1/status/site?after=REV waits (up to wait, default 25s) for a
-	// rendering newer than REV, then returns the whole site.
+	// rendering newer than REV, then returns the whole site. The wait is
+	// capped below the listener's write timeout (maxWait), so that the
+	// answer is still written: a client that asks for more is answered at
+	// the cap, with the revision it already has, and polls again.
 	mux.HandleFunc("GET /v1/status/site", func(w http.ResponseWriter, r *http.Request) {
 		q := r.URL.Query()
 		if v := q.Get("after"); v != "" {
@@ -152,16 +155,16 @@ func (p *Portal) ManagementHandler() http.Handler {
 				writeError(w, http.StatusBadRequest, "invalid_input", "after: must be a revision number")
 				return
 			}
-			wait := 25 * time.Second
+			wait := DefaultSiteWait
 			if v := q.Get("wait"); v != "" {
 				d, err := time.ParseDuration(v)
-				if err != nil || d < 0 || d > 5*time.Minute {
-					writeError(w, http.StatusBadRequest, "invalid_input", "wait: must be a duration up to 5m")
+				if err != nil || d < 0 || d > MaxSiteWait {
+					writeError(w, http.StatusBadRequest, "invalid_input", "wait: must be a duration up to "+fmtWait(MaxSiteWait))
 					return
 				}
 				wait = d
 			}
-			p.waitRevision(r.Context(), after, wait)
+			p.waitRevision(r.Context(), after, min(wait, maxWait(r)))
 		}
 		s := p.site.Load()
 		out := SiteExport{Revision: s.rev, Files: make(map[string]string, len(s.files))}
@@ -171,6 +174,31 @@ func (p *Portal) ManagementHandler() http.Handler {
 		writeJSON(w, http.StatusOK, out)
 	})
 	return mux
+}
+
+// Long-poll bounds of GET /v1/status/site.
+const (
+	DefaultSiteWait = 25 * time.Second
+	MaxSiteWait     = 5 * time.Minute
+)
+
+// fmtWait prints 5m rather than 5m0s.
+func fmtWait(d time.Duration) string {
+	return strings.TrimSuffix(strings.TrimSuffix(d.String(), "0s"), "0m")
+}
+
+// maxWait is the longest a long poll on r may wait: below the write
+// timeout of the server that serves r, with a margin for writing the
+// answer (a quarter of the timeout, at least 5s, at most half of it).
+// Without a write timeout it is MaxSiteWait.
+func maxWait(r *http.Request) time.Duration {
+	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
+	if srv == nil || srv.WriteTimeout <= 0 {
+		return MaxSiteWait
+	}
+	wt := srv.WriteTimeout
+	margin := min(max(wt/4, 5*time.Second), wt/2)
+	return min(wt-margin, MaxSiteWait)
 }
 
 // waitRevision returns once the site's revision is above after, the wait

@@ -330,7 +330,7 @@ func (p *Portal) PostmortemSkeleton(id string) (string, error) {
 				in.CreatedAt.UTC().Format("2006-01-02 15:04 UTC"), end, affected, in.Impact)
 		case "Event Timeline":
 			b.WriteString("| Time (UTC) | Status | Update |\n|---|---|---|\n")
-			for _, u := range in.Updates {
+			for _, u := range in.public().Updates { // a report is published: no internal text
 				fmt.Fprintf(&b, "| %s | %s | %s |\n", u.CreatedAt.UTC().Format("2006-01-02 15:04"), StatusText(u.Status),
 					strings.NewReplacer("|", `\|`, "\n", " ").Replace(u.Body))
 			}
@@ -513,6 +513,9 @@ func (p *Portal) AddSubscriber(ctx context.Context, req SubscriberRequest) (Subs
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return Subscriber{}, inputErr("url", "%q is not an absolute http(s) URL", req.URL)
 	}
+	if err := p.guard.checkURL(ctx, u); err != nil {
+		return Subscriber{}, err
+	}
 	secret := req.Secret
 	if secret == "" {
 		secret = newSecret()
@@ -529,7 +532,7 @@ func (p *Portal) AddSubscriber(ctx context.Context, req SubscriberRequest) (Subs
 		ids = nil
 	}
 	s := Subscriber{ID: p.id(), URL: u.String(), Secret: secret, Components: ids, CreatedAt: p.now()}
-	if err := p.putLocked(ctx, keyWebhooks+s.ID, s); err != nil {
+	if err := p.putLocked(ctx, keyWebhooks+s.ID, p.storedSubscriber(s)); err != nil {
 		return Subscriber{}, err
 	}
 	p.subs[s.ID] = s

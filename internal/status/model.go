@@ -71,6 +71,11 @@ type Update struct {
 	CreatedAt time.Time `json:"created_at"`
 	// Affected records component state changes announced with the update.
 	Affected []AffectedComponent `json:"affected,omitempty"`
+	// Internal updates are machine-written (the first update of an
+	// automatically opened draft, which names pools): the operator sees
+	// them through the admin API, readers never (pages, feeds, JSON API,
+	// webhooks, export).
+	Internal bool `json:"internal,omitempty"`
 }
 
 // AffectedComponent is a component whose state an update announced.
@@ -100,6 +105,36 @@ type Incident struct {
 	// Postmortem is the published post-incident report in Markdown.
 	Postmortem   string     `json:"postmortem,omitempty"`
 	PostmortemAt *time.Time `json:"postmortem_at,omitempty"`
+}
+
+// internal reports whether the i-th update is for operators only: marked
+// so, or the first update of an automatically opened incident (those
+// written before updates were marked).
+func (in *Incident) internal(i int) bool {
+	return in.Updates[i].Internal || (in.Auto && i == 0)
+}
+
+// public returns the incident as readers see it: without its internal
+// updates. It returns in itself when there are none.
+func (in *Incident) public() *Incident {
+	keep := -1
+	for i := range in.Updates {
+		if in.internal(i) {
+			keep = i
+			break
+		}
+	}
+	if keep < 0 {
+		return in
+	}
+	cp := *in
+	cp.Updates = make([]Update, 0, len(in.Updates)-1)
+	for i, u := range in.Updates {
+		if !in.internal(i) {
+			cp.Updates = append(cp.Updates, u)
+		}
+	}
+	return &cp
 }
 
 // Unresolved reports whether the incident is still open.

@@ -111,8 +111,10 @@ type Options struct {
 	// HistoryFlush is how often accumulated history is written to the
 	// store (default 1m; always on Close).
 	HistoryFlush time.Duration
-	// WebhookClient posts to subscribers (default: 10s timeout, no redirects).
-	WebhookClient *http.Client
+	// Secrets seals webhook secrets in the store (the node's key-encryption
+	// key, *certs.KEK); nil keeps them in clear, for portals in memory and
+	// tests.
+	Secrets Sealer
 	// WebhookBackoff is the first retry delay, doubled per attempt (default 2s).
 	WebhookBackoff time.Duration
 	// WebhookTries is the number of attempts per delivery (default 6).
@@ -121,12 +123,20 @@ type Options struct {
 	// (default: random 12-character lowercase); tests inject a sequence.
 	IDs func() string
 	// Node names this node's observation in the store (default: the host
-	// name and a random suffix). Nodes sharing a store need distinct names.
+	// name and a random suffix). Nodes sharing a store need distinct names;
+	// the process started by a binary upgrade takes the name of the one it
+	// replaces (see HandOver), so a node keeps one record across upgrades.
 	Node string
 	// Publish is how often the node's observation is written to the store
 	// when member health did not change (default 5s); observations older
 	// than StaleAfter times Publish are ignored.
 	Publish time.Duration
+}
+
+// Sealer encrypts small secrets at rest, bound to a label (certs.KEK).
+type Sealer interface {
+	Seal(label string, plaintext []byte) []byte
+	Open(label string, sealed []byte) ([]byte, error)
 }
 
 // component is one configured component and its live state.
@@ -164,9 +174,17 @@ type Portal struct {
 	st        store.Store
 	tmpl      *templates
 	hooks     *dispatcher
+	guard     *hookGuard // webhook URL policy (hookguard.go)
+	secrets   Sealer     // nil: webhook secrets in clear
 	node      string
 	publishEv time.Duration
 	started   time.Time
+
+	// handedOver is set once a binary upgrade has handed this node's name
+	// to the process that replaces it: this one no longer publishes under
+	// it, takes the successor's observation from the store like another
+	// node's, and leaves the record in place when it closes.
+	handedOver atomic.Bool
 
 	// pubMu guards the last published observation.
 	pubMu     sync.Mutex
@@ -188,6 +206,7 @@ type Portal struct {
 	maints      map[string]*MaintenanceWindow
 	overrides   map[string]Override
 	subs        map[string]Subscriber
+	clearSecret map[string]bool  // subscribers whose secret the store holds in clear (older versions)
 	revs        map[string]int64 // store key → ModRev we hold
 	hist        history
 	lastTick    time.Time
@@ -238,6 +257,8 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 		maints:    map[string]*MaintenanceWindow{},
 		overrides: map[string]Override{},
 		subs:      map[string]Subscriber{},
+		guard:     newHookGuard(),
+		secrets:   opts.Secrets,
 		revs:      map[string]int64{},
 		hist:      history{days: map[string]dayRecord{}, dirty: map[string]bool{}},
 		nodes:     map[string]*nodeView{},
@@ -262,7 +283,8 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	if p.src == nil {
 		p.src = func() []Pool { return nil }
 	}
-	p.hooks = newDispatcher(p.log, opts, p.deliveryLogged)
+	p.clearSecret = map[string]bool{}
+	p.hooks = newDispatcher(p.log, opts, p.guard, p.deliveryLogged)
 	p.started = p.now()
 	ch := make(chan struct{})
 	p.changed.Store(&ch)
@@ -295,6 +317,7 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 		p.hold = DefaultHysteresis
 	}
 	p.errRate = cfg.ErrorRate.WithDefaults()
+	p.guard.setPolicy(cfg.Webhooks)
 	comps := cfg.Components
 	if len(comps) == 0 {
 		for _, pl := range pools {
@@ -374,9 +397,11 @@ func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
 // followed by watching the store.
 func (p *Portal) Start(ctx context.Context) error {
 	var rev int64
+	feed := &storeFeed{p: p}
+	follow := store.FollowOptions{What: "status records", Logger: p.log}
 	if p.st != nil {
 		var err error
-		if rev, err = p.load(ctx); err != nil {
+		if rev, err = store.Load(ctx, p.st, KeyPrefix, follow, feed); err != nil {
 			return fmt.Errorf("status: loading from the store: %w", err)
 		}
 	}
@@ -396,7 +421,8 @@ func (p *Portal) Start(ctx context.Context) error {
 		var wg sync.WaitGroup
 		wg.Go(func() { p.run(bg) })
 		if p.st != nil {
-			wg.Go(func() { p.watch(bg, rev) })
+			follow.Loaded, follow.FromRev = true, rev
+			<-store.Follow(bg, p.st, KeyPrefix, follow, feed).Done()
 		}
 		wg.Wait()
 	}()
@@ -404,8 +430,9 @@ func (p *Portal) Start(ctx context.Context) error {
 }
 
 // Close stops sampling and watching, steps down (writing history to the
-// store) if this node leads, withdraws its observation and waits for
-// webhook deliveries in flight to give up.
+// store) if this node leads, withdraws its observation (unless it was
+// handed over to a new process, see HandOver) and waits for webhook
+// deliveries in flight to give up.
 func (p *Portal) Close() error {
 	p.endLife()
 	if p.cancel != nil {
@@ -414,7 +441,10 @@ func (p *Portal) Close() error {
 	}
 	err := p.stepDown()
 	p.hooks.close()
-	if p.st != nil && p.reachable() {
+	// After a hand-over the record is the successor's: deleting it would
+	// withdraw the new process's observation (and, while the embedded
+	// store is read-only for the upgrade, fail).
+	if p.st != nil && !p.handedOver.Load() && p.reachable() {
 		ctx, cancel := context.WithTimeout(context.Background(), stepDownBudget)
 		defer cancel()
 		if _, derr := store.DeleteKey(ctx, p.st, keyNodes+p.node); derr != nil {
@@ -438,10 +468,15 @@ func (p *Portal) run(ctx context.Context) { loop.Every(ctx, p.interval, p.Tick) 
 func (p *Portal) Tick() {
 	now := p.now()
 	obs := p.observe(now)
-	p.publish(obs)
+	own := !p.handedOver.Load() // after a hand-over the successor observes
+	if own {
+		p.publish(obs)
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.ingestLocked(obs)
+	if own {
+		p.ingestLocked(obs)
+	}
 	if !p.leading {
 		// Maintenance windows begin and end by the clock on every node.
 		if p.reevaluateLocked(now) || now.Sub(p.lastRender) >= RerenderEvery {
@@ -450,6 +485,7 @@ func (p *Portal) Tick() {
 		return
 	}
 	p.accountLocked(now)
+	p.sealSecretsLocked()
 	advanced := p.advanceMaintenanceLocked(now)
 	changed := p.evaluateLocked(now, false) || advanced
 	// Re-render on a change, and at least once a minute so uptime figures
@@ -586,7 +622,10 @@ func (p *Portal) openDraftLocked(c *component, now time.Time) {
 	in := &Incident{
 		ID: p.id(), Name: name + ": major outage", Status: Investigating, Impact: ImpactMajor,
 		Draft: true, Auto: true, Components: []string{c.ID}, CreatedAt: now, UpdatedAt: now,
-		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now, Body: body}},
+		// The machine-written text names pools: for the operator only.
+		// Publishing (incident update --publish -m …) adds the first
+		// public update, in the operator's words.
+		Updates: []Update{{ID: p.id(), Status: Investigating, CreatedAt: now, Body: body, Internal: true}},
 	}
 	if err := p.putLocked(p.life, keyIncidents+in.ID, in); err != nil {
 		p.log.Warn("opening a draft incident", "component", c.Name, "err", err)
@@ -685,18 +724,32 @@ func (p *Portal) deleteLocked(ctx context.Context, key string) error {
 	return nil
 }
 
-// load reads the portal's state from the store and returns the revision
-// to watch from.
-func (p *Portal) load(ctx context.Context) (int64, error) {
-	kvs, rev, err := p.st.List(ctx, KeyPrefix, "", 0)
-	if err != nil {
-		return 0, err
+// storeFeed is the store.Handler that keeps the portal's copy of the
+// store's records in step with changes by any node (see store.Follow).
+type storeFeed struct {
+	p      *Portal
+	resets int
+}
+
+// Reset replaces the portal's copy of the store's records with a listing,
+// prunes history older than HistoryKeepDays and, after the first listing
+// (a relisting after compaction), renders what changed meanwhile.
+func (f *storeFeed) Reset(ctx context.Context, l *store.Listing) error {
+	p := f.p
+	var kvs []store.KV
+	for kv, err := range l.All() {
+		if err != nil {
+			return err
+		}
+		kvs = append(kvs, kv)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cutoff := p.now().AddDate(0, 0, -HistoryKeepDays).Format(dayLayout)
 	var stale []store.Op
+	listed := make(map[string]bool, len(kvs))
 	for _, kv := range kvs {
+		listed[kv.Key] = true
 		if strings.HasPrefix(kv.Key, keyHistory) && strings.TrimPrefix(kv.Key, keyHistory) < cutoff {
 			stale = append(stale, store.Delete(kv.Key))
 			continue
@@ -705,12 +758,32 @@ func (p *Portal) load(ctx context.Context) (int64, error) {
 			p.log.Warn("skipping an unreadable status record", "key", kv.Key, "err", err)
 		}
 	}
+	// Records deleted while the watch could not tell (compaction).
+	for key := range p.revs {
+		if !listed[key] {
+			p.removeLocked(key)
+		}
+	}
 	if len(stale) > 0 {
 		if _, err := p.st.Txn(ctx, nil, stale); err != nil {
 			p.log.Warn("pruning old status history", "err", err)
 		}
 	}
-	return rev, nil
+	if f.resets++; f.resets > 1 {
+		p.changedLocked(p.now())
+	}
+	return nil
+}
+
+// Apply applies watched changes that arrived together, rendering once.
+func (f *storeFeed) Apply(resps []store.WatchResponse) {
+	var events []store.Event
+	for _, r := range resps {
+		events = append(events, r.Events...)
+	}
+	f.p.mu.Lock()
+	defer f.p.mu.Unlock()
+	f.p.applyEventsLocked(events)
 }
 
 // applyLocked replaces the in-memory copy of one store record.
@@ -737,11 +810,16 @@ func (p *Portal) applyLocked(kv store.KV) error {
 		}
 		p.overrides[o.Component] = o
 	case strings.HasPrefix(key, keyWebhooks):
-		var s Subscriber
-		if err := json.Unmarshal(kv.Value, &s); err != nil {
+		s, clear, err := p.openSubscriber(key, kv.Value)
+		if err != nil {
 			return err
 		}
 		p.subs[s.ID] = s
+		if clear {
+			p.clearSecret[s.ID] = true
+		} else {
+			delete(p.clearSecret, s.ID)
+		}
 	case strings.HasPrefix(key, keyHistory):
 		var d dayRecord
 		if err := json.Unmarshal(kv.Value, &d); err != nil {
@@ -757,7 +835,7 @@ func (p *Portal) applyLocked(kv store.KV) error {
 		if err := json.Unmarshal(kv.Value, &o); err != nil {
 			return err
 		}
-		if o.Node != p.node {
+		if o.Node != p.node || p.handedOver.Load() {
 			p.ingestLocked(o)
 		}
 	case key == keyState:
@@ -792,35 +870,11 @@ func (p *Portal) removeLocked(key string) {
 		delete(p.overrides, id)
 	case strings.HasPrefix(key, keyWebhooks):
 		delete(p.subs, id)
+		delete(p.clearSecret, id)
 	case strings.HasPrefix(key, keyNodes):
 		delete(p.nodes, id)
 	case strings.HasPrefix(key, keyDeliveries):
 		p.hooks.log.remove(key)
-	}
-}
-
-// watch follows changes other nodes (or this one) make in the store.
-func (p *Portal) watch(ctx context.Context, rev int64) {
-	for ctx.Err() == nil {
-		for resp := range p.st.Watch(ctx, KeyPrefix, rev) {
-			if resp.Err != nil {
-				if errors.Is(resp.Err, store.ErrCompacted) {
-					if r, err := p.load(ctx); err == nil {
-						rev = r
-					}
-				}
-				break
-			}
-			rev = resp.Rev
-			p.mu.Lock()
-			p.applyEventsLocked(resp.Events)
-			p.mu.Unlock()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(time.Second): // the store went away; try again
-		}
 	}
 }
 

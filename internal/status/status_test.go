@@ -101,6 +101,9 @@ var testStatus = config.Status{
 		{Name: "Mobile app", Region: "EU01", Pools: []string{"mobile"}},
 		{Name: "Web app", Region: "US01", Pools: []string{"web-us"}},
 	},
+	// The tests' webhook receivers listen on loopback, which only the
+	// allow-list permits.
+	Webhooks: config.StatusWebhooks{AllowHosts: []string{"127.0.0.1"}},
 }
 
 // newFixture starts a portal on a bolt store in dir (a new temp dir when

@@ -117,16 +117,12 @@ type dispatcher struct {
 	persist func(key string, d Delivery, dropped []string)
 }
 
-func newDispatcher(log *slog.Logger, opts Options, persist func(string, Delivery, []string)) *dispatcher {
+func newDispatcher(log *slog.Logger, opts Options, guard *hookGuard, persist func(string, Delivery, []string)) *dispatcher {
 	ctx, cancel := context.WithCancel(context.Background())
-	d := &dispatcher{logger: log, client: opts.WebhookClient, backoff: opts.WebhookBackoff, tries: opts.WebhookTries,
+	d := &dispatcher{logger: log, client: guard.client(10 * time.Second), backoff: opts.WebhookBackoff, tries: opts.WebhookTries,
 		ctx: ctx, cancel: cancel, persist: persist, now: opts.Now}
 	if d.now == nil {
 		d.now = time.Now
-	}
-	if d.client == nil {
-		d.client = &http.Client{Timeout: 10 * time.Second,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
 	if d.backoff <= 0 {
 		d.backoff = DefaultWebhookBackoff
@@ -140,6 +136,7 @@ func newDispatcher(log *slog.Logger, opts Options, persist func(string, Delivery
 func (d *dispatcher) close() {
 	d.cancel()
 	d.wg.Wait()
+	d.client.CloseIdleConnections()
 }
 
 // record adds an attempt to the log and persists it.
@@ -382,7 +379,7 @@ func (p *Portal) flushEventsLocked(m *apiModel) {
 		case "incident_update":
 			if in, ok := p.incidents[ev.id]; ok && !in.Draft {
 				comps = in.Components
-				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiIncidentLocked(in, m)}
+				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiIncidentLocked(in.public(), m)}
 			} else if mw, ok := p.maints[ev.id]; ok {
 				comps = mw.Components
 				body = IncidentEvent{Meta: meta, Page: page, Incident: p.apiMaintenanceLocked(mw, m)}

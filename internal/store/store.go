@@ -140,7 +140,8 @@ type Usage struct {
 	Keys       int64 // number of live keys, -1 if unknown
 }
 
-// Sizer is implemented by stores that can report their size.
+// Sizer is implemented by stores that can report their size (bolt, etcd);
+// see also the other optional capabilities in capability.go.
 type Sizer interface {
 	Usage(ctx context.Context) (Usage, error)
 }

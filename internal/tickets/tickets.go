@@ -91,7 +91,7 @@ type Keys struct {
 
 	runMu  sync.Mutex // guards cancel and done
 	cancel context.CancelFunc
-	done   chan struct{}
+	done   <-chan struct{}
 }
 
 // derived is one TLS config built by TLSConfig: its base, and the copy of
@@ -186,24 +186,21 @@ func (k *Keys) Start(ctx context.Context) error {
 	if k.done != nil {
 		return errors.New("tickets: already started")
 	}
+	opts := store.FollowOptions{What: "session ticket keys", Logger: k.log}
 	sctx, scancel := context.WithTimeout(ctx, k.start)
-	rev, err := k.st.Rev(sctx)
-	if err == nil {
-		_, _, err = k.rotate(sctx, true)
-	}
+	rev, err := store.Load(sctx, k.st, StoreKey, opts, (*feed)(k))
 	scancel()
 	switch {
 	case err == nil:
+		opts.Loaded, opts.FromRev = true, rev
 	case errors.Is(err, errUnreadable):
 		return err
 	default:
 		k.log.Warn("session tickets use this node's own keys until the store's can be read", "err", err)
-		rev = 0
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	k.cancel = cancel
-	k.done = make(chan struct{})
-	go k.follow(runCtx, rev)
+	k.done = store.Follow(runCtx, k.st, StoreKey, opts, (*feed)(k)).Done()
 	return nil
 }
 
@@ -362,65 +359,37 @@ func (k *Keys) Current() (created time.Time, keys int) {
 	return k.set.Keys[0].Created, len(k.set.Keys)
 }
 
-// follow watches StoreKey from rev (0: read it first) until ctx is done.
-func (k *Keys) follow(ctx context.Context, rev int64) {
-	defer close(k.done)
-	backoff := 100 * time.Millisecond
-	for {
-		var werr error
-		if rev == 0 {
-			rev, werr = k.refresh(ctx)
+// feed is Keys as the store.Handler that follows StoreKey (see
+// store.Follow).
+type feed Keys
+
+// Reset makes sure the store holds keys (creating the first ones if it
+// holds none) and applies them. The listing only fixes the revision to
+// watch from: what rotate reads is at least as new.
+func (f *feed) Reset(ctx context.Context, l *store.Listing) error {
+	for _, err := range l.All() {
+		if err != nil {
+			return err
 		}
-		if werr == nil {
-			wctx, cancel := context.WithCancel(ctx)
-			for resp := range k.st.Watch(wctx, StoreKey, rev) {
-				if resp.Err != nil {
-					werr = resp.Err
-					break
-				}
-				for _, ev := range resp.Events {
-					if ev.KV.Key != StoreKey || ev.Type != store.EventPut {
-						continue
-					}
-					set, err := k.open(ev.KV.Value)
-					if err != nil {
-						k.log.Error("ignoring session ticket keys that cannot be opened", "err", err)
-						continue
-					}
-					k.apply(set)
-				}
-				rev = resp.Rev
-				backoff = 100 * time.Millisecond
-			}
-			cancel()
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		switch {
-		case werr == nil || errors.Is(werr, store.ErrClosed):
-			return
-		case errors.Is(werr, store.ErrCompacted):
-			rev = 0
-			continue
-		}
-		k.log.Warn("following session ticket keys; retrying", "err", werr, "retry_in", backoff)
-		if !loop.Sleep(ctx, backoff) {
-			return
-		}
-		backoff = min(2*backoff, 10*time.Second)
 	}
+	_, _, err := (*Keys)(f).rotate(ctx, true)
+	return err
 }
 
-// refresh reads and applies the stored keys (creating them if absent) and
-// returns the revision to watch from.
-func (k *Keys) refresh(ctx context.Context) (int64, error) {
-	rev, err := k.st.Rev(ctx)
-	if err != nil {
-		return 0, err
+// Apply applies the key sets that other nodes (or this one) wrote.
+func (f *feed) Apply(resps []store.WatchResponse) {
+	k := (*Keys)(f)
+	for _, resp := range resps {
+		for _, ev := range resp.Events {
+			if ev.KV.Key != StoreKey || ev.Type != store.EventPut {
+				continue
+			}
+			set, err := k.open(ev.KV.Value)
+			if err != nil {
+				k.log.Error("ignoring session ticket keys that cannot be opened", "err", err)
+				continue
+			}
+			k.apply(set)
+		}
 	}
-	if _, _, err := k.rotate(ctx, true); err != nil {
-		return 0, err
-	}
-	return rev, nil
 }

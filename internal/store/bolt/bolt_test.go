@@ -713,3 +713,10 @@ func TestScan(t *testing.T) {
 		t.Errorf("Scan with a failing fn: err %v after %d calls, want %v after 1", err, calls, stop)
 	}
 }
+
+// The optional capabilities bolt implements (see storetest.Run).
+var (
+	_ store.Sizer     = (*Store)(nil)
+	_ store.Scanner   = (*Store)(nil)
+	_ store.Compactor = (*Store)(nil)
+)

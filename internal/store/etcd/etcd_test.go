@@ -365,3 +365,13 @@ func (p *proxy) cut() {
 	p.mu.Unlock()
 	p.wg.Wait()
 }
+
+// The optional capabilities etcd implements (see storetest.Run).
+var (
+	_ store.Sizer              = (*etcd.Store)(nil)
+	_ store.Scanner            = (*etcd.Store)(nil)
+	_ store.Compactor          = (*etcd.Store)(nil)
+	_ store.ProgressWatcher    = (*etcd.Store)(nil)
+	_ store.Remote             = (*etcd.Store)(nil)
+	_ store.SerializableGetter = (*etcd.Store)(nil)
+)

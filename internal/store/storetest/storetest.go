@@ -24,21 +24,16 @@ import (
 	"gatehouse/internal/store"
 )
 
-// Compactor is implemented by stores whose event history can be compacted on
-// demand. The suite uses it to test watches from a compacted revision; a
-// store without it skips that test.
-type Compactor interface {
-	// Compact drops the history of revisions up to and including rev, so
-	// that a watch from before rev gets ErrCompacted.
-	Compact(ctx context.Context, rev int64) error
-}
+// Compactor is store.Compactor, kept under its old name.
+type Compactor = store.Compactor
 
 // timeout bounds every wait of the suite.
 const timeout = 10 * time.Second
 
-// Run runs the conformance suite. open must return a new, empty store; the
-// suite closes it, and open may also register its own cleanup (Close must
-// tolerate being called twice).
+// Run runs the conformance suite, and the sub-tests of each optional
+// capability the store implements (Capabilities/...). open must return a
+// new, empty store; the suite closes it, and open may also register its
+// own cleanup (Close must tolerate being called twice).
 func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	tests := []struct {
 		name string
@@ -60,7 +55,6 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"WatchReplayUnderLoad", testWatchReplayUnderLoad},
 		{"WatchTxnBatch", testWatchTxnBatch},
 		{"WatchCancel", testWatchCancel},
-		{"WatchCompacted", testWatchCompacted},
 		{"Close", testClose},
 		{"Concurrent", testConcurrent},
 		{"CASCounter", testCASCounter},
@@ -72,6 +66,21 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, s)
 		})
 	}
+	t.Run("Capabilities", func(t *testing.T) {
+		probe := open(t)
+		_ = probe.Close()
+		t.Logf("%T implements %v", probe, capabilityNames(probe))
+		for _, c := range capabilities {
+			if !c.has(probe) {
+				continue
+			}
+			t.Run(c.name, func(t *testing.T) {
+				s := open(t)
+				t.Cleanup(func() { _ = s.Close() })
+				c.fn(t, s)
+			})
+		}
+	})
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -651,10 +660,7 @@ func testWatchCancel(t *testing.T, s store.Store) {
 }
 
 func testWatchCompacted(t *testing.T, s store.Store) {
-	c, ok := s.(Compactor)
-	if !ok {
-		t.Skip("store does not implement storetest.Compactor")
-	}
+	c := s.(store.Compactor)
 	ctx := ctxT(t)
 	var revs []int64
 	for i := range 5 {
