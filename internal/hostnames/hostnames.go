@@ -165,7 +165,7 @@ type Manager struct {
 	started atomic.Bool
 	runMu   sync.Mutex
 	cancel  context.CancelFunc
-	done    chan struct{}
+	done    <-chan struct{}
 }
 
 // New returns a Manager over st; Start loads and follows the hostnames.
@@ -189,18 +189,16 @@ func (m *Manager) Start(ctx context.Context) error {
 	if m.done != nil {
 		return errors.New("hostnames: already started")
 	}
-	f := followFuncs{reset: m.reset, event: m.event, synced: m.synced}
-	rev, err := relist(ctx, m.st, Prefix, f)
+	opts := store.FollowOptions{What: "hostnames", Logger: m.log, PageSize: 10000}
+	rev, err := store.Load(ctx, m.st, Prefix, opts, follower{m})
 	if err != nil {
 		return fmt.Errorf("listing hostnames: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	m.cancel, m.done = cancel, make(chan struct{})
+	opts.Loaded, opts.FromRev = true, rev
+	f := store.Follow(runCtx, m.st, Prefix, opts, follower{m})
+	m.cancel, m.done = cancel, f.Done()
 	m.started.Store(true)
-	go func() {
-		defer close(m.done)
-		follow(runCtx, m.st, Prefix, rev, f, m.log)
-	}()
 	m.log.Info("hostnames loaded", "hostnames", m.Count(), "rev", rev)
 	return nil
 }
