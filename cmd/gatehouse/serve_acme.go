@@ -28,11 +28,17 @@ func (n *node) startHostnames(ctx context.Context, cfg *config.Config, kek *cert
 			return err
 		}
 		n.acme = acme.New(acme.Options{
-			Logger:     n.log,
-			Store:      n.store,
-			KEK:        kek,
-			Certs:      n.certs,
-			Config:     func() *config.ACME { return n.cfg.Load().ACME },
+			Logger: n.log,
+			Store:  n.store,
+			KEK:    kek,
+			Certs:  n.certs,
+			// A reload may change the section; removing it takes a restart.
+			Config: func() *config.ACME {
+				if a := n.cfg.Load().ACME; a != nil {
+					return a
+				}
+				return cfg.ACME
+			},
 			HTTPClient: hc,
 			EABKey:     eab,
 		})

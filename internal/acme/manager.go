@@ -49,6 +49,7 @@ import (
 // Certs is what the manager needs of the certificate manager.
 type Certs interface {
 	Add(ctx context.Context, certPEM, keyPEM []byte) (certs.Info, []string, error)
+	Remove(ctx context.Context, id string) error
 	Has(name string) bool
 }
 
@@ -567,6 +568,13 @@ func (m *Manager) install(ctx context.Context, h hostnames.Hostname, res orderRe
 		h.NextAttempt = at.UTC()
 		return nil
 	})
+	if errors.Is(err, store.ErrNotFound) {
+		// Removed during the order: its certificate goes too.
+		if rerr := m.opts.Certs.Remove(context.WithoutCancel(ctx), info.ID); rerr != nil {
+			m.log.Warn("removing the certificate of a hostname removed during its order", "name", h.Name, "cert", info.ID, "err", rerr)
+		}
+		return nil
+	}
 	m.emu.Lock()
 	delete(m.expiring, h.Name)
 	m.emu.Unlock()

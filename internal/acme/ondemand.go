@@ -71,7 +71,9 @@ func (m *Manager) onDemand(ctx context.Context, name string, wait time.Duration)
 			return
 		}
 	}
-	if !isACME || state == hostnames.Active || state == hostnames.Renewing || m.opts.Certs.Has(name) {
+	// Only a name waiting for its first certificate: a failed one is
+	// retried on its schedule, not by every handshake.
+	if !isACME || (state != hostnames.PendingValidation && state != hostnames.Issuing) || m.opts.Certs.Has(name) {
 		return
 	}
 	m.Trigger(name)
