@@ -12,8 +12,8 @@ cd "$(dirname "$0")/.."
 
 # An execution count, not a duration: `go test -fuzz` with a duration can
 # fail spuriously on a busy machine ("context deadline exceeded" with no
-# crasher); a count cannot. 10000 executions take 2 to 8 s per target on a
-# loaded two-core machine.
+# crasher); a count does not. 10000 executions took 1.5 to 5 s per target on a
+# two-core machine at load average 13.
 FUZZTIME=${FUZZTIME:-10000x}
 
 # Tools the tests drive for real: Chromium (status pages in a real browser),

@@ -345,6 +345,15 @@ func TestStatusSubscribersCLI(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &sub); err != nil || len(sub.ID) != 12 || len(sub.Secret) != 64 || len(sub.Components) != 1 {
 		t.Fatalf("subscribers add printed %q", out)
 	}
+	// The store holds the secret sealed with the node's KEK.
+	db, err := os.ReadFile(filepath.Join(tn.cfg.DataDir, "gatehouse.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(db, []byte(sub.ID)) || bytes.Contains(db, []byte(sub.Secret)) {
+		t.Errorf("store file: holds subscriber %s %v, its secret in clear %v; want the record, without the secret", sub.ID,
+			bytes.Contains(db, []byte(sub.ID)), bytes.Contains(db, []byte(sub.Secret)))
+	}
 	out, err = statusCLI(t, tn, "status", "subscribers", "list")
 	if err != nil || !strings.Contains(out, sub.ID) || !strings.Contains(out, recv.URL+"/hook") || strings.Contains(out, sub.Secret) {
 		t.Fatalf("subscribers list (must not show the secret): %v\n%s", err, out)
@@ -359,6 +368,10 @@ func TestStatusSubscribersCLI(t *testing.T) {
 		{"relative url", []string{"status", "subscribers", "add", "--url", "/hook"}, `url: "/hook" is not an absolute http(s) URL`},
 		{"short secret", []string{"status", "subscribers", "add", "--url", recv.URL, "--secret", "short"}, "secret: is 5 characters"},
 		{"unknown component", []string{"status", "subscribers", "add", "--url", recv.URL, "--component", "EU09/Nothing"}, `components[0]: "EU09/Nothing" is not a configured component`},
+		{"cloud metadata", []string{"status", "subscribers", "add", "--url", "http://169.254.169.254/latest/"}, "url: http://169.254.169.254/latest/: 169.254.169.254 is a link-local address"},
+		// Loopback is allowed here, but not the node's own listeners.
+		{"own admin listener", []string{"status", "subscribers", "add", "--url", "https://" + tn.srv.Addr("admin") + "/v1/certs"}, tn.srv.Addr("admin") + " is this node's own admin listener"},
+		{"own status listener", []string{"status", "subscribers", "add", "--url", "http://" + tn.srv.Addr("status") + "/"}, "own status listener"},
 		{"rm unknown", []string{"status", "subscribers", "rm", "nosuchsubscr"}, "not found"},
 		{"deliveries of unknown", []string{"status", "subscribers", "deliveries", "nosuchsubscr"}, "not found"},
 	}

@@ -321,6 +321,11 @@ type Limits struct {
 	MemorySoftLimit ByteSize `yaml:"memory_soft_limit"`
 	// WarnPercent is the usage share at which a warning is logged (default 80).
 	WarnPercent float64 `yaml:"warn_percent"`
+	// CheckInterval is how often resources that grow by themselves
+	// (memory, file descriptors, connections, cache bytes) are checked
+	// against their levels (default 15s); certificates, routes and store
+	// bytes are checked at each change too.
+	CheckInterval Duration `yaml:"check_interval"`
 }
 
 // Log configures logging.

@@ -25,6 +25,7 @@ const (
 	DefaultCacheBytes       = 256 << 20
 	DefaultExpiryWarning    = 30 * 24 * time.Hour
 	DefaultWarnPercent      = 80
+	DefaultCheckInterval    = Duration(15 * time.Second)
 	// DefaultResponseCacheBytes bounds the response cache: enough for
 	// tens of thousands of typical static assets and API answers, small
 	// beside the certificate cache, and used only once a route enables
@@ -155,6 +156,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Limits.WarnPercent == 0 {
 		c.Limits.WarnPercent = DefaultWarnPercent
 	}
+	if c.Limits.CheckInterval == 0 {
+		c.Limits.CheckInterval = DefaultCheckInterval
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -196,6 +200,9 @@ func (c *Config) Validate() error {
 	}
 	if m := c.Limits.MemorySoftLimit; m != 0 && m < 64<<20 {
 		v.add("limits.memory_soft_limit", "%s is below the minimum of 64MiB (0 means the runtime's default)", m)
+	}
+	if d := c.Limits.CheckInterval.D(); d < time.Second || d > time.Hour {
+		v.add("limits.check_interval", "%s must be from 1s to 1h", d)
 	}
 	if c.Limits.WarnPercent <= 0 || c.Limits.WarnPercent >= 100 {
 		v.add("limits.warn_percent", "%v must be between 0 and 100", c.Limits.WarnPercent)

@@ -137,6 +137,38 @@ func (p *Portal) publish(o observation) {
 	p.pubHealth, p.pubAt = h, o.At
 }
 
+// NodeRecordExpiry is the age from which the leader deletes another
+// node's observation from the store: a node that stopped without
+// withdrawing it (killed, or upgraded by a version before the hand-over of
+// its record). A live node writes its own every Publish interval.
+const NodeRecordExpiry = 10 * time.Minute
+
+// sweepNodesLocked deletes the records of nodes silent for
+// NodeRecordExpiry, each only if it is still the version this node read
+// (a node that published again keeps its record).
+func (p *Portal) sweepNodesLocked(now time.Time) {
+	if p.st == nil {
+		return
+	}
+	for name, nv := range p.nodes {
+		key := keyNodes + name
+		rev, stored := p.revs[key]
+		if name == p.node || !stored || now.Sub(nv.latest.At) < NodeRecordExpiry {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(p.life, 5*time.Second)
+		_, err := p.st.Txn(ctx, []store.Cond{{Key: key, ModRev: rev}}, []store.Op{store.Delete(key)})
+		cancel()
+		if err != nil {
+			p.log.Debug("removing a silent node's observation", "node", name, "err", err)
+			continue
+		}
+		delete(p.nodes, name)
+		delete(p.revs, key)
+		p.log.Info("removed the observation of a node silent since its last publish", "node", name, "last", nv.latest.At)
+	}
+}
+
 // staleAfter is the age from which an observation is ignored.
 func (p *Portal) staleAfter() time.Duration { return StaleAfter * p.publishEv }
 

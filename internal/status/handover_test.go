@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
 )
 
@@ -119,5 +120,53 @@ func TestHandOverUndoneByResume(t *testing.T) {
 	json.Unmarshal(kv.Value, &o)
 	if !o.At.Equal(f.clock.Now()) {
 		t.Errorf("observation after Resume at %v, want %v", o.At, f.clock.Now())
+	}
+}
+
+// TestSilentNodeRecordsRemoved: records left by nodes that stopped without
+// withdrawing them (killed, or upgraded by an older version) are deleted by
+// the leader once silent for NodeRecordExpiry; a live node's stays.
+func TestSilentNodeRecordsRemoved(t *testing.T) {
+	dir := t.TempDir()
+	st, err := bolt.Open(filepath.Join(dir, "status.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for name, at := range map[string]time.Time{"gone-1": t0.Add(-48 * time.Hour), "gone-2": t0.Add(-NodeRecordExpiry - time.Second), "live": t0} {
+		b, _ := json.Marshal(observation{Node: name, At: at})
+		if _, err := store.PutKV(ctx, st, keyNodes+name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	f := newFixture(t, dir, Options{Node: "leader"})
+	publish := func(name string) { // the live node keeps publishing
+		b, _ := json.Marshal(observation{Node: name, At: f.clock.Now()})
+		if _, err := store.PutKV(ctx, f.st, keyNodes+name, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	names := func() []string {
+		kvs, _, err := f.st.List(ctx, keyNodes, "", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, kv := range kvs {
+			out = append(out, kv.Key[len(keyNodes):])
+		}
+		return out
+	}
+	f.clock.Add(DefaultHistoryFlush)
+	publish("live")
+	waitFor(t, "the live node's record", func() bool {
+		f.p.mu.Lock()
+		defer f.p.mu.Unlock()
+		return f.p.nodes["live"] != nil && f.p.nodes["live"].latest.At.Equal(f.clock.Now())
+	})
+	f.p.Tick()
+	if diff := cmp.Diff(names(), []string{"leader", "live"}); diff != "" {
+		t.Errorf("node records after the leader's sweep (-got +want):\n%s", diff)
 	}
 }

@@ -494,6 +494,7 @@ func (p *Portal) Tick() {
 		p.renderLocked()
 	}
 	if now.Sub(p.lastFlush) >= p.flushEvry || changed {
+		p.sweepNodesLocked(now)
 		if err := p.flushLocked(p.life); err != nil {
 			p.log.Warn("writing status history", "err", err)
 		}

@@ -320,7 +320,7 @@ func (s *Store) Usage(ctx context.Context) (store.Usage, error) {
 		return store.Usage{}, err
 	}
 	defer s.calls.Done()
-	u := store.Usage{QuotaBytes: s.opts.QuotaBytes}
+	u := store.Usage{QuotaBytes: s.quota()}
 	err := s.view(func(tx *bbolt.Tx) error {
 		n, err := readU64(tx.Bucket(bucketMeta).Get(metaKeys))
 		u.Keys = int64(n)
