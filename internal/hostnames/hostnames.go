@@ -164,8 +164,8 @@ type Manager struct {
 
 	started atomic.Bool
 	runMu   sync.Mutex
-	cancel  context.CancelFunc
-	done    <-chan struct{}
+	// follower keeps the index in step with the store (nil until Start).
+	follower *store.Follower
 }
 
 // New returns a Manager over st; Start loads and follows the hostnames.
@@ -186,7 +186,7 @@ func New(st store.Store, opts Options) *Manager {
 func (m *Manager) Start(ctx context.Context) error {
 	m.runMu.Lock()
 	defer m.runMu.Unlock()
-	if m.done != nil {
+	if m.follower != nil {
 		return errors.New("hostnames: already started")
 	}
 	opts := store.FollowOptions{What: "hostnames", Logger: m.log, PageSize: 10000}
@@ -194,10 +194,8 @@ func (m *Manager) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listing hostnames: %w", err)
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	opts.Loaded, opts.FromRev = true, rev
-	f := store.Follow(runCtx, m.st, Prefix, opts, follower{m})
-	m.cancel, m.done = cancel, f.Done()
+	m.follower = store.Follow(context.WithoutCancel(ctx), m.st, Prefix, opts, follower{m})
 	m.started.Store(true)
 	m.log.Info("hostnames loaded", "hostnames", m.Count(), "rev", rev)
 	return nil
@@ -206,12 +204,9 @@ func (m *Manager) Start(ctx context.Context) error {
 // Close stops following the store.
 func (m *Manager) Close() error {
 	m.runMu.Lock()
-	cancel, done := m.cancel, m.done
+	f := m.follower
 	m.runMu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
+	f.Stop()
 	return nil
 }
 
