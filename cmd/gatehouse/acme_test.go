@@ -144,6 +144,19 @@ func TestACMEIssueEndToEnd(t *testing.T) {
 			if code, body := routedGet(t, tn.srv.Addr("https"), name, roots); code != 200 || (body != "a1" && body != "a2") {
 				t.Errorf("GET https://%s/ = %d %q, want pool a", name, code, body)
 			}
+			// gatehouse limits shows the CA budgets and the schedule.
+			res, err := tn.client.Limits(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			byName := map[string]int64{}
+			limitOf := map[string]int64{}
+			for _, r := range res {
+				byName[r.Name], limitOf[r.Name] = r.Usage, r.Limit
+			}
+			if byName["acme_orders_3h"] != 1 || limitOf["acme_orders_3h"] != 300 || limitOf["acme_certs_per_domain_7d"] != 50 || byName["acme_schedule"] <= 0 {
+				t.Errorf("limits: usage %v, limits %v; want acme_orders_3h 1 of 300, certs per domain of 50, the schedule's bytes", byName, limitOf)
+			}
 			// cert list tells the ACME certificate from an uploaded one.
 			up := tn.addCert("app.uni-a.test")
 			list, err := tn.client.ListCerts(ctx, "", 100)
