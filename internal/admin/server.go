@@ -53,6 +53,11 @@ type Options struct {
 	Certs Certs
 	// Routes manages the dynamic routes (routes.go).
 	Routes Routes
+	// Hostnames manages the customer hostnames (hostnames.go).
+	Hostnames Hostnames
+	// CertSource tells ACME-managed certificates ("acme") from uploaded
+	// ones ("uploaded") in certificate answers (nil: not told).
+	CertSource func(id string) string
 	// Pools returns the live state of the backend pools.
 	Pools func() any
 	// Reload re-reads the static configuration and swaps it in.
@@ -111,6 +116,9 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Drains != nil {
 		s.handleDrains()
+	}
+	if opts.Hostnames != nil {
+		s.handleHostnames()
 	}
 	if opts.Pools != nil {
 		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
@@ -327,6 +335,11 @@ func (s *Server) writeCerts(w http.ResponseWriter, r *http.Request, list []certs
 	if list == nil {
 		list = []certs.Info{}
 	}
+	if s.opts.CertSource != nil {
+		for i := range list {
+			list[i].Source = s.opts.CertSource(list[i].ID)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"certs": list})
 }
 
@@ -353,6 +366,9 @@ func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if s.opts.CertSource != nil {
+		info.Source = s.opts.CertSource(info.ID)
 	}
 	writeJSON(w, http.StatusOK, info)
 }

@@ -25,6 +25,9 @@ type Config struct {
 	ResponseCache ResponseCache `yaml:"response_cache"`
 	Limits        Limits        `yaml:"limits"`
 	Log           Log           `yaml:"log"`
+	// ACME obtains and renews certificates for registered hostnames
+	// (acme.go); nil: off.
+	ACME *ACME `yaml:"acme"`
 }
 
 // Store selects the dynamic-state store: the embedded default (a bbolt file

@@ -170,6 +170,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
+	c.applyACMEDefaults()
 }
 
 // Validate reports every problem of an already defaulted configuration,
@@ -192,6 +193,7 @@ func (c *Config) Validate() error {
 	c.validateRoutes(v, pools)
 	c.validateResponseCache(v)
 	c.validateStatus(v, pools)
+	c.validateACME(v, pools)
 	if c.Limits.MaxCertificates < 0 {
 		v.add("limits.max_certificates", "must not be negative (0 means no limit)")
 	}
