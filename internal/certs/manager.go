@@ -464,25 +464,33 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 func (m *Manager) applyWatch(resp store.WatchResponse) {
 	m.pmu.Lock()
 	defer m.pmu.Unlock()
-	for _, ev := range resp.Events {
-		if p, ok := m.pending[ev.KV.Key]; ok && resp.Rev <= p.rev {
-			continue
-		}
-		host, id, ok := parseNameKey(ev.KV.Key)
-		if !ok {
-			continue
-		}
-		switch ev.Type {
-		case store.EventPut:
-			ne, err := decodeNameEntry(ev.KV.Value)
-			if err != nil {
-				m.log.Warn("ignoring malformed name index entry", "key", ev.KV.Key, "err", err)
+	// A transaction is one change: its puts go in before its deletes, so a
+	// renewal (delete the old bundle's entry, put the new one's) never
+	// leaves the name without a certificate between the two.
+	for _, put := range [2]bool{true, false} {
+		for _, ev := range resp.Events {
+			if (ev.Type == store.EventPut) != put {
 				continue
 			}
-			m.idx.put(host, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
-		case store.EventDelete:
-			m.idx.remove(host, id)
-			m.cacheDropIfUnused(id)
+			if p, ok := m.pending[ev.KV.Key]; ok && resp.Rev <= p.rev {
+				continue
+			}
+			host, id, ok := parseNameKey(ev.KV.Key)
+			if !ok {
+				continue
+			}
+			switch ev.Type {
+			case store.EventPut:
+				ne, err := decodeNameEntry(ev.KV.Value)
+				if err != nil {
+					m.log.Warn("ignoring malformed name index entry", "key", ev.KV.Key, "err", err)
+					continue
+				}
+				m.idx.put(host, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
+			case store.EventDelete:
+				m.idx.remove(host, id)
+				m.cacheDropIfUnused(id)
+			}
 		}
 	}
 	for k, p := range m.pending {
@@ -516,14 +524,21 @@ func (m *Manager) applyLocal(rev int64, changes []nameChange, dropped []string) 
 		// The watch got there first, and may have applied later changes too.
 		changes = nil
 	}
-	for _, c := range changes {
-		if c.put {
-			m.idx.put(c.host, c.e)
-		} else {
-			m.idx.remove(c.host, c.e.id)
-		}
-		if m.started.Load() {
-			m.pending[nameKey(c.host, c.e.id)] = pendingWrite{rev: rev, put: c.put, host: c.host, e: c.e}
+	// Puts before removes, as in applyWatch: a replaced name is never
+	// without a certificate.
+	for _, put := range [2]bool{true, false} {
+		for _, c := range changes {
+			if c.put != put {
+				continue
+			}
+			if c.put {
+				m.idx.put(c.host, c.e)
+			} else {
+				m.idx.remove(c.host, c.e.id)
+			}
+			if m.started.Load() {
+				m.pending[nameKey(c.host, c.e.id)] = pendingWrite{rev: rev, put: c.put, host: c.host, e: c.e}
+			}
 		}
 	}
 	m.pmu.Unlock()

@@ -454,7 +454,7 @@ func TestHostileUnreadResponse(t *testing.T) {
 			conn := hs.raw(t)
 			fmt.Fprintf(conn, "GET /big HTTP/1.1\r\nHost: %s\r\n\r\n", h)
 			cut++
-			waitFor(t, "the member's response to be cut off", func() bool { return hs.rec.bigCut.Load() >= cut })
+			waitForWithin(t, 30*time.Second, "the member's response to be cut off", func() bool { return hs.rec.bigCut.Load() >= cut })
 			waitFor(t, "the member connection to be released", func() bool { return hs.rec.open.Load() == 0 })
 		})
 		t.Run("http2/"+h, func(t *testing.T) {
@@ -469,7 +469,7 @@ func TestHostileUnreadResponse(t *testing.T) {
 				t.Fatalf("HTTP/%d, want 2", res.ProtoMajor)
 			}
 			cut++
-			waitFor(t, "the member's response to be cut off", func() bool { return hs.rec.bigCut.Load() >= cut })
+			waitForWithin(t, 30*time.Second, "the member's response to be cut off", func() bool { return hs.rec.bigCut.Load() >= cut })
 			waitFor(t, "the member connection to be released", func() bool { return hs.rec.open.Load() == 0 })
 		})
 	}
@@ -819,6 +819,9 @@ func TestRouteTimeouts(t *testing.T) {
 
 	conn = hs.raw(t)
 	io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: direct.test\r\n\r\n")
-	waitFor(t, "the unread response to be cut off", func() bool { return rec.bigCut.Load() == 1 })
-	waitFor(t, "the member connections to be released", func() bool { return rec.open.Load() == 0 })
+	// The edge reads until the socket buffers toward the client are full
+	// (megabytes through TLS) before its writes stall; under -race on a
+	// busy machine that alone can take seconds.
+	waitForWithin(t, 30*time.Second, "the unread response to be cut off", func() bool { return rec.bigCut.Load() == 1 })
+	waitForWithin(t, 30*time.Second, "the member connections to be released", func() bool { return rec.open.Load() == 0 })
 }
