@@ -32,6 +32,8 @@ import (
 //
 //	/upload  reads the whole body and answers its length
 //	/big     streams up to 200 MB, counting the responses cut short
+//	/20k     answers 20 KiB
+//	/pause   answers 40 KiB, pauses 600ms, then "end"
 //	/500     answers 500
 //	/reset   resets the connection without an answer
 //	other    answers "ok"
@@ -72,6 +74,13 @@ func (rec *recorder) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	case "/20k":
+		w.Write(bytes.Repeat([]byte("k"), 20<<10))
+	case "/pause":
+		w.Write(bytes.Repeat([]byte("p"), 40<<10))
+		http.NewResponseController(w).Flush()
+		time.Sleep(600 * time.Millisecond)
+		io.WriteString(w, "end")
 	case "/500":
 		w.WriteHeader(http.StatusInternalServerError)
 	case "/reset":
