@@ -386,6 +386,9 @@ func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute
 		}
 	}()
 	p.rp.ServeHTTP(st, r)
+	if st.wroteBody {
+		st.clock.finish()
+	}
 	r.Body = st.body.rc
 }
 
