@@ -23,7 +23,12 @@ import (
 // member is not blamed.
 func TestH2ZeroWindowStall(t *testing.T) {
 	hs := newHostile(t, config.Listener{WriteIdleTimeout: config.Duration(300 * time.Millisecond)}, Options{})
-	for _, h := range []string{"direct.test", "rp.test"} {
+	// The edge's own pages (404 here) and cached answers are held the
+	// same way; cache.test/20k is cached by a normal GET first.
+	if code, _ := hs.get(t, "cache.test", "/20k"); code != http.StatusOK {
+		t.Fatalf("priming the cache: %d", code)
+	}
+	for _, h := range []string{"direct.test", "rp.test", "cache.test", "nohost.test"} {
 		for _, path := range []string{"/", "/20k"} {
 			t.Run(h+path, func(t *testing.T) {
 				conn, err := tls.Dial("tcp", hs.srv.Listener.Addr().String(),

@@ -168,7 +168,8 @@ func newHostile(t *testing.T, https config.Listener, opts Options) *hostileSetup
 	hs.front = newFront(t, &config.Config{
 		Listeners: config.Listeners{HTTPS: https},
 		Pools:     []config.Pool{direct, rp},
-		Routes:    []config.Route{{Host: "direct.test", Pool: "direct"}, {Host: "rp.test", Pool: "rp"}},
+		Routes: []config.Route{{Host: "direct.test", Pool: "direct"}, {Host: "rp.test", Pool: "rp"},
+			{Host: "cache.test", Pool: "direct", Cache: config.RouteCache{Enabled: true, DefaultTTL: config.Duration(time.Hour)}}},
 	}, opts)
 	return hs
 }
