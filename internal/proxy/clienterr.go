@@ -214,6 +214,24 @@ func armWrite(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
 	}
 }
 
+// armPage arms the write deadline before the edge writes an answer of its
+// own (a page, a cached response): as armWrite on HTTP/1, and on HTTP/2
+// the stream's deadline, which no wait for a member follows there; without
+// it a client granting no flow control window holds the answer, its stream
+// and its connection without end.
+func armPage(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
+	if r.ProtoMajor != 2 {
+		armWrite(w, r, timeout)
+		return
+	}
+	if timeout <= 0 {
+		return
+	}
+	if dl, _ := deadlines(w); dl != nil {
+		_ = dl.SetWriteDeadline(time.Now().Add(timeout))
+	}
+}
+
 // clientBody is the request body as the member's transport reads it: it
 // moves the read deadline before each read (the body read timeout),
 // records why a read failed, and does not close the inbound body (the
