@@ -29,7 +29,7 @@ func TestH2ZeroWindowStall(t *testing.T) {
 		t.Fatalf("priming the cache: %d", code)
 	}
 	for _, h := range []string{"direct.test", "rp.test", "cache.test", "nohost.test"} {
-		for _, path := range []string{"/", "/20k"} {
+		for _, path := range []string{"/", "/20k", "/events"} {
 			t.Run(h+path, func(t *testing.T) {
 				conn, err := tls.Dial("tcp", hs.srv.Listener.Addr().String(),
 					&tls.Config{InsecureSkipVerify: true, NextProtos: []string{"h2"}})

@@ -34,6 +34,7 @@ import (
 //	/big     streams up to 200 MB, counting the responses cut short
 //	/20k     answers 20 KiB
 //	/pause   answers 40 KiB, pauses 600ms, then "end"
+//	/events  answers three short lines, each flushed (no Content-Length)
 //	/500     answers 500
 //	/reset   resets the connection without an answer
 //	other    answers "ok"
@@ -76,6 +77,11 @@ func (rec *recorder) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	case "/20k":
 		w.Write(bytes.Repeat([]byte("k"), 20<<10))
+	case "/events":
+		for range 3 {
+			io.WriteString(w, "event\n")
+			http.NewResponseController(w).Flush()
+		}
 	case "/pause":
 		w.Write(bytes.Repeat([]byte("p"), 40<<10))
 		http.NewResponseController(w).Flush()
