@@ -308,6 +308,18 @@ func (s *rpState) Write(b []byte) (int, error) {
 	return n, err
 }
 
+// FlushError flushes what Write buffered (ReverseProxy flushes after each
+// write of a response of unknown length) within the write deadline.
+func (s *rpState) FlushError() error {
+	s.clock.tick(1)
+	err := http.NewResponseController(s.ResponseWriter).Flush()
+	if err != nil {
+		s.clientError(writeReason(err))
+	}
+	s.clock.wrote()
+	return err
+}
+
 // clientError counts reason, once per request.
 func (s *rpState) clientError(reason clientReason) {
 	if !s.counted {
