@@ -71,9 +71,10 @@ func (n *node) applyLimits(cfg *config.Config) {
 	n.certs.SetCacheBytes(int64(cfg.TLS.CacheBytes))
 	n.certs.SetLocalCacheBytes(localCacheBytes(cfg))
 	n.applyMemoryLimit()
-	// Hook: listeners.https.max_connections is applied to the listener
-	// here (internal/server), so that the registry's https_connections
-	// limit and the listener's agree.
+	// The listeners' connection limits (max_connections, max_queued,
+	// queue_timeout, per_client) are applied by doReload through
+	// Server.Reconfigure, which also names the listener fields that need a
+	// restart; the registry reads them back from the listener.
 	n.capacity.Configure(capacitySettings(cfg))
 }
 

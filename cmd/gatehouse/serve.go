@@ -37,6 +37,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var path string
+	var newStore bool
 	var uf upgradeFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -53,7 +54,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := startNode(cmd.Context(), cfg, log, reload, withUpgrades(up))
+			n, err := startNode(cmd.Context(), cfg, log, reload, withUpgrades(up), withNewStore(newStore))
 			if err != nil {
 				up.stop()
 				return err
@@ -62,6 +63,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "gatehouse.yaml", "configuration file")
+	cmd.Flags().BoolVar(&newStore, "new-store", false, "start with a new, empty store although the data directory's store held data (it is missing, empty or damaged and will not be restored from a backup); the old file is kept as gatehouse.db.damaged-TIME")
 	uf.register(cmd)
 	return cmd
 }
@@ -101,6 +103,7 @@ type node struct {
 	memLast  int64
 	memFixed bool
 	up       *upgrades // binary upgrades (upgrade.go); nil: none
+	newStore bool      // serve --new-store
 }
 
 // startNode wires every part from cfg and starts serving. reload, if not
@@ -120,6 +123,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
+	if err := server.CheckDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	kekPath := cfg.TLS.KEKFile
 	if kekPath == "" {
 		kekPath = filepath.Join(cfg.DataDir, "kek")
@@ -128,7 +134,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = n.up.openStore(cfg, log)
+	n.store, err = n.up.openStore(cfg, log, n.newStore)
 	if err != nil {
 		return nil, err
 	}
@@ -196,7 +202,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	n.registerResources()
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs},
+	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerClientErrors(metrics, n)
 	// Response cache answers by result; its bytes are a capacity resource.
@@ -323,6 +329,7 @@ func (n *node) registerResources() {
 		}
 		return n.srv.Connections("https")
 	})
+	n.registerListenerResources()
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
 	r.Register("go_heap", "bytes", "Go soft memory limit (limits.memory_soft_limit)", false, func() (int64, int64) {
@@ -401,11 +408,6 @@ func (n *node) doReload() error {
 		n.log.Error("reload refused; the running configuration stays", "err", err)
 		return err
 	}
-	oldTLS, newTLS := old.TLS, cfg.TLS
-	oldTLS.CacheBytes, newTLS.CacheBytes = 0, 0 // tls.cache_bytes changes live
-	if cfg.Listeners != old.Listeners || cfg.DataDir != old.DataDir || oldTLS != newTLS {
-		n.log.Warn("reload: listener, data_dir and tls changes take effect at the next restart")
-	}
 	if err := n.prepareLimits(cfg); err != nil {
 		n.log.Error("reload refused; the running configuration stays", "err", err)
 		return err
@@ -415,6 +417,13 @@ func (n *node) doReload() error {
 	if err != nil {
 		_ = n.prepareLimits(old) // back to the running store quota
 		return err
+	}
+	// The listeners' connection limits (max_connections, queue,
+	// per_client) apply now; addresses and timeouts at the next start.
+	oldTLS, newTLS := old.TLS, cfg.TLS
+	oldTLS.CacheBytes, newTLS.CacheBytes = 0, 0 // tls.cache_bytes changes live
+	if restart := n.srv.Reconfigure(cfg.Listeners); len(restart) > 0 || cfg.DataDir != old.DataDir || oldTLS != newTLS {
+		n.log.Warn("reload: listener addresses and timeouts, data_dir and tls changes take effect at the next restart", "listeners", restart)
 	}
 	n.swapEdge(p)
 	n.cfg.Store(cfg)

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"gatehouse/internal/capacity"
@@ -396,7 +397,8 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v
 // fail maps an error to a status and a message that is safe to show.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
-	if status >= 500 && status != http.StatusInsufficientStorage {
+	// Quota refusals are logged where they are decided; a full disk is not.
+	if status >= 500 && (status != http.StatusInsufficientStorage || code == "disk_full") {
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	var b ErrorBody
@@ -426,6 +428,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, store.ErrTooLarge):
 		return http.StatusInsufficientStorage, "quota_exceeded"
+	case errors.Is(err, syscall.ENOSPC): // the store's disk is full
+		return http.StatusInsufficientStorage, "disk_full"
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrClosed):
 		return http.StatusServiceUnavailable, "store_unavailable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

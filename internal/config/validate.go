@@ -66,6 +66,10 @@ func (c *Config) ApplyDefaults() {
 			l.MaxHeaderBytes = DefaultMaxHeaderBytes
 		}
 	}
+	c.Listeners.HTTPS.applyLimitDefaults(true)
+	for _, l := range []*Listener{&c.Listeners.HTTP, &c.Listeners.Status, &c.Listeners.Admin} {
+		l.applyLimitDefaults(false)
+	}
 	if l := &c.Listeners.HTTPS; l.BodyReadTimeout == 0 || l.WriteIdleTimeout == 0 || l.UnderscoreHeaders == "" {
 		if l.BodyReadTimeout == 0 {
 			l.BodyReadTimeout = Duration(DefaultBodyReadTimeout)
@@ -253,6 +257,14 @@ func (c *Config) validateListeners(v *validator) {
 		}
 		if n.l.MaxConnections < 0 {
 			v.add(p+".max_connections", "must not be negative")
+		}
+		n.l.validateLimits(v, p, n.name == "https")
+		if n.name == "admin" {
+			if !IsLoopbackHost(host) && !n.l.AllowRemote {
+				v.add(p+".allow_remote", "the admin API would listen on %q, which is not a loopback address: set listeners.admin.allow_remote: true to confirm it (and restrict the port with a firewall), or listen on 127.0.0.1", n.l.Address)
+			}
+		} else if n.l.AllowRemote {
+			v.add(p+".allow_remote", "applies to listeners.admin only")
 		}
 		if n.name == "https" {
 			for _, d := range []struct {
