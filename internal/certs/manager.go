@@ -731,7 +731,9 @@ func (m *Manager) addLocked(ctx context.Context, b *Bundle, now time.Time) (Info
 			return Info{}, nil, err
 		}
 		after := cnt.Value + 1 - int64(len(p.dropped))
-		if err := m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-int64(len(p.dropped)), 1); err != nil {
+		// Admitted by what it adds net: a renewal that replaces a bundle
+		// does not grow the count and passes even above a lowered limit.
+		if err := m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value, 1-int64(len(p.dropped))); err != nil {
 			return Info{}, nil, err
 		}
 		rev, err := m.st.Txn(ctx, append(p.conds, cnt.Cond), append(p.ops, cnt.Op(after)))
@@ -1068,7 +1070,7 @@ func (m *Manager) flush(ctx context.Context, group []*plan, idx []int, results [
 	var rev, after int64
 	cnt, err := m.readCounter(ctx)
 	for attempt := 1; err == nil; attempt++ {
-		if err = m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-dropped, adding); err != nil {
+		if err = m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value, adding-dropped); err != nil {
 			break
 		}
 		after = cnt.Value + adding - dropped

@@ -32,6 +32,9 @@ import (
 //
 //	/upload  reads the whole body and answers its length
 //	/big     streams up to 200 MB, counting the responses cut short
+//	/20k     answers 20 KiB
+//	/pause   answers 40 KiB, pauses 600ms, then "end"
+//	/events  answers three short lines, each flushed (no Content-Length)
 //	/500     answers 500
 //	/reset   resets the connection without an answer
 //	other    answers "ok"
@@ -72,6 +75,18 @@ func (rec *recorder) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	case "/20k":
+		w.Write(bytes.Repeat([]byte("k"), 20<<10))
+	case "/events":
+		for range 3 {
+			io.WriteString(w, "event\n")
+			http.NewResponseController(w).Flush()
+		}
+	case "/pause":
+		w.Write(bytes.Repeat([]byte("p"), 40<<10))
+		http.NewResponseController(w).Flush()
+		time.Sleep(600 * time.Millisecond)
+		io.WriteString(w, "end")
 	case "/500":
 		w.WriteHeader(http.StatusInternalServerError)
 	case "/reset":
@@ -159,7 +174,8 @@ func newHostile(t *testing.T, https config.Listener, opts Options) *hostileSetup
 	hs.front = newFront(t, &config.Config{
 		Listeners: config.Listeners{HTTPS: https},
 		Pools:     []config.Pool{direct, rp},
-		Routes:    []config.Route{{Host: "direct.test", Pool: "direct"}, {Host: "rp.test", Pool: "rp"}},
+		Routes: []config.Route{{Host: "direct.test", Pool: "direct"}, {Host: "rp.test", Pool: "rp"},
+			{Host: "cache.test", Pool: "direct", Cache: config.RouteCache{Enabled: true, DefaultTTL: config.Duration(time.Hour)}}},
 	}, opts)
 	return hs
 }

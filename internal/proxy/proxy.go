@@ -304,16 +304,19 @@ func (px *Proxy) serve(w http.ResponseWriter, r *http.Request) {
 	armWrite(w, r, px.writeIdle)
 	rt := px.router.match(r.Host, r.URL.Path)
 	if rt == nil {
+		armPage(w, r, px.writeIdle)
 		writePage(w, http.StatusNotFound, "text/plain; charset=utf-8", pageNotFound)
 		return
 	}
 	if !rt.allowMisdirected && r.TLS != nil && px.misdirected(r) {
 		px.clientErrs.add(reasonMisdirected)
+		armPage(w, r, px.writeIdle)
 		writePage(w, http.StatusMisdirectedRequest, "text/plain; charset=utf-8", pageMisdirected)
 		return
 	}
 	if px.underscore != config.UnderscorePass && !px.underscoreHeaders(r) {
 		px.clientErrs.add(reasonBadHeader)
+		armPage(w, r, px.writeIdle)
 		writePage(w, http.StatusBadRequest, "text/plain; charset=utf-8", pageUnderscore)
 		return
 	}
@@ -369,6 +372,7 @@ func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute
 	if m == nil {
 		p.countAnswer(true)
 		w.Header()["Retry-After"] = []string{strconv.Itoa(RetryAfter)}
+		armPage(w, r, px.writeIdle)
 		writePage(w, http.StatusServiceUnavailable, "text/html; charset=utf-8", px.page503)
 		return
 	}
@@ -409,6 +413,9 @@ func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute
 		}
 	}()
 	p.rp.ServeHTTP(st, r)
+	if st.wroteBody {
+		st.clock.finish()
+	}
 	r.Body = st.body.rc
 }
 
@@ -516,7 +523,7 @@ func (px *Proxy) answerClientError(w http.ResponseWriter, r *http.Request, p *po
 	if r.ProtoMajor == 1 {
 		h["Connection"] = closeValue // the rest of the body cannot be trusted
 	}
-	armWrite(w, r, px.writeIdle)
+	armPage(w, r, px.writeIdle)
 	switch reason {
 	case reasonBodyTimeout:
 		writePage(w, http.StatusRequestTimeout, "text/plain; charset=utf-8", pageBodyTimeout)
@@ -550,7 +557,7 @@ func (px *Proxy) answerError(w http.ResponseWriter, r *http.Request, p *pool, ad
 	}
 	px.log.Warn("backend request failed", keyPool, p.name, keyMember, addr,
 		keyRequestID, id, keyStatus, status, keyError, err)
-	armWrite(w, r, px.writeIdle) // the wait for the member may have used up the deadline
+	armPage(w, r, px.writeIdle) // the wait for the member may have used up the deadline
 	writePage(w, status, "text/plain; charset=utf-8", page)
 }
 
