@@ -36,7 +36,7 @@ var errLostLead = errors.New("status email: the notification was changed by anot
 
 // runMail sends while ctx lasts (the node's leadership).
 func (e *emailer) runMail(ctx context.Context) {
-	wait := time.Duration(0)
+	var wait, backoff time.Duration
 	lastSweep := time.Time{}
 	for {
 		if wait > 0 {
@@ -67,9 +67,11 @@ func (e *emailer) runMail(ctx context.Context) {
 			e.client.Close()
 			return
 		case err != nil:
-			e.p.log.Warn("status email: sending paused", "err", err, "retry_in", max(wait*2, mailRetryFirst))
-			wait = min(max(wait*2, mailRetryFirst), mailRetryMax)
+			backoff = min(max(backoff*2, mailRetryFirst), mailRetryMax)
+			wait = backoff
+			e.p.log.Warn("status email: sending paused", "err", err, "retry_in", wait)
 		default:
+			backoff = 0
 			wait = mailSweepEvery // until woken by a new item
 		}
 	}
