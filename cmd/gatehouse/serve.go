@@ -311,6 +311,21 @@ func (n *node) registerResources() {
 		}
 		return n.srv.Connections("https")
 	})
+	// The public subscribe form's rate-limit tables (status.email).
+	r.Register("status_subscribe_clients", "count", "status.email.per_ip_per_hour", false, func() (int64, int64) {
+		if n.portal == nil {
+			return 0, 0
+		}
+		ips, _, limit := n.portal.SubscribeLimits()
+		return ips, limit
+	})
+	r.Register("status_subscribe_addresses", "count", "status.email.per_address_per_hour", false, func() (int64, int64) {
+		if n.portal == nil {
+			return 0, 0
+		}
+		_, addrs, limit := n.portal.SubscribeLimits()
+		return addrs, limit
+	})
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
 	r.Register("go_heap", "bytes", "Go soft memory limit (limits.memory_soft_limit)", false, func() (int64, int64) {

@@ -3,10 +3,10 @@ package status
 import (
 	"bytes"
 	"errors"
-	"net/url"
 	"html/template"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"

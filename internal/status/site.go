@@ -161,12 +161,12 @@ type (
 	}
 	indexView struct {
 		viewBase
-		Banner  APIStatus
+		Banner APIStatus
 		// Subscribe links the email subscription form (status.email).
 		Subscribe bool
 		Active    []itemView
-		Maint   []itemView
-		Regions []regionView
+		Maint     []itemView
+		Regions   []regionView
 	}
 	regionView struct {
 		ID, Name   string
