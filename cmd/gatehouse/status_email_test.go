@@ -282,7 +282,7 @@ func TestStatusEmailInBrowser(t *testing.T) {
 	imp := filepath.Join(t.TempDir(), "subs.csv")
 	os.WriteFile(imp, []byte("email,components\ndee@uni-a.test,EU01/Web app\nnot-an-address\neve@uni-a.test,Nowhere\nfay@uni-a.test\n"), 0o600)
 	out, err = statusCLI(t, tn, "status", "subscribers", "import", imp)
-	if err == nil || !strings.Contains(out, "line 3: email:") || !strings.Contains(out, `line 4: component: "Nowhere"`) || !strings.Contains(out, "2 email subscribers added, 2 lines refused") {
+	if err == nil || !strings.Contains(out, "line 3: email:") || !strings.Contains(out, `line 4: component[0]: "Nowhere"`) || !strings.Contains(out, "2 email subscribers added, 2 lines refused") {
 		t.Errorf("import: %v\n%s", err, out)
 	}
 	out, err = statusCLI(t, tn, "status", "subscribers", "export")
