@@ -134,7 +134,8 @@ func (cl *Client) connectLocked(ctx context.Context) error {
 	return nil
 }
 
-// Send hands msg for to (envelope sender from) to the server. A 5xx
+// Send hands msg for to (envelope sender from) to the server; ctx is
+// checked before the message begins (see below). A 5xx
 // answer is a *PermanentError; anything else (4xx, a broken connection)
 // is worth retrying later.
 func (cl *Client) Send(ctx context.Context, from, to string, msg []byte) error {
@@ -154,15 +155,13 @@ func (cl *Client) Send(ctx context.Context, from, to string, msg []byte) error {
 			return err
 		}
 	}
+	// A message once begun is finished (within Timeout) even if ctx ends
+	// meanwhile: aborting it could leave the server having accepted a
+	// message the caller counts as not sent, and send it twice.
 	cl.conn.SetDeadline(time.Now().Add(cl.cfg.Timeout))
-	stop := context.AfterFunc(ctx, func() { cl.conn.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
 	err := cl.sendLocked(from, to, msg)
 	if err != nil {
 		cl.closeLocked()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
 	}
 	return err
 }

@@ -156,7 +156,9 @@ func (e *emailer) sendConfirmation(ctx context.Context, q store.KV) error {
 	if err != nil && !mailer.IsPermanent(err) {
 		return err
 	}
-	_, err = st.Txn(ctx, []store.Cond{{Key: q.Key, ModRev: q.ModRev}}, []store.Op{store.Delete(q.Key)})
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err = st.Txn(wctx, []store.Cond{{Key: q.Key, ModRev: q.ModRev}}, []store.Op{store.Delete(q.Key)})
 	if errors.Is(err, store.ErrConflict) {
 		return nil
 	}
@@ -202,7 +204,10 @@ func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
 	var last time.Time
 	save := func() error {
 		b, _ := json.Marshal(ev)
-		r, err := st.Txn(ctx, []store.Cond{{Key: kv.Key, ModRev: rev}}, []store.Op{store.Put(kv.Key, b)})
+		// Written even as leadership ends: the server has the message.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		r, err := st.Txn(wctx, []store.Cond{{Key: kv.Key, ModRev: rev}}, []store.Op{store.Put(kv.Key, b)})
 		if errors.Is(err, store.ErrConflict) {
 			return errLostLead
 		}
