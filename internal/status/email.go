@@ -591,3 +591,35 @@ func sortedCopy(ids []string) []string {
 	slices.Sort(out)
 	return out
 }
+
+// AddEmailSubscribers adds confirmed subscribers in batches (an import);
+// every address is checked first, and nothing is written if one is
+// refused (the error names its index).
+func (p *Portal) AddEmailSubscribers(ctx context.Context, reqs []EmailSubscriberRequest) error {
+	if p.mail == nil {
+		return ErrEmailDisabled
+	}
+	ops := make([]store.Op, 0, len(reqs))
+	now := p.now()
+	for i, req := range reqs {
+		a, err := mailer.CheckAddress(req.Email)
+		if err != nil {
+			return inputErr(fmt.Sprintf("subscribers[%d].email", i), "%v", err)
+		}
+		ids, err := p.mail.resolve(req.Components)
+		if err != nil {
+			return fmt.Errorf("subscribers[%d]: %w", i, err)
+		}
+		s := EmailSubscriber{ID: subID(a), Email: a, Components: ids, CreatedAt: now, ConfirmedAt: now, Nonce: randomID()[:16]}
+		b, _ := json.Marshal(s)
+		ops = append(ops, store.Put(keyMailSubs+s.ID, b))
+	}
+	for len(ops) > 0 {
+		n := min(len(ops), 100) // etcd allows 128 operations per transaction
+		if _, err := p.st.Txn(ctx, nil, ops[:n]); err != nil {
+			return err
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
