@@ -104,6 +104,7 @@ type Follower struct {
 	opts    FollowOptions
 	h       Handler
 	log     *slog.Logger
+	cancel  context.CancelFunc
 	done    chan struct{}
 	err     error
 	backoff time.Duration // the last wait; 0 after success
@@ -122,7 +123,8 @@ type Follower struct {
 //
 // Follow returns at once; with opts.Loaded the first watch is already open
 // (a change made after Follow returns is not missed). The goroutine it
-// starts ends when ctx is done or the store is closed; Done is closed then.
+// starts ends when ctx is done, Stop is called or the store is closed; Done
+// is closed then.
 func Follow(ctx context.Context, st Store, prefix string, opts FollowOptions, h Handler) *Follower {
 	if opts.Backoff.Min <= 0 {
 		opts.Backoff.Min = DefaultBackoff.Min
@@ -137,7 +139,8 @@ func Follow(ctx context.Context, st Store, prefix string, opts FollowOptions, h 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	f := &Follower{st: st, prefix: prefix, opts: opts, h: h, log: log, done: make(chan struct{})}
+	ctx, cancel := context.WithCancel(ctx)
+	f := &Follower{st: st, prefix: prefix, opts: opts, h: h, log: log, cancel: cancel, done: make(chan struct{})}
 	var w *watching
 	if opts.Loaded {
 		w = f.watch(ctx, opts.FromRev)
@@ -148,6 +151,17 @@ func Follow(ctx context.Context, st Store, prefix string, opts FollowOptions, h 
 
 // Done is closed when the follow has ended.
 func (f *Follower) Done() <-chan struct{} { return f.done }
+
+// Stop ends the follow and waits for its goroutine. Stop on a nil
+// Follower does nothing, so that an owner's Close may call it whether or
+// not it started one.
+func (f *Follower) Stop() {
+	if f == nil {
+		return
+	}
+	f.cancel()
+	<-f.done
+}
 
 // Err reports, once Done is closed, why the follow ended: ctx's error, or
 // an error wrapping ErrClosed.
@@ -193,6 +207,7 @@ var errResync = errors.New("relisting requested")
 
 func (f *Follower) run(ctx context.Context, w *watching) {
 	defer close(f.done)
+	defer f.cancel()
 	rev, needReset := f.opts.FromRev, !f.opts.Loaded
 	for {
 		if ctx.Err() != nil {

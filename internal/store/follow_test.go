@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -14,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/google/go-cmp/cmp"
+	gocmp "github.com/google/go-cmp/cmp"
 
 	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
@@ -114,13 +115,13 @@ func (m *model) waitSame(t *testing.T, st store.Store, prefix string) {
 	}
 	for {
 		got, grev, _ := m.state()
-		if grev >= rev && cmp.Equal(got, want) {
+		if grev >= rev && gocmp.Equal(got, want) {
 			return
 		}
 		select {
 		case <-m.changed:
 		case <-ctx.Done():
-			t.Fatalf("follower at revision %d, store at %d; diff (-got +want):\n%s", grev, rev, cmp.Diff(got, want))
+			t.Fatalf("follower at revision %d, store at %d; diff (-got +want):\n%s", grev, rev, gocmp.Diff(got, want))
 		}
 	}
 }
@@ -362,14 +363,16 @@ func TestFollowBolt(t *testing.T) {
 
 var etcdPrefixes atomic.Int64
 
-func openEtcd(t *testing.T, endpoints []string, prefix string) *etcd.Store {
+// openEtcd opens a store over endpoints; requestTimeout 0 means a
+// generous 5 s, for machines under load.
+func openEtcd(t *testing.T, endpoints []string, prefix string, requestTimeout time.Duration) *etcd.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	s, err := etcd.Open(ctx, etcd.Options{
 		Endpoints:      endpoints,
 		Prefix:         prefix,
-		RequestTimeout: time.Second,
+		RequestTimeout: cmp.Or(requestTimeout, 5*time.Second),
 		HealthInterval: 100 * time.Millisecond,
 	})
 	if err != nil {
@@ -382,15 +385,15 @@ func openEtcd(t *testing.T, endpoints []string, prefix string) *etcd.Store {
 func TestFollowEtcd(t *testing.T) {
 	c := etcdtest.Start(t, 3)
 	newPrefix := func() string { return fmt.Sprintf("/follow%d", etcdPrefixes.Add(1)) }
-	followBasics(t, func(t *testing.T) store.Store { return openEtcd(t, c.Endpoints(), newPrefix()) })
+	followBasics(t, func(t *testing.T) store.Store { return openEtcd(t, c.Endpoints(), newPrefix(), 0) })
 
 	// The follower's member goes away; meanwhile the others take writes and
 	// compact them; when it is back the watch cannot resume and the
 	// follower relists.
 	t.Run("CompactedWhileUnavailable", func(t *testing.T) {
 		prefix := newPrefix()
-		follower := openEtcd(t, c.Endpoints()[:1], prefix)
-		writer := openEtcd(t, c.Endpoints()[1:], prefix)
+		follower := openEtcd(t, c.Endpoints()[:1], prefix, 0)
+		writer := openEtcd(t, c.Endpoints()[1:], prefix, 0)
 		put(t, writer, "f/a", "1")
 		m := newModel(t)
 		var logs logBuf
@@ -418,7 +421,7 @@ func TestFollowEtcd(t *testing.T) {
 	// as it is, is retried, logged once per failure, and the recovery once.
 	t.Run("UnavailableThenBack", func(t *testing.T) {
 		c1 := etcdtest.Start(t, 1)
-		st := openEtcd(t, c1.Endpoints(), newPrefix())
+		st := openEtcd(t, c1.Endpoints(), newPrefix(), time.Second)
 		put(t, st, "f/a", "1")
 		m := newModel(t)
 		var logs logBuf
@@ -459,4 +462,28 @@ func TestFollowEtcd(t *testing.T) {
 		cancel()
 		<-f.Done()
 	})
+}
+
+func TestFollowStop(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "s.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	put(t, st, "f/a", "1")
+	m := newModel(t)
+	f := store.Follow(context.Background(), st, "f/", store.FollowOptions{}, m)
+	m.waitSame(t, st, "f/")
+	f.Stop()
+	select {
+	case <-f.Done():
+	default:
+		t.Fatal("Done not closed after Stop returned")
+	}
+	if !errors.Is(f.Err(), context.Canceled) {
+		t.Errorf("Err after Stop = %v, want context.Canceled", f.Err())
+	}
+	f.Stop() // again: nothing
+	var none *store.Follower
+	none.Stop() // an owner that never started one
 }

@@ -89,9 +89,8 @@ type Keys struct {
 	set     keySet
 	configs []*derived
 
-	runMu  sync.Mutex // guards cancel and done
-	cancel context.CancelFunc
-	done   <-chan struct{}
+	runMu    sync.Mutex // guards follower
+	follower *store.Follower
 }
 
 // derived is one TLS config built by TLSConfig: its base, and the copy of
@@ -183,7 +182,7 @@ func (d *derived) with(set keySet) *tls.Config {
 func (k *Keys) Start(ctx context.Context) error {
 	k.runMu.Lock()
 	defer k.runMu.Unlock()
-	if k.done != nil {
+	if k.follower != nil {
 		return errors.New("tickets: already started")
 	}
 	opts := store.FollowOptions{What: "session ticket keys", Logger: k.log}
@@ -198,21 +197,15 @@ func (k *Keys) Start(ctx context.Context) error {
 	default:
 		k.log.Warn("session tickets use this node's own keys until the store's can be read", "err", err)
 	}
-	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	k.cancel = cancel
-	k.done = store.Follow(runCtx, k.st, StoreKey, opts, (*feed)(k)).Done()
+	k.follower = store.Follow(context.WithoutCancel(ctx), k.st, StoreKey, opts, (*feed)(k))
 	return nil
 }
 
 // Close stops following the store. It does not close the store.
 func (k *Keys) Close() error {
 	k.runMu.Lock()
-	cancel, done := k.cancel, k.done
-	k.runMu.Unlock()
-	if cancel != nil {
-		cancel()
-		<-done
-	}
+	defer k.runMu.Unlock()
+	k.follower.Stop()
 	return nil
 }
 
