@@ -400,7 +400,7 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 				return addEmailSubscriber(cmd, cf, email, req.Components)
 			}
 			if req.URL == "" {
-				return errors.New("--url or --email: is required")
+				return errors.New("--url: is required (or --email ADDR for an email subscriber)")
 			}
 			c, err := cf.client()
 			if err != nil {
