@@ -221,6 +221,16 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 	schedCmd.Flags().StringVar(&until, "until", "", "end of the window (required)")
 	schedCmd.Flags().StringVarP(&req.Body, "message", "m", "", "announcement text")
 	schedCmd.Flags().StringSliceVar(&req.Components, "component", nil, "affected component; repeatable")
+	var md status.MaintenanceDrain
+	schedCmd.Flags().StringVar(&md.Zone, "drain-zone", "", "drain this zone's members while the window runs")
+	schedCmd.Flags().StringVar(&md.Member, "drain-member", "", "drain this member (host:port) while the window runs")
+	schedCmd.Flags().StringVar(&md.Pool, "drain-pool", "", "drain only in this pool")
+	schedCmd.Flags().BoolVar(&md.Force, "force-drain", false, "start even if the drain leaves a pool without a healthy member")
+	schedCmd.PreRun = func(cmd *cobra.Command, args []string) {
+		if md.Zone != "" || md.Member != "" || md.Pool != "" || md.Force {
+			req.Drain = &md
+		}
+	}
 
 	advance := func(use, action, short string) *cobra.Command {
 		var msg string
@@ -284,6 +294,9 @@ func printMaintenance(w io.Writer, cf *clientFlags, m status.MaintenanceWindow) 
 	}
 	_, err := fmt.Fprintf(w, "%s  %s  %s – %s  %q\n", m.ID, m.Status,
 		m.ScheduledFor.UTC().Format("2006-01-02 15:04"), m.ScheduledUntil.UTC().Format("2006-01-02 15:04 UTC"), m.Name)
+	if err == nil && m.Drain != nil {
+		_, err = fmt.Fprintf(w, "    drain %s: %s %s\n", m.Drain, m.DrainState, m.DrainError)
+	}
 	return err
 }
 

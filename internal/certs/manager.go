@@ -199,6 +199,9 @@ type Info struct {
 	AddedAt   time.Time `json:"added_at"`
 	// Status is "valid", "expiring" (within the expiry warning) or "expired".
 	Status string `json:"status"`
+	// Source is "acme" for a certificate obtained for a customer hostname,
+	// "uploaded" for one brought by the operator; set by the admin API.
+	Source string `json:"source,omitempty"`
 }
 
 // Count returns the number of installed bundles known to this process.

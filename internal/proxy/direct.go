@@ -400,6 +400,7 @@ func (p *pool) dial(ctx context.Context, m *member) (*backendConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn = m.live.track(conn)
 	bc := &backendConn{conn: conn}
 	bc.lr = io.LimitedReader{R: conn, N: maxResponseHeaderBytes}
 	bc.br = bufio.NewReaderSize(&bc.lr, 4<<10)

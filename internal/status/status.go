@@ -131,6 +131,9 @@ type Options struct {
 	// when member health did not change (default 5s); observations older
 	// than StaleAfter times Publish are ignored.
 	Publish time.Duration
+	// Drainer drains pool members for maintenance windows that ask for
+	// it (maintdrain.go); nil refuses such windows.
+	Drainer Drainer
 }
 
 // Sealer encrypts small secrets at rest, bound to a label (certs.KEK).
@@ -227,6 +230,7 @@ type Portal struct {
 	// life ends when Close begins: store calls of the sampling loop give
 	// up then instead of holding up a shutdown.
 	life    context.Context
+	drainer Drainer // Options.Drainer
 	endLife context.CancelFunc
 }
 
@@ -247,6 +251,7 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	p := &Portal{
 		life:      life,
 		endLife:   endLife,
+		drainer:   opts.Drainer,
 		log:       log.With("component", "status"),
 		interval:  opts.Interval,
 		flushEvry: opts.HistoryFlush,
@@ -658,6 +663,16 @@ func (p *Portal) advanceMaintenanceLocked(now time.Time) bool {
 			continue
 		}
 		cp := *m
+		extra, ok := p.maintenanceDrainLocked(&cp, next)
+		if !ok {
+			if cp.DrainError != m.DrainError {
+				p.recordRefusalLocked(&cp)
+			}
+			continue
+		}
+		if extra != "" {
+			body += " " + extra
+		}
 		cp.Updates = withUpdate(m.Updates, Update{ID: p.id(), Status: next, Body: body, CreatedAt: now})
 		setMaintStatus(&cp, next, now)
 		if err := p.casLocked(p.life, keyMaintenances+m.ID, &cp); err != nil {
