@@ -351,6 +351,21 @@ func (n *node) registerResources() {
 		}
 		return n.srv.Connections("https")
 	})
+	// The public subscribe form's rate-limit tables (status.email).
+	r.Register("status_subscribe_clients", "count", "status.email.per_ip_per_hour", false, func() (int64, int64) {
+		if n.portal == nil {
+			return 0, 0
+		}
+		ips, _, limit := n.portal.SubscribeLimits()
+		return ips, limit
+	})
+	r.Register("status_subscribe_addresses", "count", "status.email.per_address_per_hour", false, func() (int64, int64) {
+		if n.portal == nil {
+			return 0, 0
+		}
+		_, addrs, limit := n.portal.SubscribeLimits()
+		return addrs, limit
+	})
 	n.registerListenerResources()
 	n.registerACMEResources()
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)

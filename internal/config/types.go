@@ -282,6 +282,8 @@ type Status struct {
 	Components []Component `yaml:"components"`
 	// Webhooks is the policy for webhook subscriber URLs (status.go).
 	Webhooks StatusWebhooks `yaml:"webhooks"`
+	// Email, if set, lets readers subscribe by email (status_email.go).
+	Email *StatusEmail `yaml:"email"`
 }
 
 // ErrorRate sets how the share of failed requests (5xx from members,

@@ -219,6 +219,9 @@ type Portal struct {
 	renderCount uint64
 	events      []pendingEvent // announced at the next render
 
+	mail   *emailer       // nil without status.email (email.go)
+	mailWG sync.WaitGroup // notifications being queued in the store
+
 	site    atomic.Pointer[site]
 	changed atomic.Pointer[chan struct{}] // closed and replaced at every render
 
@@ -289,6 +292,9 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 		p.src = func() []Pool { return nil }
 	}
 	p.clearSecret = map[string]bool{}
+	if cfg.Email != nil {
+		p.mail = newEmailer(p, *cfg.Email, cfg.URL)
+	}
 	p.hooks = newDispatcher(p.log, opts, p.guard, p.deliveryLogged)
 	p.started = p.now()
 	ch := make(chan struct{})
@@ -445,6 +451,7 @@ func (p *Portal) Close() error {
 		<-p.done
 	}
 	err := p.stepDown()
+	p.mailWG.Wait()
 	p.hooks.close()
 	// After a hand-over the record is the successor's: deleting it would
 	// withdraw the new process's observation (and, while the embedded
@@ -934,6 +941,9 @@ func (p *Portal) applyEventsLocked(events []store.Event) {
 
 // ServeHTTP serves the public portal from the rendered site.
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.serveSubscribe(w, r) {
+		return
+	}
 	p.site.Load().serve(w, r)
 }
 
