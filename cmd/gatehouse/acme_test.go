@@ -425,7 +425,13 @@ func TestACMEOnDemand(t *testing.T) {
 			t.Errorf("first handshake: %v", err)
 		}
 	}
-	waitState(t, tn.client, name, hostnames.Active, 30*time.Second) // the issuance is counted once recorded
+	waitState(t, tn.client, name, hostnames.Active, 30*time.Second)
+	// The node counts the issuance just after it records the state.
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		if ok, _, _ := tn.acme.Orders(); ok > 0 {
+			break
+		}
+	}
 	if ok, failed, _ := tn.acme.Orders(); ok != 1 || failed != 0 || ca.Orders() != 1 {
 		t.Errorf("10 concurrent first handshakes: %d issuances (%d failed), CA orders %d; want one", ok, failed, ca.Orders())
 	}
