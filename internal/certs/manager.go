@@ -75,6 +75,11 @@ type Options struct {
 	// DefaultSnapshotEvery); it is also saved after a full listing and by
 	// Close.
 	SnapshotEvery time.Duration
+	// LoadInBackground makes Start on the embedded store (a store that is
+	// not store.Remote) return before the hostname index is loaded: until
+	// it is, handshakes and lookups read each name from the store itself
+	// (see loading.go). Ignored on a remote store.
+	LoadInBackground bool
 }
 
 // Manager installs, removes and serves certificates. It keeps the hostname
@@ -119,9 +124,16 @@ type Manager struct {
 	failed failures
 
 	started atomic.Bool // pending writes matter only once a watch may run
-	runMu   sync.Mutex  // guards cancel and done
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// loading is true while Start's background load of the index runs
+	// (Options.LoadInBackground); loaded is closed when the index holds
+	// the store's names.
+	loading   atomic.Bool
+	loaded    chan struct{}
+	loadStart time.Time
+
+	runMu  sync.Mutex // guards cancel and done
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 type pendingWrite struct {
@@ -166,6 +178,7 @@ func NewManager(st store.Store, kek *KEK, opts Options) *Manager {
 		cache:   newCache(opts.CacheBytes),
 		pending: make(map[string]pendingWrite),
 		resync:  make(chan struct{}, 1),
+		loaded:  make(chan struct{}),
 	}
 }
 
@@ -252,6 +265,9 @@ func (m *Manager) Start(ctx context.Context) error {
 		err      error
 	)
 	rs, remote := m.st.(store.Remote)
+	if !remote && m.opts.LoadInBackground {
+		return m.startLoading(ctx)
+	}
 	if remote && m.opts.Dir != "" {
 		rev, fromSnap, err = m.startLocal(ctx, rs)
 	} else {
@@ -269,6 +285,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		caughtUp = make(chan struct{})
 	}
 	go m.run(runCtx, rev, caughtUp)
+	close(m.loaded)
 	if !fromSnap {
 		m.log.Info("certificate index loaded", "bundles", m.Count(), "rev", rev)
 		return nil
@@ -471,8 +488,14 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 		bg.Go(func() { m.reopenDisk(ctx) })
 	}
 	opts := m.followOptions()
-	opts.Loaded, opts.FromRev = true, rev
-	<-store.Follow(ctx, m.st, prefixNames, opts, nameFeed{m: m, relisted: requestSave}).Done()
+	relisted := requestSave
+	if m.loading.Load() {
+		// startLoading: the first listing is the load.
+		relisted = func() { m.markLoaded(); requestSave() }
+	} else {
+		opts.Loaded, opts.FromRev = true, rev
+	}
+	<-store.Follow(ctx, m.st, prefixNames, opts, nameFeed{m: m, relisted: relisted}).Done()
 }
 
 // applyWatch applies one watched transaction to the index, skipping keys
@@ -703,6 +726,9 @@ func (m *Manager) Add(ctx context.Context, certPEM, keyPEM []byte) (Info, []stri
 	if err != nil {
 		return Info{}, nil, err
 	}
+	if err := m.waitLoaded(ctx); err != nil {
+		return Info{}, nil, err
+	}
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
 	info, more, err := m.addLocked(ctx, b, now, true)
@@ -916,6 +942,14 @@ func (m *Manager) AddBatch(ctx context.Context, items []Item) []Result {
 		bundles[i] = b
 	}
 
+	if err := m.waitLoaded(ctx); err != nil {
+		for i := range results {
+			if results[i].Err == nil {
+				results[i].Err = err
+			}
+		}
+		return results
+	}
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
 	err := m.checkLimit(m.estimateBatch(bundles))
