@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -394,9 +395,18 @@ func (m *Manager) relist(ctx context.Context, l *store.Listing) error {
 		}
 		es = nil
 	}
+	yield := m.loading.Load()
+	n := 0
 	for kv, err := range l.All() {
 		if err != nil {
 			return fmt.Errorf("listing certificate names: %w", err)
+		}
+		if n++; yield && n%4096 == 0 {
+			// Loading while serving (startLoading): let the handshakes
+			// waiting for the processor go first, as a node with
+			// GOMAXPROCS=1 would otherwise queue them behind the load's
+			// time slices.
+			runtime.Gosched()
 		}
 		h, id, ok := parseNameKey(kv.Key)
 		if !ok {
