@@ -26,9 +26,9 @@ import (
 //   - Add and AddBatch wait for the load, since their limit and quota
 //     checks count the installed bundles from the index; Remove, Get and
 //     List read the store and do not wait;
-//   - Count and ExpiryCounts answer from the index, so they show what is
-//     loaded so far (0 until the load completes: the loaded content is
-//     swapped in at once); Loading reports that they are not final.
+//   - Count shows the bundles listed so far (updated every 4096 names),
+//     and ExpiryCounts counts nothing until the loaded content is swapped
+//     in at the end; Loading reports that neither is final.
 //
 // The load itself is the listing of store.Follow's first Reset; the watch
 // from its revision then applies whatever changed during it, as after any
@@ -61,7 +61,8 @@ func (m *Manager) markLoaded() {
 }
 
 // Loading reports whether the index is still being loaded in the background
-// (Options.LoadInBackground): Count and ExpiryCounts are not final yet.
+// (Options.LoadInBackground): Count shows the bundles listed so far and
+// ExpiryCounts none yet.
 func (m *Manager) Loading() bool { return m.loading.Load() }
 
 // Loaded returns a channel closed once the index is loaded (at once after

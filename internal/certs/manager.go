@@ -131,6 +131,7 @@ type Manager struct {
 	loading   atomic.Bool
 	loaded    chan struct{}
 	loadStart time.Time
+	loadCount atomic.Int64 // bundles listed so far by the load
 
 	runMu  sync.Mutex // guards cancel and done
 	cancel context.CancelFunc
@@ -235,7 +236,12 @@ func (m *Manager) checkLimit(adding, removing int64) error {
 }
 
 // Count returns the number of installed bundles known to this process.
-func (m *Manager) Count() int64 { return m.idx.bundles.Load() }
+func (m *Manager) Count() int64 {
+	if m.loading.Load() {
+		return m.loadCount.Load() // see Loading
+	}
+	return m.idx.bundles.Load()
+}
 
 // CacheStats reports the decoded-certificate cache: bytes used (estimated),
 // the byte limit, entries, and hit and miss counts.
@@ -402,10 +408,11 @@ func (m *Manager) relist(ctx context.Context, l *store.Listing) error {
 			return fmt.Errorf("listing certificate names: %w", err)
 		}
 		if n++; yield && n%4096 == 0 {
-			// Loading while serving (startLoading): let the handshakes
-			// waiting for the processor go first, as a node with
-			// GOMAXPROCS=1 would otherwise queue them behind the load's
-			// time slices.
+			// Loading while serving (startLoading): publish the progress
+			// for Count, and let the handshakes waiting for the processor
+			// go first, as a node with GOMAXPROCS=1 would otherwise queue
+			// them behind the load's time slices.
+			m.loadCount.Store(int64(len(b.names)))
 			runtime.Gosched()
 		}
 		h, id, ok := parseNameKey(kv.Key)
