@@ -95,8 +95,12 @@ func (m *Manager) waitLoaded(ctx context.Context) error {
 // getCertificateLoading is GetCertificate while the index loads: the same
 // choice, with the names read from the store.
 func (m *Manager) getCertificateLoading(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
 	if name := hello.ServerName; name != "" && len(name) <= 253 {
-		es, _, err := m.lookupStore(normalizeName(name))
+		es, _, err := m.lookupStore(ctx, normalizeName(name))
 		if err != nil {
 			// Never fall back to the unknown-name policy for a name the
 			// store could not be asked about.
@@ -110,7 +114,7 @@ func (m *Manager) getCertificateLoading(hello *tls.ClientHelloInfo) (*tls.Certif
 		}
 	}
 	if m.opts.UnknownSNI == UnknownDefault && m.opts.DefaultHostname != "" {
-		es, _, err := m.lookupStore(m.opts.DefaultHostname)
+		es, _, err := m.lookupStore(ctx, m.opts.DefaultHostname)
 		if err != nil {
 			return nil, err
 		}
@@ -123,8 +127,8 @@ func (m *Manager) getCertificateLoading(hello *tls.ClientHelloInfo) (*tls.Certif
 
 // lookupStore is lookup reading the store: the entries of a normalized name
 // or else of its wildcard parent, and which of the two matched.
-func (m *Manager) lookupStore(name string) ([]entry, string, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), loadTimeout)
+func (m *Manager) lookupStore(ctx context.Context, name string) ([]entry, string, error) {
+	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
 	es, err := m.storeEntries(ctx, name)
 	if err != nil || len(es) > 0 {

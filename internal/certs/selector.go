@@ -103,7 +103,7 @@ func indexByte(b []byte, c byte) int {
 // and which of the two matched.
 func (m *Manager) lookup(name string) ([]entry, string) {
 	if m.loading.Load() {
-		es, matched, err := m.lookupStore(name)
+		es, matched, err := m.lookupStore(context.Background(), name)
 		if err != nil {
 			m.log.Warn("reading a certificate name from the store", "name", name, "err", err)
 		}
