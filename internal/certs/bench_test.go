@@ -72,7 +72,7 @@ func BenchmarkGetCertificateLoading(b *testing.B) {
 	for i := 0; i < 100000; i += 1000 {
 		ops := make([]store.Op, 0, 1000)
 		for j := i; j < i+1000; j++ {
-			ops = append(ops, store.Put(nameKey(fmt.Sprintf("filler%d.uni-z.test", j), fmt.Sprintf("%064x", j)), val))
+			ops = append(ops, store.Put(nameKey(fmt.Sprintf("filler%d.uni-z.test", j), fmt.Sprintf("%020x", j)), val))
 		}
 		if _, err := st.Txn(context.Background(), nil, ops); err != nil {
 			b.Fatal(err)
