@@ -50,7 +50,7 @@ func writeConfig(dir string, cacheBytes int64) (string, error) {
 	}
 	cfg := fmt.Sprintf(`data_dir: %s
 listeners:
-  https: {address: "%s"}
+  https: {address: "%s", per_client: {allow: ["127.0.0.0/8"]}}
   admin: {address: "%s"}
 tls: {unknown_sni: reject%s}
 log: {level: info}

@@ -293,7 +293,7 @@ func startNode(c *config, name, storeYAML, backend string, pin bool) (*node, err
 	}
 	doc := fmt.Sprintf(`data_dir: %s
 listeners:
-  https: {address: %q}
+  https: {address: %q, per_client: {allow: ["127.0.0.0/8"]}}
   admin: {address: %q}
 admin: {token: %q}
 tls:

@@ -539,18 +539,18 @@ func newLimitsCmd(cf *clientFlags) *cobra.Command {
 
 func printLimits(w io.Writer, res []capacity.Resource) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "RESOURCE\tUSAGE\tLIMIT\tUSED\tLEVEL\tENFORCED\t")
+	fmt.Fprintln(tw, "RESOURCE\tUSAGE\tLIMIT\tUSED\tLEVEL\tENFORCED\tREFUSED 24H\t")
 	for _, r := range res {
 		limit, pct := "none", "-"
 		if r.Limit > 0 {
 			limit = human(r.Limit, r.Unit)
 			pct = fmt.Sprintf("%.1f%%", r.Percent)
 		}
-		enforced := "reported"
+		enforced, refused := "reported", "-"
 		if r.Hard {
-			enforced = "refused"
+			enforced, refused = "refused", fmt.Sprint(r.Refused24h)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, human(r.Usage, r.Unit), limit, pct, r.Level, enforced)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t\n", r.Name, human(r.Usage, r.Unit), limit, pct, r.Level, enforced, refused)
 	}
 	tw.Flush()
 }

@@ -28,6 +28,13 @@ type fleet struct {
 // startFleet starts an etcd cluster of etcdMembers and n nodes over it.
 func startFleet(t *testing.T, etcdMembers, n int) *fleet {
 	t.Helper()
+	return startFleetWith(t, etcdMembers, n, "")
+}
+
+// startFleetWith is startFleet with more configuration (top-level YAML
+// sections) for every node.
+func startFleetWith(t *testing.T, etcdMembers, n int, extra string) *fleet {
+	t.Helper()
 	f := &fleet{etcd: etcdtest.Start(t, etcdMembers)}
 	shared := t.TempDir()
 	ca, err := demo.LoadOrCreateCA(shared)
@@ -47,7 +54,7 @@ func startFleet(t *testing.T, etcdMembers, n int) *fleet {
     dial_timeout: 2s
 tls:
   kek_file: %s
-%s`, strings.Join(eps, ", "), filepath.Join(shared, "kek"), pools)
+%s%s`, strings.Join(eps, ", "), filepath.Join(shared, "kek"), pools, extra)
 	for range n {
 		tn := startTestNode(t, tail)
 		tn.ca = ca

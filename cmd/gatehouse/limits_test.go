@@ -25,8 +25,11 @@ func TestCertificateLimit(t *testing.T) {
 	if !errors.As(err, &apiErr) || apiErr.Status != http.StatusConflict || apiErr.Code != "limit_exceeded" {
 		t.Fatalf("third certificate: %v, want 409 limit_exceeded", err)
 	}
-	if !strings.Contains(apiErr.Message, "2 of 2 installed") || !strings.Contains(apiErr.Message, "limits.max_certificates") {
+	if !strings.Contains(apiErr.Message, "2 of 2 in use") || !strings.Contains(apiErr.Message, "limits.max_certificates") {
 		t.Errorf("limit message %q does not name the usage and the limit", apiErr.Message)
+	}
+	if l := apiErr.Limit; l == nil || l.Resource != "certificates" || l.Usage != 2 || l.Limit != 2 || l.Adding != 1 {
+		t.Errorf("limit numbers = %+v, want certificates 2 of 2 adding 1", l)
 	}
 	// A renewal of an installed name replaces, so it fits under the limit.
 	certPEM, keyPEM, _ = tn.ca.Issue("a.uni-a.test")

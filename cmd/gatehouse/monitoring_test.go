@@ -21,6 +21,10 @@ var metricsOnFirstEvent = []string{"gatehouse_admission_refused_total"}
 // Resources registered only with an etcd store.
 var etcdOnlyResources = []string{"store_unreachable", "local_bundle_cache"}
 
+// Rows of the registry that count events since start and have no limit:
+// no capacity alert can fire for them.
+var counterResources = []string{"https_connections_queued", "https_connections_refused"}
+
 // TestMonitoringExamplesMatchMetrics scrapes a real node's /metrics and
 // checks the shipped alerting rules, their promtool test and the Grafana
 // dashboard against it: every gatehouse_ metric they use is exported, every
@@ -134,7 +138,7 @@ func TestMonitoringExamplesMatchMetrics(t *testing.T) {
 					found = true
 				}
 			}
-			if !found && r != "store_unreachable" {
+			if !found && r != "store_unreachable" && !slices.Contains(counterResources, r) {
 				t.Errorf("gatehouse-rules.test.yml does not fire the %s capacity alert for resource %s", alert, r)
 			}
 		}

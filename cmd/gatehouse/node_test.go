@@ -58,6 +58,13 @@ func addrOf(s *httptest.Server) string { return strings.TrimPrefix(s.URL, "http:
 // starts a node from it.
 func startTestNode(t *testing.T, yamlTail string) *testNode {
 	t.Helper()
+	return startTestNodeLog(t, yamlTail, nil)
+}
+
+// startTestNodeLog is startTestNode with the node's log (warnings and
+// above) also written to logTo.
+func startTestNodeLog(t *testing.T, yamlTail string, logTo io.Writer) *testNode {
+	t.Helper()
 	dir := t.TempDir()
 	doc := fmt.Sprintf(`data_dir: %s
 listeners:
@@ -79,7 +86,11 @@ listeners:
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var w io.Writer = testWriter{t}
+	if logTo != nil {
+		w = io.MultiWriter(w, logTo)
+	}
+	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	n, err := startNode(ctx, cfg, log, func() (*config.Config, error) { return config.Load(path) })
 	if err != nil {
 		cancel()

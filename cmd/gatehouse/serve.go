@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"os/signal"
@@ -38,6 +37,7 @@ import (
 
 func newServeCmd() *cobra.Command {
 	var path string
+	var newStore bool
 	var uf upgradeFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -54,7 +54,7 @@ func newServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, err := startNode(cmd.Context(), cfg, log, reload, withUpgrades(up))
+			n, err := startNode(cmd.Context(), cfg, log, reload, withUpgrades(up), withNewStore(newStore))
 			if err != nil {
 				up.stop()
 				return err
@@ -63,6 +63,7 @@ func newServeCmd() *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&path, "config", "c", "gatehouse.yaml", "configuration file")
+	cmd.Flags().BoolVar(&newStore, "new-store", false, "start with a new, empty store although the data directory's store held data (it is missing, empty or damaged and will not be restored from a backup); the old file is kept as gatehouse.db.damaged-TIME")
 	uf.register(cmd)
 	return cmd
 }
@@ -96,7 +97,13 @@ type node struct {
 	bgDone   chan struct{}
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
+	// memMu guards memLast and memFixed, the Go soft memory limit last set
+	// and whether it came from limits.memory_soft_limit (limits.go).
+	memMu    sync.Mutex
+	memLast  int64
+	memFixed bool
 	up       *upgrades // binary upgrades (upgrade.go); nil: none
+	newStore bool      // serve --new-store
 }
 
 // startNode wires every part from cfg and starts serving. reload, if not
@@ -116,6 +123,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
 	}
+	if err := server.CheckDataDir(cfg.DataDir); err != nil {
+		return nil, err
+	}
 	kekPath := cfg.TLS.KEKFile
 	if kekPath == "" {
 		kekPath = filepath.Join(cfg.DataDir, "kek")
@@ -124,7 +134,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err != nil {
 		return nil, err
 	}
-	n.store, err = n.up.openStore(cfg, log)
+	n.store, err = n.up.openStore(cfg, log, n.newStore)
 	if err != nil {
 		return nil, err
 	}
@@ -134,12 +144,19 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 			n.close()
 		}
 	}()
+	// The capacity registry admits changes against the limits a reload
+	// swaps in (limits.go); its resources are registered once every part
+	// is up, before the admin API.
+	n.capacity = capacity.New(capacity.Options{Logger: log, Settings: capacitySettings(cfg)})
+	if err := n.prepareLimits(cfg); err != nil {
+		return nil, err
+	}
 	n.certs = certs.NewManager(n.store, kek, certs.Options{
 		Logger:          log,
 		CacheBytes:      int64(cfg.TLS.CacheBytes),
 		UnknownSNI:      cfg.TLS.UnknownSNI,
 		DefaultHostname: cfg.TLS.DefaultHostname,
-		MaxCertificates: cfg.Limits.MaxCertificates,
+		Admission:       n.capacity,
 		ExpiryWarning:   cfg.TLS.ExpiryWarning.D(),
 		// On etcd: the local index snapshot and bundle cache.
 		Dir:            filepath.Join(cfg.DataDir, "cache"),
@@ -186,10 +203,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err != nil {
 		return nil, err
 	}
-	n.capacity = capacity.New(capacity.Options{Logger: log, WarnPercent: cfg.Limits.WarnPercent})
 	n.registerResources()
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs},
+	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(),
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerClientErrors(metrics, n)
 	// Response cache answers by result; its bytes are a capacity resource.
@@ -265,7 +281,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	go func() {
 		defer close(n.bgDone)
 		var wg sync.WaitGroup
-		wg.Go(func() { n.capacity.Run(bg, 15*time.Second) })
+		wg.Go(func() { n.capacity.Run(bg) }) // every limits.check_interval
 		wg.Go(func() { n.tuneMemory(bg, 30*time.Second) })
 		wg.Go(func() {
 			runFleetOnce(bg, n.store, "sweep-chains", log, func(ctx context.Context) { n.sweepChains(ctx, time.Hour) })
@@ -287,11 +303,13 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 func (n *node) registerResources() {
 	cfg := n.cfg.Load()
 	r := n.capacity
-	r.Register("certificates", "count", "limits.max_certificates", true, func() (int64, int64) {
-		return n.certs.Count(), n.cfg.Load().Limits.MaxCertificates
+	// The limits of certificates, routes and store come from the
+	// registry's settings (capacitySettings); the probes give usage.
+	r.Register(capacity.Certificates, "count", "limits.max_certificates", true, func() (int64, int64) {
+		return n.certs.Count(), 0
 	})
-	r.Register("routes", "count", "limits.max_routes", true, func() (int64, int64) {
-		return n.routes.Count(), n.routes.Limit()
+	r.Register(capacity.Routes, "count", "limits.max_routes", true, func() (int64, int64) {
+		return n.routes.Count(), 0
 	})
 	r.Register("certificate_cache", "bytes", "tls.cache_bytes", false, func() (int64, int64) {
 		b, l, _, _, _ := n.certs.CacheStats()
@@ -314,17 +332,16 @@ func (n *node) registerResources() {
 		}
 		return n.srv.Connections("https")
 	})
+	n.registerListenerResources()
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
 	r.Register("go_heap", "bytes", "Go soft memory limit (limits.memory_soft_limit)", false, func() (int64, int64) {
 		u, _ := capacity.GoHeap()
-		l := debug.SetMemoryLimit(-1)
-		if l == math.MaxInt64 {
-			l = 0
-		}
-		return u, l
+		return u, goMemoryLimit()
 	})
-	r.Register("store", "bytes", "limits.store_quota", true, func() (int64, int64) {
+	// The store's own quota (the embedded store's is limits.store_quota;
+	// etcd's is --quota-backend-bytes, lowered by limits.store_quota).
+	r.Register(capacity.Store, "bytes", "limits.store_quota", true, func() (int64, int64) {
 		sz, ok := n.store.(store.Sizer)
 		if !ok {
 			return -1, 0
@@ -390,16 +407,30 @@ func (n *node) doReload() error {
 		return err
 	}
 	old := n.cfg.Load()
-	if cfg.Listeners != old.Listeners || cfg.DataDir != old.DataDir || cfg.TLS != old.TLS {
-		n.log.Warn("reload: listener, data_dir and tls changes take effect at the next restart")
+	if err := restartOnlyLimits(old, cfg); err != nil { // limits.go
+		n.log.Error("reload refused; the running configuration stays", "err", err)
+		return err
+	}
+	if err := n.prepareLimits(cfg); err != nil {
+		n.log.Error("reload refused; the running configuration stays", "err", err)
+		return err
 	}
 	prev := n.edge.Load()
 	p, err := proxy.New(cfg, proxy.Options{Logger: n.log, AccessLog: cfg.Log.Access, Previous: prev, Certificate: n.servedCertificate})
 	if err != nil {
+		_ = n.prepareLimits(old) // back to the running store quota
 		return err
+	}
+	// The listeners' connection limits (max_connections, queue,
+	// per_client) apply now; addresses and timeouts at the next start.
+	oldTLS, newTLS := old.TLS, cfg.TLS
+	oldTLS.CacheBytes, newTLS.CacheBytes = 0, 0 // tls.cache_bytes changes live
+	if restart := n.srv.Reconfigure(cfg.Listeners); len(restart) > 0 || cfg.DataDir != old.DataDir || oldTLS != newTLS {
+		n.log.Warn("reload: listener addresses and timeouts, data_dir and tls changes take effect at the next restart", "listeners", restart)
 	}
 	n.swapEdge(p)
 	n.cfg.Store(cfg)
+	n.applyLimits(cfg) // every config-driven limit, live (limits.go)
 	// In-flight requests hold their own reference to the old proxy's pools;
 	// closing it stops only its health checks.
 	prev.Close()
@@ -517,34 +548,22 @@ func memorySoftLimit(cacheBytes, certificates int64) int64 {
 
 // tuneMemory keeps the Go runtime's soft memory limit in step with the
 // number of installed certificates, unless GOMEMLIMIT or
-// limits.memory_soft_limit fixes it.
+// limits.memory_soft_limit fixes it (applyMemoryLimit; a reload applies a
+// changed limits.memory_soft_limit at once).
 func (n *node) tuneMemory(ctx context.Context, every time.Duration) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		n.log.Info("Go memory soft limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
 		return
 	}
-	if m := int64(n.cfg.Load().Limits.MemorySoftLimit); m > 0 {
-		debug.SetMemoryLimit(m)
-		n.log.Info("Go memory soft limit", "bytes", m, "source", "limits.memory_soft_limit")
-		return
-	}
-	// Count is final once the index is loaded (see certs.Options.LoadInBackground).
-	select {
-	case <-n.certs.Loaded():
-	case <-ctx.Done():
-		return
-	}
-	last := int64(0)
-	tune := func() {
-		_, cacheLimit, _, _, _ := n.certs.CacheStats()
-		want := memorySoftLimit(cacheLimit, n.certs.Count()) + n.edge.Load().CacheStats().Limit
-		// Move only on a change of more than 1/16, to keep the log quiet.
-		if d := want - last; d > last/16 || -d > last/16 {
-			debug.SetMemoryLimit(want)
-			n.log.Info("Go memory soft limit", "bytes", want, "source", "automatic", "certificates", n.certs.Count())
-			last = want
+	if n.cfg.Load().Limits.MemorySoftLimit <= 0 {
+		// The automatic limit follows Count, final once the index is
+		// loaded (see certs.Options.LoadInBackground).
+		select {
+		case <-n.certs.Loaded():
+		case <-ctx.Done():
+			return
 		}
 	}
-	tune()
-	loop.Every(ctx, every, tune)
+	n.applyMemoryLimit()
+	loop.Every(ctx, every, n.applyMemoryLimit)
 }

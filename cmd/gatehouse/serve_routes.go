@@ -17,8 +17,8 @@ type dynRoutes struct {
 	set []proxy.DynamicRoute
 }
 
-// maxRoutes is the cap on dynamic routes at start: limits.max_routes or
-// the default (the manager follows later reloads itself).
+// maxRoutes is the cap on dynamic routes of cfg: limits.max_routes or the
+// default (the capacity registry's settings carry it; limits.go).
 func maxRoutes(cfg *config.Config) int64 {
 	if cfg.Limits.MaxRoutes > 0 {
 		return cfg.Limits.MaxRoutes
@@ -32,7 +32,7 @@ func (n *node) startRoutes(ctx context.Context, cfg *config.Config) error {
 	n.routes = routes.NewManager(n.store, routes.Options{
 		Logger:    n.log,
 		Config:    n.cfg.Load,
-		MaxRoutes: maxRoutes(cfg),
+		Admission: n.capacity,
 		OnChange:  n.applyRoutes,
 	})
 	return n.routes.Start(ctx)

@@ -20,9 +20,26 @@ import (
 
 // openStore opens the node's dynamic-state store: the bbolt file in the
 // data directory, or the etcd cluster of store.etcd when it is configured.
-func openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+// A bbolt file that is damaged, or missing or empty where the data
+// directory shows it held data, is refused with the recovery steps, unless
+// newStore (serve --new-store) asks to start anew.
+func openStore(cfg *config.Config, log *slog.Logger, newStore bool) (store.Store, error) {
 	if cfg.Store.Etcd == nil {
-		return bolt.Open(filepath.Join(cfg.DataDir, "gatehouse.db"), bolt.Options{Logger: log, QuotaBytes: int64(cfg.Limits.StoreQuota)})
+		path := filepath.Join(cfg.DataDir, "gatehouse.db")
+		st, err := bolt.Open(path, bolt.Options{
+			Logger: log, QuotaBytes: int64(cfg.Limits.StoreQuota),
+			Marker:   path + ".marker",
+			Hints:    []string{filepath.Join(cfg.DataDir, "kek"), filepath.Join(cfg.DataDir, "admin.token")},
+			NewStore: newStore,
+		})
+		if errors.Is(err, bolt.ErrCorrupt) || errors.Is(err, bolt.ErrDataLost) {
+			return nil, fmt.Errorf("refusing to start: %w\n"+
+				"Every certificate and dynamic route is in this file; starting with an empty store would serve none.\n"+
+				"To recover: stop every gatehouse process of %s, restore gatehouse.db there from your latest backup, and start again.\n"+
+				"To start anew with an empty store on purpose (certificates and routes installed again afterwards): gatehouse serve --new-store\n"+
+				"(the old file is then kept as gatehouse.db.damaged-TIME)", err, cfg.DataDir)
+		}
+		return st, err
 	}
 	opts, err := etcdOptions(cfg.Store.Etcd)
 	if err != nil {

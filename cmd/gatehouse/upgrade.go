@@ -101,6 +101,10 @@ type nodeOption func(*node)
 // withUpgrades makes the node take part in binary upgrades.
 func withUpgrades(u *upgrades) nodeOption { return func(n *node) { n.up = u } }
 
+// withNewStore starts with a new, empty store although the data directory
+// shows the old one held data (serve --new-store).
+func withNewStore(on bool) nodeOption { return func(n *node) { n.newStore = on } }
+
 // listen is the node's server.Options.Listen: nil binds new sockets.
 func (u *upgrades) listen() func(network, addr string) (net.Listener, error) {
 	if u == nil {
@@ -111,13 +115,15 @@ func (u *upgrades) listen() func(network, addr string) (net.Listener, error) {
 
 // openStore opens the node's store. A node started by an upgrade opens the
 // embedded store read-only, beside the process it replaces (step 2).
-func (u *upgrades) openStore(cfg *config.Config, log *slog.Logger) (store.Store, error) {
+func (u *upgrades) openStore(cfg *config.Config, log *slog.Logger, newStore bool) (store.Store, error) {
 	if u == nil || !u.up.Inherited() || cfg.Store.Etcd != nil {
-		return openStore(cfg, log)
+		return openStore(cfg, log, newStore)
 	}
 	// The old process checked the file when it opened it.
-	return bolt.Open(filepath.Join(cfg.DataDir, "gatehouse.db"), bolt.Options{
+	path := filepath.Join(cfg.DataDir, "gatehouse.db")
+	return bolt.Open(path, bolt.Options{
 		Logger: log, QuotaBytes: int64(cfg.Limits.StoreQuota), ReadOnly: true, SkipCheck: true,
+		Marker: path + ".marker", // written once writable, if the store gets its first data here
 	})
 }
 

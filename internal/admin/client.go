@@ -55,6 +55,8 @@ type APIError struct {
 	Status  int
 	Code    string
 	Message string
+	// Limit gives the numbers of a refusal by a limit (409, 507).
+	Limit *capacity.LimitError
 }
 
 func (e *APIError) Error() string {
@@ -90,7 +92,7 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode >= 300 {
 		var eb ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error.Code != "" {
-			return &APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message}
+			return &APIError{Status: resp.StatusCode, Code: eb.Error.Code, Message: eb.Error.Message, Limit: eb.Error.Limit}
 		}
 		return &APIError{Status: resp.StatusCode, Code: "http", Message: http.StatusText(resp.StatusCode)}
 	}

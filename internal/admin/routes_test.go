@@ -11,6 +11,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/config"
 	"gatehouse/internal/routes"
 	"gatehouse/internal/store/bolt"
@@ -69,19 +70,20 @@ func TestRouteErrors(t *testing.T) {
 		want APIError
 	}{
 		{"invalid host", func() error { _, err := c.AddRoute(ctx, RouteRequest{Host: "-x.test", Pool: "a"}); return err },
-			APIError{400, "invalid_input", `host: "-x.test" is not a valid hostname`}},
+			APIError{Status: 400, Code: "invalid_input", Message: `host: "-x.test" is not a valid hostname`}},
 		{"unknown pool", func() error { _, err := c.UpdateRoute(ctx, first.ID, routes.Update{Pool: &bad}); return err },
-			APIError{400, "invalid_input", `pool: "zzz" is not a pool of this node's configuration`}},
+			APIError{Status: 400, Code: "invalid_input", Message: `pool: "zzz" is not a pool of this node's configuration`}},
 		{"existing", func() error { _, err := c.AddRoute(ctx, RouteRequest{Host: "one.test", Pool: "b"}); return err },
-			APIError{409, "conflict", `route for host "one.test" path_prefix "/": a route already exists (id ` + first.ID + `, pool "a"); replace it or remove it first`}},
+			APIError{Status: 409, Code: "conflict", Message: `route for host "one.test" path_prefix "/": a route already exists (id ` + first.ID + `, pool "a"); replace it or remove it first`}},
 		{"static", func() error { _, err := c.AddRoute(ctx, RouteRequest{Host: "static.test", Pool: "b"}); return err },
-			APIError{409, "conflict", `route for host "static.test" path_prefix "/": defined in the configuration file; change it there`}},
+			APIError{Status: 409, Code: "conflict", Message: `route for host "static.test" path_prefix "/": defined in the configuration file; change it there`}},
 		{"limit", func() error { _, err := c.AddRoute(ctx, RouteRequest{Host: "three.test", Pool: "b"}); return err },
-			APIError{409, "limit_exceeded", "route limit reached: 2 of 2 defined; adding one would exceed limits.max_routes by 1"}},
+			APIError{Status: 409, Code: "limit_exceeded", Message: "routes limit reached: 2 of 2 in use; adding 1 would exceed the limit (limits.max_routes) by 1",
+				Limit: &capacity.LimitError{Resource: "routes", Unit: "count", Source: "limits.max_routes", Usage: 2, Limit: 2, Adding: 1}}},
 		{"not found", func() error { _, err := c.GetRoute(ctx, "ffffffffffffffff"); return err },
-			APIError{404, "not_found", `route "ffffffffffffffff" does not exist: store: key not found`}},
+			APIError{Status: 404, Code: "not_found", Message: `route "ffffffffffffffff" does not exist: store: key not found`}},
 		{"unknown field", func() error { return c.do(ctx, http.MethodPost, "/v1/routes", map[string]string{"hots": "x"}, nil) },
-			APIError{400, "invalid_input", `request body: json: unknown field "hots"`}},
+			APIError{Status: 400, Code: "invalid_input", Message: `request body: json: unknown field "hots"`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

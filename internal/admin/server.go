@@ -5,7 +5,10 @@ package admin
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
@@ -13,8 +16,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
 	"gatehouse/internal/routes"
@@ -70,8 +75,10 @@ type Options struct {
 type Server struct {
 	log   *slog.Logger
 	token []byte
-	opts  Options
-	mux   *http.ServeMux
+	// identity names the token in logs without revealing it.
+	identity string
+	opts     Options
+	mux      *http.ServeMux
 }
 
 // NewServer returns the admin API handler. It refuses to build without a token.
@@ -83,7 +90,8 @@ func NewServer(opts Options) (*Server, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{log: log.With("component", "admin"), token: []byte(opts.Token), opts: opts, mux: http.NewServeMux()}
+	sum := sha256.Sum256([]byte(opts.Token))
+	s := &Server{log: log.With("component", "admin"), token: []byte(opts.Token), identity: "admin token sha256:" + hex.EncodeToString(sum[:4]), opts: opts, mux: http.NewServeMux()}
 	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -150,8 +158,41 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("admin request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", authReason(auth, ok))
 		return
 	}
+	// Who asked, for the log line of a refused change (capacity.Admit).
+	id := r.Header.Get("X-Request-Id")
+	if !saneRequestID(id) {
+		id = newRequestID()
+	}
+	w.Header().Set("X-Request-Id", id)
+	r = r.WithContext(capacity.WithCaller(r.Context(), capacity.Caller{Remote: r.RemoteAddr, Identity: s.identity, RequestID: id}))
 	s.mux.ServeHTTP(w, r)
-	s.log.Debug("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "duration", time.Since(start))
+	s.log.Debug("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "request_id", id, "duration", time.Since(start))
+}
+
+// newRequestID returns a random request id for an admin request that
+// brought none.
+func newRequestID() string {
+	var b [8]byte
+	rand.Read(b[:]) // never fails (crypto/rand.Read panics instead)
+	return "admin-" + hex.EncodeToString(b[:])
+}
+
+// saneRequestID reports whether an incoming request id is kept: 1 to 128
+// bytes of letters, digits and -_.:+/=@.
+func saneRequestID(id string) bool {
+	if len(id) == 0 || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.:+/=@", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func authReason(header string, bearer bool) string {
@@ -190,6 +231,8 @@ type BatchResult struct {
 	Cert     *certs.Info `json:"cert,omitempty"`
 	Warnings []string    `json:"warnings,omitempty"`
 	Error    string      `json:"error,omitempty"`
+	// Limit gives the numbers when a limit refused the bundle.
+	Limit *capacity.LimitError `json:"limit,omitempty"`
 }
 
 func (s *Server) addCert(w http.ResponseWriter, r *http.Request) {
@@ -232,6 +275,10 @@ func (s *Server) addCerts(w http.ResponseWriter, r *http.Request) {
 		out[i] = BatchResult{Source: req.Items[i].Source, Warnings: res.Warnings}
 		if res.Err != nil {
 			out[i].Error = publicError(res.Err)
+			var le *capacity.LimitError
+			if errors.As(res.Err, &le) {
+				out[i].Limit = le
+			}
 			continue
 		}
 		info := res.Info
@@ -350,22 +397,30 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v
 // fail maps an error to a status and a message that is safe to show.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status, code := classify(err)
-	if status >= 500 {
+	// Quota refusals are logged where they are decided; a full disk is not.
+	if status >= 500 && (status != http.StatusInsufficientStorage || code == "disk_full") {
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
-	writeError(w, status, code, publicError(err))
+	var b ErrorBody
+	b.Error.Code, b.Error.Message = code, publicError(err)
+	var le *capacity.LimitError
+	if errors.As(err, &le) {
+		b.Error.Limit = le
+	}
+	writeJSON(w, status, b)
 }
 
 func classify(err error) (int, string) {
 	var in *certs.InputError
-	var lim *certs.LimitError
+	var lim *capacity.LimitError
 	var rin *routes.InputError
-	var rlim *routes.LimitError
 	var rconf *routes.ConflictError
 	switch {
 	case errors.As(err, &in), errors.As(err, &rin):
 		return http.StatusBadRequest, "invalid_input"
-	case errors.As(err, &lim), errors.As(err, &rlim):
+	case errors.As(err, &lim) && lim.Storage():
+		return http.StatusInsufficientStorage, "quota_exceeded"
+	case errors.As(err, &lim):
 		return http.StatusConflict, "limit_exceeded"
 	case errors.As(err, &rconf), errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, "conflict"
@@ -373,6 +428,8 @@ func classify(err error) (int, string) {
 		return http.StatusNotFound, "not_found"
 	case errors.Is(err, store.ErrTooLarge):
 		return http.StatusInsufficientStorage, "quota_exceeded"
+	case errors.Is(err, syscall.ENOSPC): // the store's disk is full
+		return http.StatusInsufficientStorage, "disk_full"
 	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrClosed):
 		return http.StatusServiceUnavailable, "store_unavailable"
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -393,6 +450,8 @@ type ErrorBody struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
+		// Limit gives the numbers of a refusal by a limit.
+		Limit *capacity.LimitError `json:"limit,omitempty"`
 	} `json:"error"`
 }
 

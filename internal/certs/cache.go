@@ -12,7 +12,7 @@ import (
 type cache struct {
 	shards []cacheShard
 	mask   uint32
-	limit  int64
+	limit  atomic.Int64
 }
 
 type cacheEntry struct {
@@ -43,7 +43,8 @@ func newCache(limit int64) *cache {
 	for n > 1 && limit/int64(n) < minShardBytes {
 		n /= 2
 	}
-	c := &cache{shards: make([]cacheShard, n), mask: uint32(n - 1), limit: limit}
+	c := &cache{shards: make([]cacheShard, n), mask: uint32(n - 1)}
+	c.limit.Store(limit)
 	for i := range c.shards {
 		c.shards[i].m = make(map[string]*cacheEntry)
 		c.shards[i].limit = limit / int64(n)
@@ -79,16 +80,21 @@ func (c *cache) get(id string) *tls.Certificate {
 
 // add caches cert under id with the given size estimate, evicting others as
 // needed. An entry larger than a shard's share of the limit is not cached.
-func (c *cache) add(id string, cert *tls.Certificate, size int64) {
-	sh := c.shard(id)
-	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if old := sh.m[id]; old != nil {
-		sh.removeLocked(old)
+// setLimit changes the byte bound, evicting entries to meet a lower one.
+// The number of shards stays what the first limit made it.
+func (c *cache) setLimit(limit int64) {
+	c.limit.Store(limit)
+	for i := range c.shards {
+		sh := &c.shards[i]
+		sh.mu.Lock()
+		sh.limit = limit / int64(len(c.shards))
+		sh.evictLocked(0)
+		sh.mu.Unlock()
 	}
-	if size > sh.limit {
-		return
-	}
+}
+
+// evictLocked evicts entries until size more bytes fit under the limit.
+func (sh *cacheShard) evictLocked(size int64) {
 	for sh.bytes+size > sh.limit && len(sh.ring) > 0 {
 		if sh.hand >= len(sh.ring) {
 			sh.hand = 0
@@ -100,6 +106,19 @@ func (c *cache) add(id string, cert *tls.Certificate, size int64) {
 		}
 		sh.removeLocked(e)
 	}
+}
+
+func (c *cache) add(id string, cert *tls.Certificate, size int64) {
+	sh := c.shard(id)
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if old := sh.m[id]; old != nil {
+		sh.removeLocked(old)
+	}
+	if size > sh.limit {
+		return
+	}
+	sh.evictLocked(size)
 	e := &cacheEntry{id: id, cert: cert, size: size, slot: len(sh.ring)}
 	sh.ring = append(sh.ring, e)
 	sh.m[id] = e

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -37,7 +38,7 @@ var (
 // is replaced by an empty one.
 type diskCache struct {
 	db    *bbolt.DB
-	limit int64
+	limit atomic.Int64 // bytes; a lowered bound applies at the next write
 	log   *slog.Logger
 
 	ops  chan dcOp
@@ -99,7 +100,8 @@ func openDiskCache(dir, identity string, limit int64, log *slog.Logger) (*diskCa
 	}
 	syncDir(dir)
 	db.NoSync = true
-	c := &diskCache{db: db, limit: limit, log: log, ops: make(chan dcOp, 1024), done: make(chan struct{})}
+	c := &diskCache{db: db, log: log, ops: make(chan dcOp, 1024), done: make(chan struct{})}
+	c.limit.Store(limit)
 	err = db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(dcMeta)
 		if meta != nil && identity != "" && string(meta.Get(dcIdent)) != identity {
@@ -339,9 +341,9 @@ func (c *diskCache) applyLocked(tx *bbolt.Tx, batch []dcOp) error {
 		size += int64(len(id) + len(v))
 	}
 	// Over the bound: drop the oldest records down to 90% of it.
-	if size > c.limit {
+	if limit := c.limit.Load(); size > limit {
 		cur := order.Cursor()
-		for k, id := cur.First(); k != nil && size > c.limit*9/10; k, id = cur.First() {
+		for k, id := cur.First(); k != nil && size > limit*9/10; k, id = cur.First() {
 			if err := del(bytes.Clone(id)); err != nil {
 				return err
 			}
@@ -366,5 +368,17 @@ func (m *Manager) LocalCacheStats() (bytes, limit int64, ok bool) {
 	if d == nil {
 		return 0, 0, false
 	}
-	return d.bytes(), d.limit, true
+	return d.bytes(), d.limit.Load(), true
+}
+
+// SetLocalCacheBytes changes the bound of the local bundle cache (0:
+// DefaultDiskCacheBytes); a lower bound is met at the cache's next write.
+func (m *Manager) SetLocalCacheBytes(n int64) {
+	if n <= 0 {
+		n = DefaultDiskCacheBytes
+	}
+	m.diskLimit.Store(n)
+	if d := m.disk(); d != nil {
+		d.limit.Store(n)
+	}
 }

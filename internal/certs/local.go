@@ -81,7 +81,7 @@ func (m *Manager) startLocal(ctx context.Context, rs store.Remote) (int64, bool,
 		}
 		l.identity, l.verified = id, err == nil
 	}
-	dc, err := openDiskCache(l.dir, l.identity, m.opts.DiskCacheBytes, m.log)
+	dc, err := openDiskCache(l.dir, l.identity, m.diskLimit.Load(), m.log)
 	switch {
 	case errors.Is(err, bbolt.ErrTimeout):
 		// The process this one replaces still has it: open it once that
@@ -316,7 +316,7 @@ func (m *Manager) reopenDisk(ctx context.Context) {
 		l.mu.Lock()
 		identity := l.identity
 		l.mu.Unlock()
-		dc, err := openDiskCache(l.dir, identity, m.opts.DiskCacheBytes, m.log)
+		dc, err := openDiskCache(l.dir, identity, m.diskLimit.Load(), m.log)
 		if errors.Is(err, bbolt.ErrTimeout) {
 			continue
 		}

@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sync/singleflight"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
 )
@@ -55,7 +56,13 @@ type Options struct {
 	// DefaultHostname names the installed certificate served under
 	// UnknownDefault (an exact name or a wildcard such as "*.example.com").
 	DefaultHostname string
-	// MaxCertificates caps the number of installed bundles (0: no cap).
+	// Admission decides whether a change that adds bundles or store bytes
+	// fits the limits in force (the node's *capacity.Registry, whose
+	// limits a reload swaps). Nil: the manager's own registry, with
+	// MaxCertificates and the store's own quota.
+	Admission Admission
+	// MaxCertificates caps the number of installed bundles when Admission
+	// is nil (0: no cap).
 	MaxCertificates int64
 	// ExpiryWarning is how close to expiry a certificate is reported as
 	// expiring (0: DefaultExpiryWarning).
@@ -110,6 +117,9 @@ type Manager struct {
 	// watchRev is the revision up to which the index reflects the store's
 	// certs/names/ (the last watched revision applied, or the listing's).
 	watchRev int64
+
+	// diskLimit bounds the local bundle cache (SetLocalCacheBytes).
+	diskLimit atomic.Int64
 
 	// expiry caches ExpiryCounts.
 	expiry expiryCache
@@ -170,7 +180,7 @@ func NewManager(st store.Store, kek *KEK, opts Options) *Manager {
 	if now == nil {
 		now = time.Now
 	}
-	return &Manager{
+	m := &Manager{
 		st:      st,
 		kek:     kek,
 		log:     opts.Logger.With("component", "certs"),
@@ -182,6 +192,11 @@ func NewManager(st store.Store, kek *KEK, opts Options) *Manager {
 		resync:  make(chan struct{}, 1),
 		loaded:  make(chan struct{}),
 	}
+	m.diskLimit.Store(opts.DiskCacheBytes)
+	if m.opts.Admission == nil {
+		m.opts.Admission = m.ownAdmission()
+	}
+	return m
 }
 
 // Info describes an installed bundle.
@@ -201,40 +216,6 @@ type Info struct {
 	Status string `json:"status"`
 }
 
-// ErrLimit is wrapped by a *LimitError.
-var ErrLimit = errors.New("certificate limit reached")
-
-// LimitError refuses an addition that would cross Options.MaxCertificates.
-type LimitError struct {
-	Limit     int64 // limits.max_certificates
-	Installed int64 // bundles installed before the request
-	Adding    int64 // bundles the request would add
-	Removing  int64 // bundles the request would replace entirely
-}
-
-// Error names the limit, the usage and the request.
-func (e *LimitError) Error() string {
-	msg := fmt.Sprintf("certificate limit reached: %d of %d installed; adding %d would exceed limits.max_certificates", e.Installed, e.Limit, e.Adding)
-	if over := e.Installed - e.Removing + e.Adding - e.Limit; over != e.Adding {
-		msg += fmt.Sprintf(" by %d", over)
-	}
-	return msg
-}
-
-// Unwrap returns ErrLimit.
-func (e *LimitError) Unwrap() error { return ErrLimit }
-
-func (m *Manager) checkLimit(adding, removing int64) error {
-	if m.opts.MaxCertificates <= 0 || adding == 0 {
-		return nil
-	}
-	installed := m.Count()
-	if installed-removing+adding > m.opts.MaxCertificates {
-		return &LimitError{Limit: m.opts.MaxCertificates, Installed: installed, Adding: adding, Removing: removing}
-	}
-	return nil
-}
-
 // Count returns the number of installed bundles known to this process.
 func (m *Manager) Count() int64 {
 	if m.loading.Load() {
@@ -247,7 +228,7 @@ func (m *Manager) Count() int64 {
 // the byte limit, entries, and hit and miss counts.
 func (m *Manager) CacheStats() (bytes, limitBytes, entries int64, hits, misses uint64) {
 	bytes, entries, hits, misses = m.cache.stats()
-	return bytes, m.cache.limit, entries, hits, misses
+	return bytes, m.cache.limit.Load(), entries, hits, misses
 }
 
 // Start loads the hostname index by listing certs/names/ (never the bundles
@@ -732,7 +713,8 @@ func (m *Manager) plan(ctx context.Context, b *Bundle, now time.Time) (*plan, er
 // deleted. Adding a leaf that is already installed changes nothing and
 // returns the installed bundle's Info without error. Once Add returns, the
 // next handshake on this process sees the change. Invalid input is an
-// *InputError; crossing Options.MaxCertificates is a *LimitError.
+// *InputError; crossing the certificate limit or the store quota is a
+// *capacity.LimitError.
 func (m *Manager) Add(ctx context.Context, certPEM, keyPEM []byte) (Info, []string, error) {
 	now := m.now()
 	b, err := ParseBundle(certPEM, keyPEM)
@@ -748,11 +730,19 @@ func (m *Manager) Add(ctx context.Context, certPEM, keyPEM []byte) (Info, []stri
 	}
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
-	info, more, err := m.addLocked(ctx, b, now, true)
+	// A store that cannot tell its size now (etcd's status not yet
+	// answered after an outage) is not judged for one bundle: the write
+	// goes on, and fails on its own if the store is down or full.
+	if err := m.admitStore(ctx, []*Bundle{b}); err != nil && !errors.Is(err, store.ErrUnavailable) { // quota.go
+		return Info{}, nil, err
+	}
+	info, more, err := m.addLocked(ctx, b, now)
 	return info, append(warnings, more...), err
 }
 
-func (m *Manager) addLocked(ctx context.Context, b *Bundle, now time.Time, limit bool) (Info, []string, error) {
+// addLocked installs b in one transaction that also moves the bundle
+// counter, admitted against the counter's value in that transaction.
+func (m *Manager) addLocked(ctx context.Context, b *Bundle, now time.Time) (Info, []string, error) {
 	for range maxAttempts {
 		p, err := m.plan(ctx, b, now)
 		if err != nil {
@@ -761,12 +751,15 @@ func (m *Manager) addLocked(ctx context.Context, b *Bundle, now time.Time, limit
 		if p.existing != nil {
 			return m.info(b.ID, p.existing), nil, nil
 		}
-		if limit {
-			if err := m.checkLimit(1, int64(len(p.dropped))); err != nil {
-				return Info{}, nil, err
-			}
+		cnt, err := m.readCounter(ctx)
+		if err != nil {
+			return Info{}, nil, err
 		}
-		rev, err := m.st.Txn(ctx, p.conds, p.ops)
+		after := cnt.Value + 1 - int64(len(p.dropped))
+		if err := m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-int64(len(p.dropped)), 1); err != nil {
+			return Info{}, nil, err
+		}
+		rev, err := m.st.Txn(ctx, append(p.conds, cnt.Cond), append(p.ops, cnt.Op(after)))
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
@@ -775,6 +768,8 @@ func (m *Manager) addLocked(ctx context.Context, b *Bundle, now time.Time, limit
 		}
 		// A re-added leaf may come with another chain: drop its old decoding too.
 		m.applyLocal(rev, p.changes, append(p.dropped, b.ID))
+		m.opts.Admission.Record(capacity.Certificates, after)
+		m.opts.Admission.Record(capacity.Store, -1)
 		m.log.Info("certificate added", "id", b.ID, "names", b.Names, "key_type", b.KeyType, "replaced", p.touched)
 		return m.info(b.ID, p.rec), p.warnings, nil
 	}
@@ -795,7 +790,12 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		if err != nil {
 			return fmt.Errorf("certificate %q: %w", id, err)
 		}
-		ops := []store.Op{store.Delete(bundleKey(id))}
+		cnt, err := m.readCounter(ctx)
+		if err != nil {
+			return err
+		}
+		after := max(cnt.Value-1, 0)
+		ops := []store.Op{store.Delete(bundleKey(id)), cnt.Op(after)}
 		var changes []nameChange
 		rec, err := decodeRecord(kv.Value)
 		if err != nil {
@@ -806,7 +806,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 				changes = append(changes, nameChange{host: n, e: entry{id: id}})
 			}
 		}
-		rev, err := m.st.Txn(ctx, []store.Cond{{Key: bundleKey(id), ModRev: kv.ModRev}}, ops)
+		rev, err := m.st.Txn(ctx, []store.Cond{{Key: bundleKey(id), ModRev: kv.ModRev}, cnt.Cond}, ops)
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
@@ -814,6 +814,7 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 			return fmt.Errorf("removing certificate %q: %w", id, err)
 		}
 		m.applyLocal(rev, changes, []string{id})
+		m.opts.Admission.Record(capacity.Certificates, after)
 		m.log.Info("certificate removed", "id", id)
 		return nil
 	}
@@ -930,10 +931,13 @@ type Result struct {
 
 // AddBatch installs many bundles, each validated on its own and with the
 // semantics of Add, writing them in transactions of at most 64 operations
-// (one bundle is never split across transactions). The limit check covers
-// the whole batch up front: if installing every valid new bundle would
-// cross Options.MaxCertificates, nothing is written and every valid item
-// reports the *LimitError. Results are in the order of items.
+// (one bundle is never split across transactions). Admission covers the
+// whole batch up front: if installing every valid new bundle would cross
+// the certificate limit or the store quota, nothing is written and every
+// valid item reports the *capacity.LimitError. Each transaction moves the
+// bundle counter too and is admitted against it again, so that writers on
+// other nodes meanwhile cannot take the fleet past the limit (an item
+// refused then reports the error). Results are in the order of items.
 func (m *Manager) AddBatch(ctx context.Context, items []Item) []Result {
 	now := m.now()
 	results := make([]Result, len(items))
@@ -969,9 +973,9 @@ func (m *Manager) AddBatch(ctx context.Context, items []Item) []Result {
 	}
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
-	err := m.checkLimit(m.estimateBatch(bundles))
+	err := m.admitBatch(ctx, bundles)
 	if err == nil {
-		err = m.checkQuota(ctx, bundles) // quota.go
+		err = m.admitStore(ctx, bundles) // quota.go
 	}
 	if err != nil {
 		for i := range results {
@@ -1080,16 +1084,40 @@ func dropChainOps(p *plan, group []*plan) ([]store.Cond, []store.Op) {
 	return conds, ops
 }
 
-// flush writes a group of plans in one transaction. If another writer got in
-// the way, each bundle is installed on its own instead.
+// flush writes a group of plans in one transaction with the bundle
+// counter, admitted against it. If another writer moved only the counter,
+// the group is admitted and written again; if it changed what the plans
+// read, each bundle is installed on its own instead.
 func (m *Manager) flush(ctx context.Context, group []*plan, idx []int, results []Result, now time.Time) {
 	var conds []store.Cond
 	var ops []store.Op
+	var dropped int64
 	for _, p := range group {
 		conds = append(conds, p.conds...)
 		ops = append(ops, p.ops...)
+		dropped += int64(len(p.dropped))
 	}
-	rev, err := m.st.Txn(ctx, conds, ops)
+	adding := int64(len(group))
+	var rev, after int64
+	cnt, err := m.readCounter(ctx)
+	for attempt := 1; err == nil; attempt++ {
+		if err = m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-dropped, adding); err != nil {
+			break
+		}
+		after = cnt.Value + adding - dropped
+		rev, err = m.st.Txn(ctx, append(conds, cnt.Cond), append(ops, cnt.Op(after)))
+		if !errors.Is(err, store.ErrConflict) || attempt == maxAttempts {
+			break
+		}
+		// Another writer of the fleet moved the counter: admit the group
+		// again against it. If the counter did not move, a bundle or name
+		// changed, and the group is planned again item by item below.
+		cur, rerr := m.readCounter(ctx)
+		if rerr != nil || cur.Cond == cnt.Cond {
+			break
+		}
+		cnt = cur
+	}
 	if err == nil {
 		for k, p := range group {
 			m.applyLocal(rev, p.changes, append(p.dropped, p.b.ID))
@@ -1097,6 +1125,8 @@ func (m *Manager) flush(ctx context.Context, group []*plan, idx []int, results [
 			r.Info = m.info(p.b.ID, p.rec)
 			r.Warnings = append(r.Warnings, p.warnings...)
 		}
+		m.opts.Admission.Record(capacity.Certificates, after)
+		m.opts.Admission.Record(capacity.Store, -1)
 		m.log.Info("certificates imported", "count", len(group), "rev", rev)
 		return
 	}
@@ -1107,7 +1137,7 @@ func (m *Manager) flush(ctx context.Context, group []*plan, idx []int, results [
 			r.Warnings = nil
 			continue
 		}
-		info, more, err := m.addLocked(ctx, p.b, now, false)
+		info, more, err := m.addLocked(ctx, p.b, now)
 		r.Info, r.Err = info, err
 		r.Warnings = append(r.Warnings, more...)
 	}

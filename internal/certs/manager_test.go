@@ -16,6 +16,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/store"
 )
 
@@ -359,11 +360,12 @@ func TestCertificateLimit(t *testing.T) {
 		before := stateOf(t, st)
 		third := p.leaf(t, leafSpec{names: []string{"three.uni-a.test"}})
 		_, _, err := m.Add(ctx, third.certPEM, third.keyPEM)
-		if got, want := fmt.Sprint(err), "certificate limit reached: 2 of 2 installed; adding 1 would exceed limits.max_certificates"; got != want {
+		if got, want := fmt.Sprint(err), "certificates limit reached: 2 of 2 in use; adding 1 would exceed the limit (limits.max_certificates) by 1"; got != want {
 			t.Errorf("error = %q\nwant    %q", got, want)
 		}
-		if !errors.Is(err, ErrLimit) {
-			t.Errorf("error %v does not wrap ErrLimit", err)
+		var le *capacity.LimitError
+		if !errors.As(err, &le) || le.Usage != 2 || le.Limit != 2 || le.Adding != 1 {
+			t.Errorf("error %v is not a *capacity.LimitError with the numbers", err)
 		}
 		if diff := cmp.Diff(stateOf(t, st), before); diff != "" {
 			t.Errorf("store changed (-got +want):\n%s", diff)
@@ -387,8 +389,8 @@ func TestCertificateLimit(t *testing.T) {
 		want := []string{
 			"a: private key PEM: no PRIVATE KEY block found in the certificate PEM and no key PEM given",
 			"bad: certificate PEM: no CERTIFICATE block found",
-			"b: certificate limit reached: 2 of 2 installed; adding 2 would exceed limits.max_certificates",
-			"c: certificate limit reached: 2 of 2 installed; adding 2 would exceed limits.max_certificates",
+			"b: certificates limit reached: 2 of 2 in use; adding 2 would exceed the limit (limits.max_certificates) by 2",
+			"c: certificates limit reached: 2 of 2 in use; adding 2 would exceed the limit (limits.max_certificates) by 2",
 		}
 		if diff := cmp.Diff(got, want); diff != "" {
 			t.Errorf("results (-got +want):\n%s", diff)
@@ -781,8 +783,12 @@ func TestListGetAndSweep(t *testing.T) {
 	if n, err := m.SweepChains(ctx); err != nil || n != 1 {
 		t.Errorf("SweepChains with the chain unused = %d, %v; want 1, nil", n, err)
 	}
-	if s := stateOf(t, st); s.Keys != 0 {
-		t.Errorf("%d keys left after removing everything and sweeping", s.Keys)
+	// Only the bundle counter stays, at 0.
+	if s := stateOf(t, st); s.Keys != 1 {
+		t.Errorf("%d keys left after removing everything and sweeping, want the counter only", s.Keys)
+	}
+	if kv, err := st.Get(ctx, counterKey); err != nil || string(kv.Value) != "0" {
+		t.Errorf("bundle counter = %q, %v; want 0", kv.Value, err)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/store"
 )
 
@@ -29,31 +30,8 @@ const (
 	nameValueBytes = 24
 )
 
-// QuotaError refuses a batch whose estimated size does not fit in what is
-// left of the store's quota. It wraps store.ErrTooLarge.
-type QuotaError struct {
-	Bundles     int   // new bundles in the batch
-	AddingBytes int64 // their estimated size in the store
-	UsedBytes   int64 // the store's size now
-	QuotaBytes  int64 // the store's quota
-}
-
-// Error gives the numbers and what to do.
-func (e *QuotaError) Error() string {
-	free := max(e.QuotaBytes-e.UsedBytes, 0)
-	return fmt.Sprintf("store quota: %d new certificates need about %s but the store uses %s of its %s quota (%s free), so the import would exceed it by about %s; raise the quota (etcd: --quota-backend-bytes; embedded store: limits.store_quota), compact and defragment etcd, or import fewer",
-		e.Bundles, mib(e.AddingBytes), mib(e.UsedBytes), mib(e.QuotaBytes), mib(free), mib(e.UsedBytes+e.AddingBytes-e.QuotaBytes))
-}
-
-// Unwrap returns store.ErrTooLarge.
-func (e *QuotaError) Unwrap() error { return store.ErrTooLarge }
-
-func mib(b int64) string {
-	if b < 1<<20 {
-		return fmt.Sprintf("%.1f KiB", float64(b)/(1<<10))
-	}
-	return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20))
-}
+// quotaHint is what a refusal of store bytes tells the operator to do.
+const quotaHint = "raise limits.store_quota (on etcd, also --quota-backend-bytes if it is the lower), compact and defragment etcd, or import fewer"
 
 // estimateStoreBytes estimates what installing b costs the store on disk,
 // counting its chain certificates unless seen already has their hash
@@ -81,37 +59,43 @@ func estimateStoreBytes(b *Bundle, seen map[[32]byte]bool) int64 {
 	return int64(float64(raw)*storeBytesFactor) + keys*storeKeyOverhead
 }
 
-// checkQuota refuses a batch of bundles whose estimated size would cross
-// the store's quota, when the store reports one. Bundles already installed
-// (by ID, in the local index) cost nothing. A store that cannot report its
-// usage is not judged here: its writes fail on their own if it is full.
-func (m *Manager) checkQuota(ctx context.Context, bundles []*Bundle) error {
+// storeUsage asks the store for its size, when it can tell.
+func (m *Manager) storeUsage(ctx context.Context) (store.Usage, error) {
 	sz, ok := m.st.(store.Sizer)
 	if !ok {
-		return nil
+		return store.Usage{}, errors.ErrUnsupported
 	}
+	return sz.Usage(ctx)
+}
+
+// admitStore refuses bundles whose estimated size would cross the store
+// quota in force (the store's own, or limits.store_quota if lower), when
+// the store reports its size. Bundles already installed (by ID, in the
+// local index) cost nothing. A store that cannot report its usage is not
+// judged here: its writes fail on their own if it is full.
+func (m *Manager) admitStore(ctx context.Context, bundles []*Bundle) error {
 	seen := make(map[[32]byte]bool)
 	var adding int64
-	n := 0
 	for _, b := range bundles {
 		if b == nil || m.idx.has(b.ID) {
 			continue
 		}
 		adding += estimateStoreBytes(b, seen)
-		n++
 	}
-	if n == 0 {
+	if adding == 0 {
 		return nil
 	}
-	u, err := sz.Usage(ctx)
+	u, err := m.storeUsage(ctx)
 	if err != nil {
 		if errors.Is(err, store.ErrUnavailable) {
 			return fmt.Errorf("checking the store quota: %w", err)
 		}
 		return nil
 	}
-	if u.QuotaBytes <= 0 || u.Bytes+adding <= u.QuotaBytes {
-		return nil
+	err = m.opts.Admission.Admit(ctx, capacity.Store, u.Bytes, adding)
+	var le *capacity.LimitError
+	if errors.As(err, &le) {
+		le.Hint = quotaHint
 	}
-	return &QuotaError{Bundles: n, AddingBytes: adding, UsedBytes: u.Bytes, QuotaBytes: u.QuotaBytes}
+	return err
 }

@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"gatehouse/internal/store"
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/store/bolt"
 )
 
@@ -42,21 +42,18 @@ func TestAddBatchRefusesWhatExceedsTheQuota(t *testing.T) {
 			before := stateOf(t, st)
 			results := m.AddBatch(context.Background(), tc.items)
 			for _, r := range results {
-				var qe *QuotaError
-				gotQuota := errors.As(r.Err, &qe)
+				var qe *capacity.LimitError
+				gotQuota := errors.As(r.Err, &qe) && qe.Storage()
 				if gotQuota != tc.wantQuota {
 					t.Fatalf("item %s: error %v, want a quota error: %v", r.Source, r.Err, tc.wantQuota)
 				}
 				if !tc.wantQuota {
 					continue
 				}
-				if !errors.Is(r.Err, store.ErrTooLarge) {
-					t.Errorf("quota error does not wrap store.ErrTooLarge")
+				if qe.Limit != quota || qe.Usage+qe.Adding <= quota || qe.Unit != "bytes" {
+					t.Errorf("quota error %+v: want quota %d, crossed", qe, quota)
 				}
-				if qe.Bundles != len(tc.items) || qe.QuotaBytes != quota || qe.UsedBytes+qe.AddingBytes <= quota {
-					t.Errorf("quota error %+v: want %d bundles, quota %d, crossed", qe, len(tc.items), quota)
-				}
-				if msg := r.Err.Error(); !strings.Contains(msg, "256.0 KiB quota") || !strings.Contains(msg, "200 new certificates") {
+				if msg := r.Err.Error(); !strings.Contains(msg, "of 256.0 KiB in use") || !strings.Contains(msg, "limits.store_quota") || !strings.Contains(msg, "--quota-backend-bytes") {
 					t.Errorf("message %q lacks the numbers", msg)
 				}
 			}

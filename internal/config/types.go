@@ -76,7 +76,7 @@ type Listener struct {
 	IdleTimeout       Duration `yaml:"idle_timeout"`
 	MaxHeaderBytes    ByteSize `yaml:"max_header_bytes"`
 	// MaxConnections caps concurrently open client connections (0: no cap
-	// beyond file descriptors).
+	// beyond file descriptors). It follows a reload.
 	MaxConnections int `yaml:"max_connections"`
 	// BodyReadTimeout bounds the wait between two successive reads of a
 	// request body, WriteIdleTimeout the wait between two successive
@@ -90,6 +90,39 @@ type Listener struct {
 	// header whose name has an underscore, which some backends read as the
 	// hyphenated name: "drop" (default, as nginx), "reject" (400) or "pass".
 	UnderscoreHeaders string `yaml:"underscore_headers"`
+	// MaxQueued is how many connections beyond MaxConnections wait, already
+	// accepted, for a slot (default 128; -1: none, refuse at once). A
+	// connection beyond the queue, or one that waited QueueTimeout, is
+	// refused with a TLS internal_error alert (HTTP 503 on plain listeners).
+	MaxQueued int `yaml:"max_queued"`
+	// QueueTimeout is how long a queued connection waits (default 5s).
+	QueueTimeout Duration `yaml:"queue_timeout"`
+	// PerClient limits each client address (public listener only).
+	PerClient PerClient `yaml:"per_client"`
+	// AllowRemote confirms an admin listener on a non-loopback address
+	// (listeners.admin only); without it such a config is refused.
+	AllowRemote bool `yaml:"allow_remote"`
+}
+
+// PerClient limits the connections of one client address: an IPv4 address,
+// or an IPv6 /64 (one site's prefix). Every limit follows a reload; -1 turns
+// one off.
+type PerClient struct {
+	// MaxConnections caps the open (and queued) connections of one address
+	// (default: a quarter of the listener's max_connections, 4096 when that
+	// is 0), so that one address never holds the whole listener.
+	MaxConnections int `yaml:"max_connections"`
+	// MaxNewPerSecond is the sustained rate of new connections per address
+	// (default 100), with Burst (default 500) connections at once: a
+	// token bucket.
+	MaxNewPerSecond float64 `yaml:"max_new_per_second"`
+	Burst           int     `yaml:"burst"`
+	// Allow lists CIDRs exempt from these limits: the operator's own
+	// proxies, load balancers, a customer's known NAT.
+	Allow []string `yaml:"allow"`
+	// TrackedAddresses bounds the table of client addresses (default
+	// 65536); beyond it the least recently seen idle address is forgotten.
+	TrackedAddresses int `yaml:"tracked_addresses"`
 }
 
 // TLS is the policy of the public HTTPS listener.
@@ -318,6 +351,11 @@ type Limits struct {
 	MemorySoftLimit ByteSize `yaml:"memory_soft_limit"`
 	// WarnPercent is the usage share at which a warning is logged (default 80).
 	WarnPercent float64 `yaml:"warn_percent"`
+	// CheckInterval is how often resources that grow by themselves
+	// (memory, file descriptors, connections, cache bytes) are checked
+	// against their levels (default 15s); certificates, routes and store
+	// bytes are checked at each change too.
+	CheckInterval Duration `yaml:"check_interval"`
 }
 
 // Log configures logging.

@@ -25,6 +25,7 @@ const (
 	DefaultCacheBytes       = 256 << 20
 	DefaultExpiryWarning    = 30 * 24 * time.Hour
 	DefaultWarnPercent      = 80
+	DefaultCheckInterval    = Duration(15 * time.Second)
 	// DefaultResponseCacheBytes bounds the response cache: enough for
 	// tens of thousands of typical static assets and API answers, small
 	// beside the certificate cache, and used only once a route enables
@@ -64,6 +65,10 @@ func (c *Config) ApplyDefaults() {
 		if l.MaxHeaderBytes == 0 {
 			l.MaxHeaderBytes = DefaultMaxHeaderBytes
 		}
+	}
+	c.Listeners.HTTPS.applyLimitDefaults(true)
+	for _, l := range []*Listener{&c.Listeners.HTTP, &c.Listeners.Status, &c.Listeners.Admin} {
+		l.applyLimitDefaults(false)
 	}
 	if l := &c.Listeners.HTTPS; l.BodyReadTimeout == 0 || l.WriteIdleTimeout == 0 || l.UnderscoreHeaders == "" {
 		if l.BodyReadTimeout == 0 {
@@ -155,6 +160,9 @@ func (c *Config) ApplyDefaults() {
 	if c.Limits.WarnPercent == 0 {
 		c.Limits.WarnPercent = DefaultWarnPercent
 	}
+	if c.Limits.CheckInterval == 0 {
+		c.Limits.CheckInterval = DefaultCheckInterval
+	}
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
@@ -194,6 +202,9 @@ func (c *Config) Validate() error {
 	}
 	if m := c.Limits.MemorySoftLimit; m != 0 && m < 64<<20 {
 		v.add("limits.memory_soft_limit", "%s is below the minimum of 64MiB (0 means the runtime's default)", m)
+	}
+	if d := c.Limits.CheckInterval.D(); d < time.Second || d > time.Hour {
+		v.add("limits.check_interval", "%s must be from 1s to 1h", d)
 	}
 	if c.Limits.WarnPercent <= 0 || c.Limits.WarnPercent >= 100 {
 		v.add("limits.warn_percent", "%v must be between 0 and 100", c.Limits.WarnPercent)
@@ -246,6 +257,14 @@ func (c *Config) validateListeners(v *validator) {
 		}
 		if n.l.MaxConnections < 0 {
 			v.add(p+".max_connections", "must not be negative")
+		}
+		n.l.validateLimits(v, p, n.name == "https")
+		if n.name == "admin" {
+			if !IsLoopbackHost(host) && !n.l.AllowRemote {
+				v.add(p+".allow_remote", "the admin API would listen on %q, which is not a loopback address: set listeners.admin.allow_remote: true to confirm it (and restrict the port with a firewall), or listen on 127.0.0.1", n.l.Address)
+			}
+		} else if n.l.AllowRemote {
+			v.add(p+".allow_remote", "applies to listeners.admin only")
 		}
 		if n.name == "https" {
 			for _, d := range []struct {

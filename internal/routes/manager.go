@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/config"
 	"gatehouse/internal/store"
 )
@@ -33,8 +34,13 @@ type Options struct {
 	// one of its pools and may not redefine one of its routes. Nil: neither
 	// is checked.
 	Config func() *config.Config
-	// MaxRoutes caps the routes in the store (0: DefaultMaxRoutes;
-	// negative: no cap).
+	// Admission decides whether a new route fits the limit in force (the
+	// node's *capacity.Registry, whose limits a reload swaps). Nil: the
+	// manager's own, with the limit of Limit.
+	Admission Admission
+	// MaxRoutes caps the routes in the store when Admission is nil and
+	// Config sets no limits.max_routes (0: DefaultMaxRoutes; negative: no
+	// cap).
 	MaxRoutes int64
 	// OnChange is called with every route, in no particular order: once
 	// by Start after its listing, then after every change the watch
@@ -95,18 +101,38 @@ func NewManager(st store.Store, opts Options) *Manager {
 	if now == nil {
 		now = time.Now
 	}
-	return &Manager{
+	m := &Manager{
 		st: st, log: log.With("component", "routes"), opts: opts, now: now,
 		routes: map[string]Route{}, advanced: make(chan struct{}),
 	}
+	if m.opts.Admission == nil {
+		r := capacity.New(capacity.Options{Logger: m.log})
+		r.Register(capacity.Routes, "count", "limits.max_routes", true, func() (int64, int64) { return m.Count(), m.Limit() })
+		m.opts.Admission = r
+	}
+	return m
+}
+
+// counterKey holds the number of routes under Prefix, changed in the same
+// transaction as every write that adds or deletes one.
+const counterKey = store.CounterPrefix + "routes"
+
+// Admission decides whether a change fits the limits in force and hears of
+// the usage after it (*capacity.Registry).
+type Admission interface {
+	// Admit returns an error (a *capacity.LimitError) if adding n to
+	// usage of resource would cross its limit.
+	Admit(ctx context.Context, resource string, usage, n int64) error
+	// Record notes the usage of resource after a committed change.
+	Record(resource string, usage int64)
 }
 
 // Count returns the number of routes this node knows of.
 func (m *Manager) Count() int64 { return m.count.Load() }
 
-// Limit returns the cap on routes (0: none): limits.max_routes of the
-// current configuration when it sets one, else Options.MaxRoutes, so that a
-// reload changes it.
+// Limit returns the cap on routes of a manager without Options.Admission
+// (0: none): limits.max_routes of the current configuration when it sets
+// one, else Options.MaxRoutes.
 func (m *Manager) Limit() int64 {
 	if m.opts.Config != nil {
 		if cfg := m.opts.Config(); cfg != nil && cfg.Limits.MaxRoutes > 0 {
@@ -331,17 +357,9 @@ func (m *Manager) waitApplied(ctx context.Context, rev int64) {
 	}
 }
 
-// checkLimit refuses a new route once MaxRoutes are defined.
-func (m *Manager) checkLimit() error {
-	if l := m.Limit(); l > 0 && m.Count() >= l {
-		return &LimitError{Limit: l, Defined: m.Count()}
-	}
-	return nil
-}
-
 // Add stores a new route. It refuses a host and path prefix that already
 // have a route (*ConflictError), invalid input (*InputError) and a route
-// past the limit (*LimitError). It returns once this node serves the route.
+// past the limit (*capacity.LimitError). It returns once this node serves the route.
 func (m *Manager) Add(ctx context.Context, r Route) (Route, error) {
 	return m.put(ctx, r, false)
 }
@@ -369,7 +387,9 @@ func (m *Manager) put(ctx context.Context, in Route, replace bool) (Route, error
 		}
 		now := m.now().UTC()
 		r.CreatedAt, r.UpdatedAt = now, now
-		cond := store.Absent(k)
+		conds := []store.Cond{store.Absent(k)}
+		var ops []store.Op
+		counted := int64(-1) // the route count after the write, if it adds one
 		if exists {
 			old, derr := decode(cur)
 			if !replace {
@@ -382,20 +402,31 @@ func (m *Manager) put(ctx context.Context, in Route, replace bool) (Route, error
 			if derr == nil {
 				r.CreatedAt = old.CreatedAt
 			}
-			cond = store.Cond{Key: k, ModRev: cur.ModRev}
-		} else if err := m.checkLimit(); err != nil {
-			return Route{}, err
+			conds[0] = store.Cond{Key: k, ModRev: cur.ModRev}
+		} else {
+			cnt, err := store.ReadCounter(ctx, m.st, counterKey, Prefix)
+			if err != nil {
+				return Route{}, err
+			}
+			if err := m.opts.Admission.Admit(ctx, capacity.Routes, cnt.Value, 1); err != nil {
+				return Route{}, err
+			}
+			counted = cnt.Value + 1
+			conds, ops = append(conds, cnt.Cond), append(ops, cnt.Op(counted))
 		}
 		val, err := json.Marshal(r)
 		if err != nil {
 			return Route{}, err
 		}
-		rev, err := m.st.Txn(ctx, []store.Cond{cond}, []store.Op{store.Put(k, val)})
+		rev, err := m.st.Txn(ctx, conds, append(ops, store.Put(k, val)))
 		if errors.Is(err, store.ErrConflict) {
 			continue // another writer got there first: look again
 		}
 		if err != nil {
 			return Route{}, fmt.Errorf("storing route %s: %w", r.ID, err)
+		}
+		if counted >= 0 {
+			m.opts.Admission.Record(capacity.Routes, counted)
 		}
 		m.waitApplied(ctx, rev)
 		return r, nil
@@ -482,13 +513,19 @@ func (m *Manager) Remove(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		rev, err := m.st.Txn(ctx, []store.Cond{{Key: key(id), ModRev: modRev}}, []store.Op{store.Delete(key(id))})
+		cnt, err := store.ReadCounter(ctx, m.st, counterKey, Prefix)
+		if err != nil {
+			return err
+		}
+		after := max(cnt.Value-1, 0)
+		rev, err := m.st.Txn(ctx, []store.Cond{{Key: key(id), ModRev: modRev}, cnt.Cond}, []store.Op{store.Delete(key(id)), cnt.Op(after)})
 		if errors.Is(err, store.ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return fmt.Errorf("removing route %s: %w", id, err)
 		}
+		m.opts.Admission.Record(capacity.Routes, after)
 		m.waitApplied(ctx, rev)
 		return nil
 	}

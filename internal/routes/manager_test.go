@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/config"
 	"gatehouse/internal/leakcheck"
 	"gatehouse/internal/store"
@@ -338,11 +339,11 @@ func TestLimit(t *testing.T) {
 		}
 	}
 	_, err = m.Add(ctx, Route{Host: "three.example.test", Pool: "a"})
-	var le *LimitError
-	if !errors.As(err, &le) || !errors.Is(err, ErrLimit) {
-		t.Fatalf("third Add: err = %v, want *LimitError", err)
+	var le *capacity.LimitError
+	if !errors.As(err, &le) {
+		t.Fatalf("third Add: err = %v, want *capacity.LimitError", err)
 	}
-	if want := "route limit reached: 2 of 2 defined; adding one would exceed limits.max_routes by 1"; err.Error() != want {
+	if want := "routes limit reached: 2 of 2 in use; adding 1 would exceed the limit (limits.max_routes) by 1"; err.Error() != want {
 		t.Errorf("error = %q, want %q", err, want)
 	}
 	if _, err := m.Replace(ctx, Route{Host: "two.example.test", Pool: "b"}); err != nil {
@@ -467,7 +468,7 @@ func TestLimitFromConfig(t *testing.T) {
 	if _, err := m.Add(ctx, Route{Host: "one.example.test", Pool: "a"}); err != nil {
 		t.Fatal(err)
 	}
-	var le *LimitError
+	var le *capacity.LimitError
 	if _, err := m.Add(ctx, Route{Host: "two.example.test", Pool: "a"}); !errors.As(err, &le) || le.Limit != 1 {
 		t.Fatalf("second Add with limits.max_routes 1: err = %v, want *LimitError at 1", err)
 	}

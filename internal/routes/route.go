@@ -12,7 +12,6 @@ package routes
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -120,24 +119,6 @@ type ConflictError struct {
 func (e *ConflictError) Error() string {
 	return fmt.Sprintf("route for host %q path_prefix %q: %s", e.Host, e.PathPrefix, e.Reason)
 }
-
-// ErrLimit is wrapped by a *LimitError.
-var ErrLimit = errors.New("route limit reached")
-
-// LimitError refuses a route that would cross Options.MaxRoutes.
-type LimitError struct {
-	Limit   int64 // limits.max_routes
-	Defined int64 // dynamic routes defined before the request
-}
-
-// Error names the limit and the usage.
-func (e *LimitError) Error() string {
-	return fmt.Sprintf("route limit reached: %d of %d defined; adding one would exceed limits.max_routes by %d",
-		e.Defined, e.Limit, e.Defined+1-e.Limit)
-}
-
-// Unwrap returns ErrLimit.
-func (e *LimitError) Unwrap() error { return ErrLimit }
 
 // check normalizes r and validates it against cfg (nil: only the form of
 // its fields). It returns the route to store, without times.

@@ -60,6 +60,9 @@ func LoadOrCreateAdminCert(certFile, keyFile string) (tls.Certificate, error) {
 			return tls.Certificate{}, fmt.Errorf("generating admin certificate: %w", err)
 		}
 	}
+	if err := checkPrivate(keyFile); err != nil {
+		return tls.Certificate{}, fmt.Errorf("admin key: %w", err)
+	}
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("admin certificate %s / %s: %w", certFile, keyFile, err)
@@ -104,15 +107,48 @@ func generateAdminCert(certFile, keyFile string) error {
 	return os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644)
 }
 
+// writePrivate writes a secret file with mode 0600, whatever the umask and
+// whatever a leftover temporary file's mode.
 func writePrivate(path string, data []byte) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	cherr := f.Chmod(0o600)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, cherr, serr, cerr); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// CheckDataDir refuses a data directory that group or others may write:
+// they could replace the store, the key-encryption key or the admin token
+// (or have done so already). It is refused rather than fixed: the mode is
+// the operator's choice, a silent chmod would hide that it was open, and
+// the operator should check the files before trusting them.
+func CheckDataDir(dir string) error {
+	st, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("data_dir %s: %w", dir, err)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("data_dir %s: is not a directory", dir)
+	}
+	if perm := st.Mode().Perm(); perm&0o022 != 0 {
+		return fmt.Errorf("data_dir %s has mode %04o: group or others can write to it and could replace the store, the key-encryption key or the admin token; check its files, then chmod 700 %s", dir, perm, dir)
+	}
+	return nil
 }
 
 func checkPrivate(path string) error {

@@ -34,6 +34,8 @@ type Options struct {
 	// Listen binds a listener's socket; nil means net.Listen. An Upgrader's
 	// Listen inherits the sockets of the process it replaces.
 	Listen func(network, addr string) (net.Listener, error)
+	// Now is the clock of the per-client rate limits; nil means time.Now.
+	Now func() time.Time
 }
 
 // Server owns the listeners of one process.
@@ -52,7 +54,7 @@ type Server struct {
 type managed struct {
 	name string
 	srv  *http.Server
-	ln   *countingListener
+	ln   *limitListener
 	// draining is set once Shutdown has closed ln: Serve's error is expected.
 	draining atomic.Bool
 }
@@ -131,7 +133,16 @@ func (s *Server) listen(name string, lc config.Listener, h http.Handler, tcfg *t
 	if err != nil {
 		return nil, fmt.Errorf("listeners.%s: cannot listen on %s: %w", name, lc.Address, err)
 	}
-	cl := newCountingListener(ln, lc.MaxConnections)
+	now := s.opts.Now
+	if now == nil {
+		now = time.Now
+	}
+	cl := newLimitListener(ln, name, limitsOf(lc), tcfg != nil, s.log, now)
+	if name == "admin" {
+		if host, _, err := net.SplitHostPort(lc.Address); err == nil && !config.IsLoopbackHost(host) {
+			s.log.Warn("the admin API listens on a non-loopback address (listeners.admin.allow_remote confirms it): restrict it with a firewall", "addr", ln.Addr().String())
+		}
+	}
 	srv := &http.Server{
 		Handler:           h,
 		TLSConfig:         tcfg,
@@ -163,14 +174,89 @@ func (s *Server) Addr(name string) string {
 
 // Connections returns the open connections of a listener and its limit (0: none).
 func (s *Server) Connections(name string) (open, limit int64) {
+	st := s.Stats(name)
+	return st.Open, st.Max
+}
+
+// Stats returns a listener's connections, queue and refusals (zero for a
+// listener not served).
+func (s *Server) Stats(name string) ListenerStats {
+	if m := s.managed(name); m != nil {
+		return m.ln.stats()
+	}
+	return ListenerStats{Refused: map[string]uint64{}}
+}
+
+func (s *Server) managed(name string) *managed {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, m := range s.servers {
 		if m.name == name {
-			return m.ln.open.Load(), int64(m.ln.max)
+			return m
 		}
 	}
-	return 0, 0
+	return nil
+}
+
+// Reconfigure applies the connection limits of ls to the running listeners
+// (max_connections, max_queued, queue_timeout, per_client): the next
+// connection is admitted or refused by the new values, and no open
+// connection is closed. It returns the changed fields that take effect only
+// at the next start (addresses, timeouts, header size).
+func (s *Server) Reconfigure(ls config.Listeners) (needRestart []string) {
+	s.mu.Lock()
+	old := s.cfg.Listeners
+	servers := s.servers
+	s.mu.Unlock()
+	for _, m := range servers {
+		m.ln.setLimits(limitsOf(*listenerNamed(&ls, m.name)))
+	}
+	for _, name := range []string{"https", "http", "status", "admin"} {
+		o, n := listenerNamed(&old, name), listenerNamed(&ls, name)
+		if o.Address != n.Address || o.ReadHeaderTimeout != n.ReadHeaderTimeout || o.ReadTimeout != n.ReadTimeout ||
+			o.WriteTimeout != n.WriteTimeout || o.IdleTimeout != n.IdleTimeout || o.MaxHeaderBytes != n.MaxHeaderBytes {
+			needRestart = append(needRestart, "listeners."+name)
+		}
+	}
+	return needRestart
+}
+
+func listenerNamed(ls *config.Listeners, name string) *config.Listener {
+	switch name {
+	case "https":
+		return &ls.HTTPS
+	case "http":
+		return &ls.HTTP
+	case "status":
+		return &ls.Status
+	}
+	return &ls.Admin
+}
+
+// limitsOf reads a listener's connection limits from its (defaulted)
+// configuration.
+func limitsOf(lc config.Listener) limits {
+	pc := lc.PerClient
+	lim := limits{
+		max:          lc.MaxConnections,
+		maxQueued:    max(lc.MaxQueued, 0),
+		queueTimeout: lc.QueueTimeout.D(),
+		perClient: clientLimits{
+			maxConns:   pc.MaxConnections,
+			rate:       pc.MaxNewPerSecond,
+			burst:      float64(pc.Burst),
+			maxTracked: max(pc.TrackedAddresses, 1),
+		},
+	}
+	if lim.queueTimeout <= 0 {
+		lim.maxQueued = 0
+	}
+	for _, a := range pc.Allow {
+		if p, err := config.ParseAllow(a); err == nil { // validated
+			lim.perClient.allow = append(lim.perClient.allow, p)
+		}
+	}
+	return lim
 }
 
 // FreshGrace bounds how long Shutdown waits for connections that have not

@@ -6,6 +6,7 @@ import (
 	"hash/maphash"
 	"iter"
 	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -323,6 +324,27 @@ func (q *Queue) Set(name string, at time.Time) {
 	q.heap = append(q.heap, entry{at: sec, id: id})
 	q.pos[id] = int32(len(q.heap) - 1)
 	q.up(len(q.heap) - 1)
+}
+
+// Grow makes room for n more names without rehashing or copying as they
+// are added: call it before a Load of a known number of names.
+func (q *Queue) Grow(n int) {
+	if n <= 0 {
+		return
+	}
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	need := len(q.heap) + n
+	q.heap = slices.Grow(q.heap, n)
+	q.pos = slices.Grow(q.pos, need-len(q.pos))
+	q.off = slices.Grow(q.off, need-len(q.off))
+	size := len(q.table)
+	for need*8 > size*5 {
+		size *= 2
+	}
+	if size > len(q.table) {
+		q.rehash(size)
+	}
 }
 
 // Load sets every name of entries to its time, as Set does, and orders the

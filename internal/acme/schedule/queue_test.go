@@ -187,10 +187,15 @@ func checkInvariants(t *testing.T, q *Queue, ref refQueue) {
 func TestQueueLoad(t *testing.T) {
 	r := rand.New(rand.NewPCG(11, 12))
 	q, ref := New(), refQueue{}
+	q.Grow(0)
 	for i := 0; i < 500; i++ { // some names already there, to be moved
 		at := r.Int64N(1000)
 		q.Set(hostname(i), time.Unix(at, 0))
 		ref[hostname(i)] = at
+	}
+	q.Grow(2500)
+	if len(q.table) < 4096 || cap(q.heap) < 3000 {
+		t.Fatalf("Grow(2500) after 500 names: table %d, heap capacity %d", len(q.table), cap(q.heap))
 	}
 	q.Load(func(yield func(string, time.Time) bool) {
 		for i := 250; i < 3000; i++ {

@@ -17,6 +17,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	bbolt "go.etcd.io/bbolt"
@@ -90,6 +91,19 @@ type Options struct {
 	// ErrReadOnly until ReopenWritable. It is how the new process of a binary
 	// upgrade opens the file while the old one still serves from it.
 	ReadOnly bool
+	// Marker, if set, is a file written once the store first holds data.
+	// While it exists, Open refuses a store file that is missing, empty or
+	// holds no data with an error wrapping ErrDataLost: a lost file (a disk
+	// incident, a bad restore) must not silently become an empty store.
+	Marker string
+	// Hints are files whose presence shows that a node ran with this data
+	// directory (its key-encryption key, admin token): for a store written
+	// before markers existed, an empty store file beside them is refused too.
+	Hints []string
+	// NewStore starts anew on purpose: a missing, empty, damaged or
+	// truncated store file is moved aside (to <path>.damaged-<time>), the
+	// marker removed, and a new empty store created.
+	NewStore bool
 }
 
 // Store is a store.Store kept in one bbolt file. It is safe for concurrent
@@ -108,6 +122,8 @@ type Store struct {
 	// readOnly is set, under dbMu held for writing, while db is a shared,
 	// read-only handle; Txn reads it without the lock to refuse early.
 	readOnly atomic.Bool
+	// marked is set once the marker was written (or found).
+	marked atomic.Bool
 
 	reqs     chan *txnReq  // to the committer
 	done     chan struct{} // closed by Close: watches and the committer end
@@ -150,7 +166,16 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	log = log.With("component", "store", "path", path)
 
+	if err := checkLost(path, opts); err != nil {
+		return nil, err
+	}
 	db, err := openDB(path, opts)
+	if err != nil && opts.NewStore && !opts.ReadOnly && errors.Is(err, ErrCorrupt) {
+		if err := startAnew(path, opts, "is damaged"); err != nil {
+			return nil, err
+		}
+		db, err = openDB(path, opts)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -173,6 +198,20 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("opening store file %s: reading revision: %w", path, err)
+	}
+	if s.hub.rev == 0 && !opts.ReadOnly {
+		if ev := markerEvidence(opts.Marker); ev != "" {
+			if !opts.NewStore {
+				_ = db.Close()
+				return nil, fmt.Errorf("store file %s holds no data, but %s: %w", path, ev, ErrDataLost)
+			}
+			if err := startAnew("", opts, "holds no data"); err != nil {
+				_ = db.Close()
+				return nil, err
+			}
+		}
+	} else if s.hub.rev > 0 && !opts.ReadOnly {
+		s.writeMarker() // a store from before markers existed
 	}
 	go s.commitLoop()
 	if every := opts.ReleaseMappedEvery; every >= 0 {
@@ -320,7 +359,7 @@ func (s *Store) Usage(ctx context.Context) (store.Usage, error) {
 		return store.Usage{}, err
 	}
 	defer s.calls.Done()
-	u := store.Usage{QuotaBytes: s.opts.QuotaBytes}
+	u := store.Usage{QuotaBytes: s.quota()}
 	err := s.view(func(tx *bbolt.Tx) error {
 		n, err := readU64(tx.Bucket(bucketMeta).Get(metaKeys))
 		u.Keys = int64(n)
@@ -638,6 +677,14 @@ func (s *Store) commitLocked(batch []*txnReq) {
 		batch[0].done <- txnResult{err: s.writeError(batch[0], err)}
 		return
 	}
+	if !s.marked.Load() {
+		for i := range res {
+			if res[i].err == nil && len(res[i].evs) > 0 {
+				s.writeMarker() // before any caller hears of its first data
+				break
+			}
+		}
+	}
 	for i, r := range batch {
 		if res[i].err == nil && len(res[i].evs) > 0 {
 			s.hub.publish(res[i].rev, res[i].evs, s)
@@ -658,6 +705,9 @@ func (s *Store) writeError(r *txnReq, err error) error {
 		}
 		return fmt.Errorf("txn of %d ops (%d bytes of keys and values): store file %s would grow beyond its quota of %d bytes (it is %d bytes): %w",
 			len(r.ops), r.size, s.path, s.opts.QuotaBytes, size, store.ErrTooLarge)
+	}
+	if errors.Is(err, syscall.ENOSPC) {
+		return fmt.Errorf("txn of %d ops: writing store file %s: the disk is full (free space on it, then retry): %w", len(r.ops), s.path, err)
 	}
 	return fmt.Errorf("txn: writing store file %s: %w", s.path, err)
 }

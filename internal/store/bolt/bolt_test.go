@@ -720,3 +720,54 @@ var (
 	_ store.Scanner   = (*Store)(nil)
 	_ store.Compactor = (*Store)(nil)
 )
+
+// TestSetQuota lowers the quota of an open store below its size (writes
+// that grow the file are refused, nothing is removed) and raises it again
+// (they are accepted).
+func TestSetQuota(t *testing.T) {
+	s, err := Open(filepath.Join(t.TempDir(), "q.db"), Options{QuotaBytes: 1 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	val := make([]byte, 64<<10)
+	put := func(i int) error {
+		_, err := s.Txn(ctx, nil, []store.Op{store.Put(fmt.Sprintf("k/%04d", i), val)})
+		return err
+	}
+	i := 0
+	for ; ; i++ {
+		if err := put(i); err != nil {
+			if !errors.Is(err, store.ErrTooLarge) {
+				t.Fatal(err)
+			}
+			break
+		}
+	}
+	if err := s.SetQuota(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if err := put(i); err != nil {
+		t.Fatalf("after raising the quota: %v", err)
+	}
+	if u, _ := s.Usage(ctx); u.QuotaBytes != 4<<20 {
+		t.Errorf("Usage quota = %d, want 4MiB", u.QuotaBytes)
+	}
+	if err := s.SetQuota(512 << 10); err != nil {
+		t.Fatal(err)
+	}
+	for j := i + 1; j < i+40; j++ {
+		if err := put(j); err != nil {
+			if !errors.Is(err, store.ErrTooLarge) {
+				t.Fatal(err)
+			}
+			kvs, _, _ := s.List(ctx, "k/", "", 0)
+			if len(kvs) != j {
+				t.Fatalf("%d keys after the refusal, want %d: nothing removed", len(kvs), j)
+			}
+			return
+		}
+	}
+	t.Fatal("a quota below the file's size refused nothing")
+}
