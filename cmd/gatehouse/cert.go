@@ -444,13 +444,17 @@ func runImport(ctx context.Context, add batchAdder, dir string, batch int, out, 
 
 func printCerts(w io.Writer, list []certs.Info) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tEXPIRES\tKEY\tNAMES")
+	fmt.Fprintln(tw, "ID\tSTATUS\tEXPIRES\tKEY\tSOURCE\tNAMES")
 	for _, in := range list {
 		names := strings.Join(in.Names, ",")
 		if len(names) > 60 {
 			names = names[:57] + "..."
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.ID, in.Status, in.NotAfter.Format(time.DateOnly), in.KeyType, names)
+		src := in.Source
+		if src == "" {
+			src = "-"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", in.ID, in.Status, in.NotAfter.Format(time.DateOnly), in.KeyType, src, names)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "%d certificates\n", len(list))

@@ -16,13 +16,14 @@ import (
 
 func newDemoCmd() *cobra.Command {
 	var dataDir string
+	var withACME bool
 	addrs := demo.Addrs{}
 	cmd := &cobra.Command{
 		Use:   "demo",
 		Short: "Run the quickstart: a local CA, three tenant hostnames, demo backends, the status page",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return runDemo(cmd.Context(), dataDir, addrs, cmd.OutOrStdout())
+			return runDemoWith(cmd.Context(), dataDir, addrs, cmd.OutOrStdout(), withACME)
 		},
 	}
 	f := cmd.Flags()
@@ -30,10 +31,15 @@ func newDemoCmd() *cobra.Command {
 	f.StringVar(&addrs.HTTPS, "https", "127.0.0.1:8443", "public HTTPS listener")
 	f.StringVar(&addrs.Status, "status", "127.0.0.1:8080", "status page listener")
 	f.StringVar(&addrs.Admin, "admin", "127.0.0.1:9443", "admin API listener")
+	f.BoolVar(&withACME, "acme", false, "also certify a customer hostname through an in-process ACME CA (no internet needed)")
 	return cmd
 }
 
 func runDemo(ctx context.Context, dataDir string, addrs demo.Addrs, out io.Writer) error {
+	return runDemoWith(ctx, dataDir, addrs, out, false)
+}
+
+func runDemoWith(ctx context.Context, dataDir string, addrs demo.Addrs, out io.Writer, withACME bool) error {
 	abs, err := filepath.Abs(dataDir)
 	if err != nil {
 		return err
@@ -53,6 +59,13 @@ func runDemo(ctx context.Context, dataDir string, addrs demo.Addrs, out io.Write
 	cfg, err := demo.Config(abs, addrs, backends.Members)
 	if err != nil {
 		return fmt.Errorf("demo config: %w", err)
+	}
+	var acmeDemo *demoACME
+	if withACME {
+		if acmeDemo, err = startDemoACME(cfg); err != nil {
+			return err
+		}
+		defer acmeDemo.close()
 	}
 	log := newLogger(cfg.Log, os.Stderr)
 	n, err := startNode(ctx, cfg, log, nil)
@@ -74,11 +87,11 @@ func runDemo(ctx context.Context, dataDir string, addrs demo.Addrs, out io.Write
 		}
 		log.Info("installed demo certificate", "host", t.Host, "id", info.ID)
 	}
-	printDemoHelp(out, n, ca.Path, abs)
+	printDemoHelp(out, n, ca.Path, abs, acmeDemo)
 	return n.wait(ctx)
 }
 
-func printDemoHelp(out io.Writer, n *node, caPath, dataDir string) {
+func printDemoHelp(out io.Writer, n *node, caPath, dataDir string, acmeDemo *demoACME) {
 	https := n.srv.Addr("https")
 	host, port, _ := strings.Cut(https, ":")
 	var b strings.Builder
@@ -87,6 +100,9 @@ func printDemoHelp(out io.Writer, n *node, caPath, dataDir string) {
 		fmt.Fprintf(&b, "  curl --resolve %s:%s:%s --cacert %s https://%s:%s/\n", t.Example, port, host, caPath, t.Example, port)
 	}
 	fmt.Fprintf(&b, "  curl --resolve other.uni-c.test:%s:%s --cacert %s https://other.uni-c.test:%s/   # wildcard\n", port, host, caPath, port)
+	if acmeDemo != nil {
+		acmeDemo.run(&b, n)
+	}
 	fmt.Fprintf(&b, "\nStatus page:  http://%s/\n", n.srv.Addr("status"))
 	fmt.Fprintf(&b, "Admin API:    https://%s/ (token in %s)\n", n.srv.Addr("admin"), filepath.Join(dataDir, "admin.token"))
 	fmt.Fprintf(&b, "CLI:          go run ./cmd/gatehouse cert list --data %s\n", dataDir)

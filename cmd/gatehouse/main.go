@@ -5,6 +5,7 @@
 //	gatehouse serve --config FILE       run from a configuration file
 //	gatehouse cert add|list|show|rm|import   manage certificates live
 //	gatehouse route add|list|rm|set     manage dynamic routes live
+//	gatehouse hostname add|list|show|retry|rm   customer hostnames with ACME certificates
 //	gatehouse upgrade --pid-file FILE   replace the server with the binary at its path
 package main
 
@@ -39,7 +40,7 @@ func newRoot() *cobra.Command {
 		Version:       version,
 	}
 	cf := &clientFlags{}
-	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newRouteCmd(cf), newPoolsCmd(cf), newReloadCmd(cf), newLimitsCmd(cf),
-		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd(), newUpgradeCmd(cf))
+	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newRouteCmd(cf), newHostnameCmd(cf), newPoolsCmd(cf), newReloadCmd(cf), newLimitsCmd(cf),
+		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd(), newUpgradeCmd(cf), newDrainCmd(cf), newUndrainCmd(cf))
 	return root
 }

@@ -22,10 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"gatehouse/internal/acme"
 	"gatehouse/internal/admin"
 	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
+	"gatehouse/internal/drain"
+	"gatehouse/internal/hostnames"
 	"gatehouse/internal/loop"
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/routes"
@@ -81,20 +84,25 @@ func newLogger(lc config.Log, w io.Writer) *slog.Logger {
 // node is one running Gatehouse process: store, certificates, proxy, status
 // portal, admin API and their listeners.
 type node struct {
-	log      *slog.Logger
-	cfg      atomic.Pointer[config.Config]
-	store    store.Store
-	certs    *certs.Manager
-	tickets  *tickets.Keys // TLS session ticket keys shared by the fleet
-	edge     atomic.Pointer[proxy.Proxy]
-	routes   *routes.Manager // dynamic routes from the store (serve_routes.go)
-	dyn      dynRoutes
-	srv      *server.Server
-	reload   func() (*config.Config, error)
-	capacity *capacity.Registry
-	portal   *status.Portal // the status portal (issue 4)
-	stopBG   context.CancelFunc
-	bgDone   chan struct{}
+	log     *slog.Logger
+	cfg     atomic.Pointer[config.Config]
+	store   store.Store
+	certs   *certs.Manager
+	tickets *tickets.Keys // TLS session ticket keys shared by the fleet
+	edge    atomic.Pointer[proxy.Proxy]
+	routes  *routes.Manager // dynamic routes from the store (serve_routes.go)
+	// hostnames and acme: customer hostnames and their ACME certificates
+	// (serve_acme.go); acme is nil without an acme: section.
+	hostnames  *hostnames.Manager
+	acme       *acme.Manager
+	challenges *acme.Challenges
+	dyn        dynRoutes
+	srv        *server.Server
+	reload     func() (*config.Config, error)
+	capacity   *capacity.Registry
+	portal     *status.Portal // the status portal (issue 4)
+	stopBG     context.CancelFunc
+	bgDone     chan struct{}
 	// reloadMu serialises reloads.
 	reloadMu sync.Mutex
 	// memMu guards memLast and memFixed, the Go soft memory limit last set
@@ -102,8 +110,10 @@ type node struct {
 	memMu    sync.Mutex
 	memLast  int64
 	memFixed bool
-	up       *upgrades // binary upgrades (upgrade.go); nil: none
-	newStore bool      // serve --new-store
+	up       *upgrades      // binary upgrades (upgrade.go); nil: none
+	newStore bool           // serve --new-store
+	drains   *drain.Manager // drained pool members (serve_drain.go)
+	drainMu  drainState
 }
 
 // startNode wires every part from cfg and starts serving. reload, if not
@@ -179,6 +189,12 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err := n.startRoutes(ctx, cfg); err != nil {
 		return nil, err
 	}
+	if err := n.startDrains(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startHostnames(ctx, cfg, kek); err != nil {
+		return nil, err
+	}
 
 	token := cfg.Admin.Token
 	if token == "" {
@@ -205,7 +221,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	n.registerResources()
 	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(),
+	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(), hostnameCollector{n},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerClientErrors(metrics, n)
 	// Response cache answers by result; its bytes are a capacity resource.
@@ -223,22 +239,26 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	// --- status portal (issue 4): store-backed, fed by pool health; its
 	// management API sits behind the admin token.
-	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store, Node: n.up.statusNode(), Secrets: kek})
+	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store, Node: n.up.statusNode(), Secrets: kek,
+		Drainer: maintDrainer{n}})
 	if err := n.portal.Start(ctx); err != nil {
 		return nil, err
 	}
 	// --- end status portal
 	adminAPI, err := admin.NewServer(admin.Options{
-		Logger:  log,
-		Token:   token,
-		Certs:   n.certs,
-		Routes:  n.routes,
-		Pools:   func() any { return n.edge.Load().Pools() },
-		Reload:  func(ctx context.Context) error { return n.doReload() },
-		Upgrade: func(ctx context.Context) error { return n.doUpgrade() },
-		Limits:  func() any { return n.capacity.Snapshot() },
-		Metrics: promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
-		Status:  n.portal.ManagementHandler(),
+		Logger:     log,
+		Token:      token,
+		Certs:      n.certs,
+		Routes:     n.routes,
+		Hostnames:  n.hostnames,
+		CertSource: n.hostnames.CertSource,
+		Pools:      func() any { return n.edge.Load().Pools() },
+		Reload:     func(ctx context.Context) error { return n.doReload() },
+		Upgrade:    func(ctx context.Context) error { return n.doUpgrade() },
+		Limits:     func() any { return n.capacity.Snapshot() },
+		Metrics:    promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
+		Status:     n.portal.ManagementHandler(),
+		Drains:     n.drains,
 	})
 	if err != nil {
 		return nil, err
@@ -254,7 +274,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	if err := n.tickets.Start(ctx); err != nil {
 		return nil, err
 	}
-	publicTLS := n.tickets.TLSConfig(n.certs.TLSConfig(&tls.Config{MinVersion: minVer, NextProtos: []string{"h2", "http/1.1"}}))
+	publicTLS := n.tickets.TLSConfig(n.acmeTLS(n.certs.TLSConfig(&tls.Config{MinVersion: minVer, NextProtos: []string{"h2", "http/1.1"}})))
 	n.srv = server.New(cfg, server.Options{
 		Logger:    log,
 		PublicTLS: publicTLS,
@@ -263,6 +283,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		AdminTLS:  &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{adminCert}},
 		Admin:     adminAPI,
 		Listen:    n.up.listen(),
+		PlainHTTP: n.acmeHTTP(),
 	})
 	if err := n.srv.Start(); err != nil {
 		return nil, err
@@ -283,6 +304,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		var wg sync.WaitGroup
 		wg.Go(func() { n.capacity.Run(bg) }) // every limits.check_interval
 		wg.Go(func() { n.tuneMemory(bg, 30*time.Second) })
+		wg.Go(func() { n.runACME(bg) })
 		wg.Go(func() {
 			runFleetOnce(bg, n.store, "sweep-chains", log, func(ctx context.Context) { n.sweepChains(ctx, time.Hour) })
 		})
@@ -332,7 +354,23 @@ func (n *node) registerResources() {
 		}
 		return n.srv.Connections("https")
 	})
+	// The public subscribe form's rate-limit tables (status.email).
+	r.Register("status_subscribe_clients", "count", "status.email.per_ip_per_hour", false, func() (int64, int64) {
+		if n.portal == nil {
+			return 0, 0
+		}
+		ips, _, limit := n.portal.SubscribeLimits()
+		return ips, limit
+	})
+	r.Register("status_subscribe_addresses", "count", "status.email.per_address_per_hour", false, func() (int64, int64) {
+		if n.portal == nil {
+			return 0, 0
+		}
+		_, addrs, limit := n.portal.SubscribeLimits()
+		return addrs, limit
+	})
 	n.registerListenerResources()
+	n.registerACMEResources()
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
 	r.Register("go_heap", "bytes", "Go soft memory limit (limits.memory_soft_limit)", false, func() (int64, int64) {
@@ -376,6 +414,7 @@ func (n *node) registerResources() {
 		}
 		return usage, limit
 	})
+	n.registerPoolCapacity()
 }
 
 // poolHealth adapts the live proxy state for the status portal.
@@ -429,7 +468,9 @@ func (n *node) doReload() error {
 		n.log.Warn("reload: listener addresses and timeouts, data_dir and tls changes take effect at the next restart", "listeners", restart)
 	}
 	n.swapEdge(p)
+	n.reapplyDrains()
 	n.cfg.Store(cfg)
+	n.registerPoolCapacity()
 	n.applyLimits(cfg) // every config-driven limit, live (limits.go)
 	// In-flight requests hold their own reference to the old proxy's pools;
 	// closing it stops only its health checks.
@@ -485,8 +526,14 @@ func (n *node) close() {
 		n.stopBG()
 		<-n.bgDone
 	}
+	if n.hostnames != nil {
+		n.hostnames.Close()
+	}
 	if n.routes != nil {
 		n.routes.Close()
+	}
+	if n.drains != nil {
+		n.drains.Close()
 	}
 	if p := n.edge.Load(); p != nil {
 		p.Close()

@@ -221,6 +221,16 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 	schedCmd.Flags().StringVar(&until, "until", "", "end of the window (required)")
 	schedCmd.Flags().StringVarP(&req.Body, "message", "m", "", "announcement text")
 	schedCmd.Flags().StringSliceVar(&req.Components, "component", nil, "affected component; repeatable")
+	var md status.MaintenanceDrain
+	schedCmd.Flags().StringVar(&md.Zone, "drain-zone", "", "drain this zone's members while the window runs")
+	schedCmd.Flags().StringVar(&md.Member, "drain-member", "", "drain this member (host:port) while the window runs")
+	schedCmd.Flags().StringVar(&md.Pool, "drain-pool", "", "drain only in this pool")
+	schedCmd.Flags().BoolVar(&md.Force, "force-drain", false, "start even if the drain leaves a pool without a healthy member")
+	schedCmd.PreRun = func(cmd *cobra.Command, args []string) {
+		if md.Zone != "" || md.Member != "" || md.Pool != "" || md.Force {
+			req.Drain = &md
+		}
+	}
 
 	advance := func(use, action, short string) *cobra.Command {
 		var msg string
@@ -284,6 +294,9 @@ func printMaintenance(w io.Writer, cf *clientFlags, m status.MaintenanceWindow) 
 	}
 	_, err := fmt.Fprintf(w, "%s  %s  %s – %s  %q\n", m.ID, m.Status,
 		m.ScheduledFor.UTC().Format("2006-01-02 15:04"), m.ScheduledUntil.UTC().Format("2006-01-02 15:04 UTC"), m.Name)
+	if err == nil && m.Drain != nil {
+		_, err = fmt.Fprintf(w, "    drain %s: %s %s\n", m.Drain, m.DrainState, m.DrainError)
+	}
 	return err
 }
 
@@ -387,15 +400,20 @@ func newStatusCmd(cf *clientFlags) *cobra.Command {
 
 // newSubscribersCmd is `gatehouse status subscribers add|list|rm|deliveries`.
 func newSubscribersCmd(cf *clientFlags) *cobra.Command {
-	cmd := &cobra.Command{Use: "subscribers", Short: "Webhook subscribers of the status portal and their delivery log"}
+	cmd := &cobra.Command{Use: "subscribers", Short: "Webhook and email subscribers of the status portal and their delivery log"}
 	var req status.SubscriberRequest
+	var email string   // add --email, rm --email (status_email_cmd.go)
+	var emailList bool // list --email
 	addCmd := &cobra.Command{
-		Use:   "add --url URL",
-		Short: "Subscribe an endpoint to component and incident updates; prints the signing secret once",
+		Use:   "add --url URL | --email ADDR",
+		Short: "Subscribe an endpoint (prints the signing secret once) or a confirmed email address to updates",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if email != "" {
+				return addEmailSubscriber(cmd, cf, email, req.Components)
+			}
 			if req.URL == "" {
-				return errors.New("--url: is required")
+				return errors.New("--url: is required (or --email ADDR for an email subscriber)")
 			}
 			c, err := cf.client()
 			if err != nil {
@@ -418,10 +436,18 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	addCmd.Flags().StringVar(&req.URL, "url", "", "http(s) URL to POST updates to (required)")
 	addCmd.Flags().StringVar(&req.Secret, "secret", "", "signing secret, at least 16 characters (default: a generated one)")
 	addCmd.Flags().StringSliceVar(&req.Components, "component", nil, "only updates about this component (id, Region/Name or unique name); repeatable")
+	addCmd.Flags().StringVar(&email, "email", "", "email address to subscribe, confirmed by you")
 
 	listCmd := &cobra.Command{
-		Use: "list", Short: "List webhook subscribers", Args: cobra.NoArgs,
+		Use: "list [--email [ADDR]]", Short: "List webhook subscribers, or email subscribers with --email", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if emailList {
+				addr := ""
+				if len(args) == 1 {
+					addr = args[0]
+				}
+				return listEmailSubscribers(cmd, cf, addr)
+			}
 			c, err := cf.client()
 			if err != nil {
 				return err
@@ -445,12 +471,21 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	listCmd.Flags().BoolVar(&emailList, "email", false, "list email subscribers (of one address if given)")
+	var rmEmail bool
 	rmCmd := &cobra.Command{
-		Use: "rm ID", Short: "Remove a webhook subscriber", Args: cobra.ExactArgs(1),
+		Use: "rm ID | rm --email ADDR", Short: "Remove a webhook subscriber, or an email subscriber with --email", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := cf.client()
 			if err != nil {
 				return err
+			}
+			if rmEmail {
+				if err := c.RemoveEmailSubscriber(cmd.Context(), args[0]); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "email subscriber %s removed\n", args[0])
+				return nil
 			}
 			if err := c.RemoveStatusWebhook(cmd.Context(), args[0]); err != nil {
 				return err
@@ -482,6 +517,9 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 			fmt.Fprintln(tw, "AT\tSUBSCRIBER\tEVENT\tDELIVERY\tATTEMPT\tRESULT")
 			for _, d := range list {
 				result := "ok"
+				if d.Recipients > 0 {
+					result = fmt.Sprintf("ok, %d emails", d.Recipients)
+				}
 				if !d.OK {
 					result = d.Error
 					if d.Final {
@@ -493,7 +531,8 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd)
+	rmCmd.Flags().BoolVar(&rmEmail, "email", false, "the argument is an email address")
+	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd, newSubscribersExportCmd(cf), newSubscribersImportCmd(cf))
 	return cmd
 }
 

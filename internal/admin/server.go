@@ -53,6 +53,11 @@ type Options struct {
 	Certs Certs
 	// Routes manages the dynamic routes (routes.go).
 	Routes Routes
+	// Hostnames manages the customer hostnames (hostnames.go).
+	Hostnames Hostnames
+	// CertSource tells ACME-managed certificates ("acme") from uploaded
+	// ones ("uploaded") in certificate answers (nil: not told).
+	CertSource func(id string) string
 	// Pools returns the live state of the backend pools.
 	Pools func() any
 	// Reload re-reads the static configuration and swaps it in.
@@ -69,6 +74,8 @@ type Options struct {
 	// (incidents, maintenance, component overrides); the token is checked
 	// before it is called.
 	Status http.Handler
+	// Drains drains and undrains pool members (drain.go).
+	Drains Drains
 }
 
 // Server is the admin API's http.Handler.
@@ -106,6 +113,12 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Routes != nil {
 		s.handleRoutes()
+	}
+	if opts.Drains != nil {
+		s.handleDrains()
+	}
+	if opts.Hostnames != nil {
+		s.handleHostnames()
 	}
 	if opts.Pools != nil {
 		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
@@ -322,6 +335,11 @@ func (s *Server) writeCerts(w http.ResponseWriter, r *http.Request, list []certs
 	if list == nil {
 		list = []certs.Info{}
 	}
+	if s.opts.CertSource != nil {
+		for i := range list {
+			list[i].Source = s.opts.CertSource(list[i].ID)
+		}
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"certs": list})
 }
 
@@ -348,6 +366,9 @@ func (s *Server) getCert(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		s.fail(w, r, err)
 		return
+	}
+	if s.opts.CertSource != nil {
+		info.Source = s.opts.CertSource(info.ID)
 	}
 	writeJSON(w, http.StatusOK, info)
 }

@@ -46,17 +46,18 @@ func (m *Manager) readCounter(ctx context.Context) (store.Counted, error) {
 }
 
 // admitBatch admits the bundles a batch would add, less those it would
-// replace entirely, against the bundle counter.
+// replace entirely, against the bundle counter: a batch that does not grow
+// the count (renewals) is admitted even above a lowered limit.
 func (m *Manager) admitBatch(ctx context.Context, bundles []*Bundle) error {
 	adding, removing := m.estimateBatch(bundles)
-	if adding == 0 {
+	if adding-removing <= 0 {
 		return nil
 	}
 	cnt, err := m.readCounter(ctx)
 	if err != nil {
 		return err
 	}
-	return m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-removing, adding)
+	return m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value, adding-removing)
 }
 
 // SetCacheBytes changes the bound of the decoded-certificate cache (0:

@@ -50,6 +50,11 @@ type local struct {
 	// at start: run opens it once that process lets go.
 	reopen bool
 
+	// saveMu makes each snapshot save whole: the capture, the write and
+	// the record of what was saved, so that a save that read an older
+	// index can never overwrite a newer one or its record.
+	saveMu sync.Mutex
+
 	// mu guards the fields below, and the opening of disk after start.
 	mu       sync.Mutex
 	identity string // of the store the index is from ("" unknown)
@@ -218,6 +223,8 @@ func (m *Manager) saveSnapshot() {
 	if l == nil {
 		return
 	}
+	l.saveMu.Lock()
+	defer l.saveMu.Unlock()
 	l.mu.Lock()
 	identity, saved, savedChanges, savedAt := l.identity, l.savedRev, l.savedChanges, l.savedAt
 	l.mu.Unlock()

@@ -214,6 +214,9 @@ type Info struct {
 	AddedAt   time.Time `json:"added_at"`
 	// Status is "valid", "expiring" (within the expiry warning) or "expired".
 	Status string `json:"status"`
+	// Source is "acme" for a certificate obtained for a customer hostname,
+	// "uploaded" for one brought by the operator; set by the admin API.
+	Source string `json:"source,omitempty"`
 }
 
 // Count returns the number of installed bundles known to this process.
@@ -501,25 +504,33 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 func (m *Manager) applyWatch(resp store.WatchResponse) {
 	m.pmu.Lock()
 	defer m.pmu.Unlock()
-	for _, ev := range resp.Events {
-		if p, ok := m.pending[ev.KV.Key]; ok && resp.Rev <= p.rev {
-			continue
-		}
-		host, id, ok := parseNameKey(ev.KV.Key)
-		if !ok {
-			continue
-		}
-		switch ev.Type {
-		case store.EventPut:
-			ne, err := decodeNameEntry(ev.KV.Value)
-			if err != nil {
-				m.log.Warn("ignoring malformed name index entry", "key", ev.KV.Key, "err", err)
+	// A transaction is one change: its puts go in before its deletes, so a
+	// renewal (delete the old bundle's entry, put the new one's) never
+	// leaves the name without a certificate between the two.
+	for _, put := range [2]bool{true, false} {
+		for _, ev := range resp.Events {
+			if (ev.Type == store.EventPut) != put {
 				continue
 			}
-			m.idx.put(host, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
-		case store.EventDelete:
-			m.idx.remove(host, id)
-			m.cacheDropIfUnused(id)
+			if p, ok := m.pending[ev.KV.Key]; ok && resp.Rev <= p.rev {
+				continue
+			}
+			host, id, ok := parseNameKey(ev.KV.Key)
+			if !ok {
+				continue
+			}
+			switch ev.Type {
+			case store.EventPut:
+				ne, err := decodeNameEntry(ev.KV.Value)
+				if err != nil {
+					m.log.Warn("ignoring malformed name index entry", "key", ev.KV.Key, "err", err)
+					continue
+				}
+				m.idx.put(host, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter})
+			case store.EventDelete:
+				m.idx.remove(host, id)
+				m.cacheDropIfUnused(id)
+			}
 		}
 	}
 	for k, p := range m.pending {
@@ -553,14 +564,21 @@ func (m *Manager) applyLocal(rev int64, changes []nameChange, dropped []string) 
 		// The watch got there first, and may have applied later changes too.
 		changes = nil
 	}
-	for _, c := range changes {
-		if c.put {
-			m.idx.put(c.host, c.e)
-		} else {
-			m.idx.remove(c.host, c.e.id)
-		}
-		if m.started.Load() {
-			m.pending[nameKey(c.host, c.e.id)] = pendingWrite{rev: rev, put: c.put, host: c.host, e: c.e}
+	// Puts before removes, as in applyWatch: a replaced name is never
+	// without a certificate.
+	for _, put := range [2]bool{true, false} {
+		for _, c := range changes {
+			if c.put != put {
+				continue
+			}
+			if c.put {
+				m.idx.put(c.host, c.e)
+			} else {
+				m.idx.remove(c.host, c.e.id)
+			}
+			if m.started.Load() {
+				m.pending[nameKey(c.host, c.e.id)] = pendingWrite{rev: rev, put: c.put, host: c.host, e: c.e}
+			}
 		}
 	}
 	m.pmu.Unlock()
@@ -756,7 +774,9 @@ func (m *Manager) addLocked(ctx context.Context, b *Bundle, now time.Time) (Info
 			return Info{}, nil, err
 		}
 		after := cnt.Value + 1 - int64(len(p.dropped))
-		if err := m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-int64(len(p.dropped)), 1); err != nil {
+		// Admitted by what it adds net: a renewal that replaces a bundle
+		// does not grow the count and passes even above a lowered limit.
+		if err := m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value, 1-int64(len(p.dropped))); err != nil {
 			return Info{}, nil, err
 		}
 		rev, err := m.st.Txn(ctx, append(p.conds, cnt.Cond), append(p.ops, cnt.Op(after)))
@@ -1101,7 +1121,7 @@ func (m *Manager) flush(ctx context.Context, group []*plan, idx []int, results [
 	var rev, after int64
 	cnt, err := m.readCounter(ctx)
 	for attempt := 1; err == nil; attempt++ {
-		if err = m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value-dropped, adding); err != nil {
+		if err = m.opts.Admission.Admit(ctx, capacity.Certificates, cnt.Value, adding-dropped); err != nil {
 			break
 		}
 		after = cnt.Value + adding - dropped

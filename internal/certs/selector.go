@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -47,6 +48,20 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		if cert, err := m.choose(hello, es); cert != nil || err != nil {
 			return cert, err
 		}
+		// Every bundle the index named is gone from the store: it was
+		// replaced (a renewal) after this node's index last heard, and the
+		// replacement is in the store already. Ask the store, so that a
+		// renewal never fails a handshake. (A few tries: renewals of one
+		// name in quick succession can each replace what was just read.)
+		for range 3 {
+			es := m.storeEntries(hello, normalizeName(hello.ServerName))
+			if len(es) == 0 {
+				break
+			}
+			if cert, err := m.choose(hello, es); cert != nil || err != nil {
+				return cert, err
+			}
+		}
 	}
 	if m.opts.UnknownSNI == UnknownDefault && m.opts.DefaultHostname != "" {
 		if es, _ := m.lookup(m.opts.DefaultHostname); len(es) > 0 {
@@ -54,6 +69,52 @@ func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, 
 		}
 	}
 	return nil, nil
+}
+
+// storeEntries reads the index entries of name, or else of its wildcard
+// parent, from the store itself: the rare path of a handshake that met a
+// replacement its node's index has not applied yet.
+func (m *Manager) storeEntries(hello *tls.ClientHelloInfo, name string) []entry {
+	ctx := hello.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.loadTimeout())
+	defer cancel()
+	for _, n := range []string{name, wildcardParent(name)} {
+		if n == "" {
+			continue
+		}
+		kvs, _, err := m.st.List(ctx, namePrefix(n), "", 16)
+		if err != nil {
+			return nil
+		}
+		var es []entry
+		for _, kv := range kvs {
+			host, id, ok := parseNameKey(kv.Key)
+			if !ok || host != n {
+				continue
+			}
+			ne, err := decodeNameEntry(kv.Value)
+			if err != nil {
+				continue
+			}
+			es = append(es, entry{id: id, keyType: ne.KeyType, notAfter: ne.NotAfter, rank: keyRank(ne.KeyType)})
+		}
+		if len(es) > 0 {
+			slices.SortFunc(es, compareEntries)
+			return es
+		}
+	}
+	return nil
+}
+
+// wildcardParent returns "*.rest" for "label.rest" ("" if name has no dot).
+func wildcardParent(name string) string {
+	if i := strings.IndexByte(name, '.'); i > 0 {
+		return "*" + name[i:]
+	}
+	return ""
 }
 
 // match returns the entries for a server name as sent by a client, or for

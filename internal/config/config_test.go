@@ -44,6 +44,8 @@ func TestParseGood(t *testing.T) {
 		HealthCheck: HealthCheck{Path: "/healthz", Interval: Duration(time.Second),
 			Timeout: Duration(time.Second), Rise: 2, Fall: 3},
 		Timeouts: Timeouts{Dial: Duration(5 * time.Second), ResponseHeader: Duration(60 * time.Second), IdleConn: Duration(90 * time.Second)},
+		Failover: Failover{Policy: FailoverSpread, MinHealthyShare: DefaultMinHealthyShare,
+			ReturnAfter: Duration(DefaultReturnAfter), SlowStart: Duration(DefaultSlowStart)},
 	}
 	if diff := cmp.Diff(cfg.Pools[0], want); diff != "" {
 		t.Errorf("pool (-got +want):\n%s", diff)

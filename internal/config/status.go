@@ -59,6 +59,7 @@ func (c *Config) validateStatus(v *validator, pools map[string]bool) {
 		}
 	}
 	c.validateErrorRate(v)
+	c.validateStatusEmail(v)
 	for i, h := range s.Webhooks.AllowHosts {
 		if _, _, err := ParseAllowHost(h); err != nil {
 			v.add(fmt.Sprintf("status.webhooks.allow_hosts[%d]", i), "%v", err)

@@ -25,6 +25,9 @@ type Config struct {
 	ResponseCache ResponseCache `yaml:"response_cache"`
 	Limits        Limits        `yaml:"limits"`
 	Log           Log           `yaml:"log"`
+	// ACME obtains and renews certificates for registered hostnames
+	// (acme.go); nil: off.
+	ACME *ACME `yaml:"acme"`
 }
 
 // Store selects the dynamic-state store: the embedded default (a bbolt file
@@ -173,12 +176,18 @@ type Pool struct {
 	Retries int `yaml:"retries"`
 	// MaxConnsPerMember caps connections to each member (0: no cap).
 	MaxConnsPerMember int `yaml:"max_conns_per_member"`
+	// Failover says how traffic is shared between the members' zones
+	// (failover.go).
+	Failover Failover `yaml:"failover"`
 }
 
 // Member is one backend server.
 type Member struct {
 	Address string `yaml:"address"` // host:port
 	Weight  int    `yaml:"weight"`  // default 1
+	// Zone names where the member runs (a data centre or availability
+	// zone, e.g. eu01-dc1); "" for none.
+	Zone string `yaml:"zone"`
 }
 
 // HealthCheck is an active HTTP health check.
@@ -273,6 +282,8 @@ type Status struct {
 	Components []Component `yaml:"components"`
 	// Webhooks is the policy for webhook subscriber URLs (status.go).
 	Webhooks StatusWebhooks `yaml:"webhooks"`
+	// Email, if set, lets readers subscribe by email (status_email.go).
+	Email *StatusEmail `yaml:"email"`
 }
 
 // ErrorRate sets how the share of failed requests (5xx from members,

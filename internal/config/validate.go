@@ -115,6 +115,7 @@ func (c *Config) ApplyDefaults() {
 				p.Members[j].Weight = 1
 			}
 		}
+		p.Failover.applyDefaults()
 		hc := &p.HealthCheck
 		if hc.Path != "" {
 			if hc.Interval == 0 {
@@ -169,6 +170,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Log.Format == "" {
 		c.Log.Format = "text"
 	}
+	c.applyACMEDefaults()
 }
 
 // Validate reports every problem of an already defaulted configuration,
@@ -191,6 +193,7 @@ func (c *Config) Validate() error {
 	c.validateRoutes(v, pools)
 	c.validateResponseCache(v)
 	c.validateStatus(v, pools)
+	c.validateACME(v, pools)
 	if c.Limits.MaxCertificates < 0 {
 		v.add("limits.max_certificates", "must not be negative (0 means no limit)")
 	}
@@ -417,6 +420,7 @@ func (c *Config) validatePools(v *validator) map[string]bool {
 		if p.MaxConnsPerMember < 0 {
 			v.add(pp+".max_conns_per_member", "must not be negative")
 		}
+		p.validateFailover(v, pp)
 	}
 	return names
 }

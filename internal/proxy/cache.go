@@ -250,6 +250,9 @@ func (px *Proxy) writeEntry(w http.ResponseWriter, r *http.Request, e *cache.Ent
 	if e.Status != http.StatusNoContent {
 		h["Content-Length"] = []string{strconv.Itoa(len(e.Body))}
 	}
+	if r.ProtoMajor == 2 {
+		armPage(w, r, px.writeIdle) // HTTP/1 is armed when its request starts
+	}
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {
 		_, _ = w.Write(e.Body)

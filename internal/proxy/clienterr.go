@@ -143,20 +143,21 @@ func deadlines(w http.ResponseWriter) (writeDeadliner, readDeadliner) {
 	}
 }
 
-// h2ArmAfter is how much of an HTTP/2 response is written before its
-// write deadline is armed: less than the smallest initial flow-control
-// window (65,535 bytes), so a smaller response never waits for the client
-// and never pays for a stream timer.
-const h2ArmAfter = 32 << 10
-
 // writeClock bounds the wait between two writes of one response: before
 // a write it moves the write deadline to now plus the timeout, at most
 // once per eighth of the timeout, so the limit holds within 1/8.
+//
+// On HTTP/2 the stream's write deadline is a timer that resets the stream
+// when it fires, whether a write waits or not. So that it bounds the wait
+// for the client only, never a pause of the member, it is armed before a
+// write and lifted (wrote) before the edge waits for the member again; and
+// armed (finish) when the response is complete, for the last bytes the
+// server flushes after the handler returns: a client that grants no flow
+// control window holds even a small response there.
 type writeClock struct {
 	dl      writeDeadliner
 	timeout time.Duration
-	armed   time.Time
-	written int64
+	armed   time.Time // zero: no deadline set by this clock
 	h2      bool
 }
 
@@ -168,21 +169,36 @@ func newWriteClock(w http.ResponseWriter, r *http.Request, timeout time.Duration
 	return writeClock{dl: dl, timeout: timeout, h2: r.ProtoMajor == 2}
 }
 
-// tick runs before writing n bytes (0 for a header).
+// tick runs before writing n bytes (0 for a header; HTTP/2 headers are not
+// flow-controlled and arm nothing).
 func (c *writeClock) tick(n int) {
-	if c.dl == nil {
-		return
-	}
-	c.written += int64(n)
-	if c.h2 && c.written < h2ArmAfter {
+	if c.dl == nil || c.h2 && n == 0 {
 		return
 	}
 	now := time.Now()
-	if now.Sub(c.armed) < c.timeout>>3 {
+	if !c.armed.IsZero() && now.Sub(c.armed) < c.timeout>>3 {
 		return
 	}
 	c.armed = now
 	_ = c.dl.SetWriteDeadline(now.Add(c.timeout))
+}
+
+// wrote runs after a write, before the edge waits for the member again:
+// on HTTP/2 it lifts the stream's deadline.
+func (c *writeClock) wrote() {
+	if c.h2 && c.dl != nil && !c.armed.IsZero() {
+		c.armed = time.Time{}
+		_ = c.dl.SetWriteDeadline(time.Time{})
+	}
+}
+
+// finish runs when the response is complete and anything was written: on
+// HTTP/2 it arms the deadline for the bytes flushed after the handler.
+func (c *writeClock) finish() {
+	if c.h2 && c.dl != nil && c.armed.IsZero() {
+		c.armed = time.Now()
+		_ = c.dl.SetWriteDeadline(c.armed.Add(c.timeout))
+	}
 }
 
 // armWrite sets w's write deadline to now plus timeout: for an HTTP/1
@@ -191,6 +207,24 @@ func (c *writeClock) tick(n int) {
 // before the edge writes a page of its own.
 func armWrite(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
 	if timeout <= 0 || r.ProtoMajor != 1 {
+		return
+	}
+	if dl, _ := deadlines(w); dl != nil {
+		_ = dl.SetWriteDeadline(time.Now().Add(timeout))
+	}
+}
+
+// armPage arms the write deadline before the edge writes an answer of its
+// own (a page, a cached response): as armWrite on HTTP/1, and on HTTP/2
+// the stream's deadline, which no wait for a member follows there; without
+// it a client granting no flow control window holds the answer, its stream
+// and its connection without end.
+func armPage(w http.ResponseWriter, r *http.Request, timeout time.Duration) {
+	if r.ProtoMajor != 2 {
+		armWrite(w, r, timeout)
+		return
+	}
+	if timeout <= 0 {
 		return
 	}
 	if dl, _ := deadlines(w); dl != nil {
@@ -254,6 +288,8 @@ type rpState struct {
 	fwd   forwarded
 	// counted is set once a client error of this request is counted.
 	counted bool
+	// wroteBody is set once a body byte went to the client.
+	wroteBody bool
 }
 
 func (s *rpState) WriteHeader(code int) {
@@ -267,7 +303,21 @@ func (s *rpState) Write(b []byte) (int, error) {
 	if err != nil {
 		s.clientError(writeReason(err))
 	}
+	s.clock.wrote() // ReverseProxy reads the member next
+	s.wroteBody = s.wroteBody || n > 0
 	return n, err
+}
+
+// FlushError flushes what Write buffered (ReverseProxy flushes after each
+// write of a response of unknown length) within the write deadline.
+func (s *rpState) FlushError() error {
+	s.clock.tick(1)
+	err := http.NewResponseController(s.ResponseWriter).Flush()
+	if err != nil {
+		s.clientError(writeReason(err))
+	}
+	s.clock.wrote()
+	return err
 }
 
 // clientError counts reason, once per request.

@@ -400,6 +400,7 @@ func (p *pool) dial(ctx context.Context, m *member) (*backendConn, error) {
 	if err != nil {
 		return nil, err
 	}
+	conn = m.live.track(conn)
 	bc := &backendConn{conn: conn}
 	bc.lr = io.LimitedReader{R: conn, N: maxResponseHeaderBytes}
 	bc.br = bufio.NewReaderSize(&bc.lr, 4<<10)
@@ -454,12 +455,14 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 
 	// Like ReverseProxy: a body of unknown length is flushed as it comes.
 	flush := res.ContentLength < 0
+	wrote := false
 	buf := px.buffers.Get()
 	defer px.buffers.Put(buf)
 	for {
 		n, rerr := res.Body.Read(buf)
 		if n > 0 {
 			clock.tick(n)
+			wrote = true
 			if _, werr := w.Write(buf[:n]); werr != nil {
 				// The client went away or stopped reading.
 				px.clientErrs.add(writeReason(werr))
@@ -475,6 +478,9 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 		if rerr == io.EOF {
 			break
 		}
+		if n > 0 && rerr == nil {
+			clock.wrote() // the member is read next
+		}
 		if rerr != nil {
 			if ctx := r.Context(); ctx.Err() != nil {
 				// The client went away: its cancellation aborted the
@@ -487,6 +493,9 @@ func (px *Proxy) copyResponse(w http.ResponseWriter, r *http.Request, p *pool, m
 			// Abort the client's response: it is truncated.
 			panic(http.ErrAbortHandler)
 		}
+	}
+	if wrote {
+		clock.finish()
 	}
 	if len(res.Trailer) == announced {
 		for k, vv := range res.Trailer {

@@ -32,6 +32,9 @@ import (
 //
 //	/upload  reads the whole body and answers its length
 //	/big     streams up to 200 MB, counting the responses cut short
+//	/20k     answers 20 KiB
+//	/pause   answers 40 KiB, pauses 600ms, then "end"
+//	/events  answers three short lines, each flushed (no Content-Length)
 //	/500     answers 500
 //	/reset   resets the connection without an answer
 //	other    answers "ok"
@@ -72,6 +75,18 @@ func (rec *recorder) serve(w http.ResponseWriter, r *http.Request) {
 				return
 			}
 		}
+	case "/20k":
+		w.Write(bytes.Repeat([]byte("k"), 20<<10))
+	case "/events":
+		for range 3 {
+			io.WriteString(w, "event\n")
+			http.NewResponseController(w).Flush()
+		}
+	case "/pause":
+		w.Write(bytes.Repeat([]byte("p"), 40<<10))
+		http.NewResponseController(w).Flush()
+		time.Sleep(600 * time.Millisecond)
+		io.WriteString(w, "end")
 	case "/500":
 		w.WriteHeader(http.StatusInternalServerError)
 	case "/reset":
@@ -159,7 +174,8 @@ func newHostile(t *testing.T, https config.Listener, opts Options) *hostileSetup
 	hs.front = newFront(t, &config.Config{
 		Listeners: config.Listeners{HTTPS: https},
 		Pools:     []config.Pool{direct, rp},
-		Routes:    []config.Route{{Host: "direct.test", Pool: "direct"}, {Host: "rp.test", Pool: "rp"}},
+		Routes: []config.Route{{Host: "direct.test", Pool: "direct"}, {Host: "rp.test", Pool: "rp"},
+			{Host: "cache.test", Pool: "direct", Cache: config.RouteCache{Enabled: true, DefaultTTL: config.Duration(time.Hour)}}},
 	}, opts)
 	return hs
 }
@@ -454,7 +470,7 @@ func TestHostileUnreadResponse(t *testing.T) {
 			conn := hs.raw(t)
 			fmt.Fprintf(conn, "GET /big HTTP/1.1\r\nHost: %s\r\n\r\n", h)
 			cut++
-			waitFor(t, "the member's response to be cut off", func() bool { return hs.rec.bigCut.Load() >= cut })
+			waitForWithin(t, 30*time.Second, "the member's response to be cut off", func() bool { return hs.rec.bigCut.Load() >= cut })
 			waitFor(t, "the member connection to be released", func() bool { return hs.rec.open.Load() == 0 })
 		})
 		t.Run("http2/"+h, func(t *testing.T) {
@@ -469,7 +485,7 @@ func TestHostileUnreadResponse(t *testing.T) {
 				t.Fatalf("HTTP/%d, want 2", res.ProtoMajor)
 			}
 			cut++
-			waitFor(t, "the member's response to be cut off", func() bool { return hs.rec.bigCut.Load() >= cut })
+			waitForWithin(t, 30*time.Second, "the member's response to be cut off", func() bool { return hs.rec.bigCut.Load() >= cut })
 			waitFor(t, "the member connection to be released", func() bool { return hs.rec.open.Load() == 0 })
 		})
 	}
@@ -819,6 +835,9 @@ func TestRouteTimeouts(t *testing.T) {
 
 	conn = hs.raw(t)
 	io.WriteString(conn, "GET /big HTTP/1.1\r\nHost: direct.test\r\n\r\n")
-	waitFor(t, "the unread response to be cut off", func() bool { return rec.bigCut.Load() == 1 })
-	waitFor(t, "the member connections to be released", func() bool { return rec.open.Load() == 0 })
+	// The edge reads until the socket buffers toward the client are full
+	// (megabytes through TLS) before its writes stall; under -race on a
+	// busy machine that alone can take seconds.
+	waitForWithin(t, 30*time.Second, "the unread response to be cut off", func() bool { return rec.bigCut.Load() == 1 })
+	waitForWithin(t, 30*time.Second, "the member connections to be released", func() bool { return rec.open.Load() == 0 })
 }

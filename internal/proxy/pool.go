@@ -3,7 +3,9 @@ package proxy
 import (
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/http/httputil"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,6 +37,19 @@ type member struct {
 	watch     *health.Watch // nil until checks start
 	// conns are the idle connections of the direct path.
 	conns connPool
+
+	// zone is the index of the member's zone in pool.zones, -1 for none.
+	zone int
+	// drained members get no new request; see drain.go.
+	drained atomic.Bool
+	// rampFrom is when the member's slow start began (Unix nanoseconds),
+	// 0 when it takes its full share.
+	rampFrom atomic.Int64
+	// tr is the member's HTTP/1.1 transport (the ReverseProxy path), one
+	// per member so that a drain closes only its idle connections.
+	tr *http.Transport
+	// live tracks the member's open upstream connections (drain.go).
+	live liveConns
 }
 
 // pool is a group of members with a balancer and its reverse proxy.
@@ -54,6 +69,24 @@ type pool struct {
 	// rebuilt on every health transition, so picks never skip members.
 	ready atomic.Pointer[[]*member]
 	mu    sync.Mutex // mu serialises rebuilds of ready
+
+	// Failover (config.Failover): the zones in order of preference, the
+	// share of a zone's weight that must be available for it to take
+	// traffic under the priority policy, the hysteresis before traffic
+	// returns to a preferred zone, and the slow start of undrained members.
+	priority    bool
+	zones       []string
+	minShare    float64
+	returnAfter time.Duration
+	slowStart   time.Duration
+	// Guarded by mu: the zone priority traffic goes to (-1: every zone),
+	// since when each zone has had enough available capacity, and the
+	// timer that rebuilds when a preferred zone's hysteresis ends.
+	activeZone int
+	okSince    []time.Time
+	returnT    *time.Timer
+	closed     bool
+	now        func() time.Time
 
 	rp        *httputil.ReverseProxy
 	transport *poolTransport
@@ -103,6 +136,18 @@ func newPool(pc config.Pool) *pool {
 		responseHeaderTimeout: orDefault(pc.Timeouts.ResponseHeader.D(), DefaultResponseHeaderTimeout),
 		idleTimeout:           orDefault(pc.Timeouts.IdleConn.D(), DefaultIdleConnTimeout),
 		stats:                 new(poolStats),
+
+		priority:    pc.Failover.Policy == config.FailoverPriority,
+		minShare:    pc.Failover.MinHealthyShare,
+		returnAfter: pc.Failover.ReturnAfter.D(),
+		slowStart:   pc.Failover.SlowStart.D(),
+		activeZone:  -1,
+		now:         time.Now,
+	}
+	p.zones = pc.Zones()
+	p.okSince = make([]time.Time, len(p.zones))
+	if p.minShare <= 0 {
+		p.minShare = config.DefaultMinHealthyShare
 	}
 	if p.algo == "" {
 		p.algo = RoundRobin
@@ -120,7 +165,7 @@ func newPool(pc config.Pool) *pool {
 		}
 	}
 	for _, mc := range pc.Members {
-		m := &member{addr: mc.Address, weight: max(mc.Weight, 1), pool: p}
+		m := &member{addr: mc.Address, weight: max(mc.Weight, 1), pool: p, zone: slices.Index(p.zones, mc.Zone)}
 		m.up.Store(true)
 		p.members = append(p.members, m)
 		p.byAddr[m.addr] = m
@@ -140,13 +185,22 @@ func (m *member) setUp(up bool) {
 	}
 }
 
-// rebuild recomputes ready from the members' up flags.
+// available reports whether m may take new requests: healthy and not
+// drained.
+func (m *member) available() bool { return m.up.Load() && !m.drained.Load() }
+
+// rebuild recomputes ready from the members' up and drained flags and,
+// under the priority policy, the zone traffic goes to.
 func (p *pool) rebuild() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	zone := -1
+	if p.priority && len(p.zones) > 0 {
+		zone = p.chooseZoneLocked(p.now())
+	}
 	var healthy []*member
 	for _, m := range p.members {
-		if m.up.Load() {
+		if m.available() && (zone < 0 || m.zone == zone) {
 			healthy = append(healthy, m)
 		}
 	}
@@ -156,10 +210,91 @@ func (p *pool) rebuild() {
 	p.ready.Store(&healthy)
 }
 
+// chooseZoneLocked returns the zone the priority policy sends traffic
+// to: the first zone in order whose available share of member weight is
+// at least minShare, except that traffic returns to a zone before the
+// current one only once that zone has been good for returnAfter (a timer
+// rebuilds then). With no good zone it returns -1: every available member
+// of every zone takes traffic.
+func (p *pool) chooseZoneLocked(now time.Time) int {
+	cur := p.activeZone
+	good := func(z int) bool { return !p.okSince[z].IsZero() }
+	for z := range p.zones {
+		var avail, total int
+		for _, m := range p.members {
+			if m.zone != z {
+				continue
+			}
+			total += m.weight
+			if m.available() {
+				avail += m.weight
+			}
+		}
+		ok := total > 0 && float64(avail) >= p.minShare*float64(total)
+		switch {
+		case !ok:
+			p.okSince[z] = time.Time{}
+		case p.okSince[z].IsZero():
+			p.okSince[z] = now
+		}
+	}
+	choice := -1
+	for z := range p.zones {
+		if !good(z) {
+			continue
+		}
+		if cur >= 0 && z < cur && good(cur) {
+			if wait := p.returnAfter - now.Sub(p.okSince[z]); wait > 0 {
+				p.armReturnLocked(wait)
+				continue
+			}
+		}
+		choice = z
+		break
+	}
+	p.activeZone = choice
+	return choice
+}
+
+// armReturnLocked rebuilds after d, when a preferred zone's hysteresis
+// ends.
+func (p *pool) armReturnLocked(d time.Duration) {
+	if p.closed {
+		return
+	}
+	if p.returnT == nil {
+		p.returnT = time.AfterFunc(d, p.rebuild)
+		return
+	}
+	p.returnT.Reset(d)
+}
+
+// stop ends the pool's timers.
+func (p *pool) stop() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.closed = true
+	if p.returnT != nil {
+		p.returnT.Stop()
+	}
+}
+
+// ActiveZone returns the zone the priority policy sends traffic to, ""
+// when it is every zone (spread, or no zone good enough).
+func (p *pool) activeZoneName() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.priority || p.activeZone < 0 {
+		return ""
+	}
+	return p.zones[p.activeZone]
+}
+
 // pick chooses a healthy member, or returns nil if there is none. It is
 // lock-free: an atomic counter (round robin over the healthy members or
 // over the precomputed weighted schedule) or two random choices compared
-// by in-flight requests.
+// by in-flight requests. A member in slow start is passed over with a
+// probability that falls as its ramp goes on.
 func (p *pool) pick() *member {
 	ms := *p.ready.Load()
 	n := len(ms)
@@ -175,13 +310,37 @@ func (p *pool) pick() *member {
 			j++
 		}
 		a, b := ms[i], ms[j]
-		if b.inflight.Load() < a.inflight.Load() {
+		if b.inflight.Load() < a.inflight.Load() || !p.admit(a) {
 			return b
 		}
 		return a
 	default:
-		return ms[(p.rr.Add(1)-1)%uint64(n)]
+		m := ms[(p.rr.Add(1)-1)%uint64(n)]
+		for range 2 {
+			if p.admit(m) {
+				return m
+			}
+			m = ms[(p.rr.Add(1)-1)%uint64(n)]
+		}
+		return m
 	}
+}
+
+// admit reports whether m takes a request now: always, unless it is in
+// slow start, where its chance grows linearly over slowStart (at least
+// 1 in 20 from the start).
+func (p *pool) admit(m *member) bool {
+	from := m.rampFrom.Load()
+	if from == 0 {
+		return true
+	}
+	el := time.Now().UnixNano() - from
+	if el >= int64(p.slowStart) {
+		m.rampFrom.CompareAndSwap(from, 0)
+		return true
+	}
+	share := max(float64(el)/float64(p.slowStart), 0.05)
+	return rand.Float64() < share
 }
 
 // pickExcept chooses a healthy member not in tried, for a retry.
@@ -201,6 +360,22 @@ outer:
 			}
 		}
 		return m
+	}
+	if p.priority {
+		// Under the priority policy, a retry may spill to an available
+		// member of another zone before health checks move the traffic.
+	spill:
+		for _, m := range p.members {
+			if !m.available() {
+				continue
+			}
+			for _, t := range tried {
+				if t == m {
+					continue spill
+				}
+			}
+			return m
+		}
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"io"
@@ -22,12 +23,19 @@ const (
 	maxIdleConnsPerMember        = 256
 )
 
-// newTransport returns the HTTP/1.1 transport toward the members of a pool.
-func newTransport(pc config.Pool) *http.Transport {
+// newTransport returns the HTTP/1.1 transport toward a member of a pool;
+// its connections are tracked in live.
+func newTransport(pc config.Pool, live *liveConns) *http.Transport {
 	d := newDialer(pc)
 	return &http.Transport{
-		Proxy:                 nil, // never an environment proxy toward members
-		DialContext:           d.DialContext,
+		Proxy: nil, // never an environment proxy toward members
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return live.track(c), nil
+		},
 		ResponseHeaderTimeout: orDefault(pc.Timeouts.ResponseHeader.D(), DefaultResponseHeaderTimeout),
 		IdleConnTimeout:       orDefault(pc.Timeouts.IdleConn.D(), DefaultIdleConnTimeout),
 		MaxIdleConnsPerHost:   maxIdleConnsPerMember,
@@ -51,14 +59,13 @@ func newDialer(pc config.Pool) *net.Dialer {
 // ejection.
 type poolTransport struct {
 	pool *pool
-	base *http.Transport
 }
 
 // RoundTrip implements http.RoundTripper.
 func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := t.pool
-	res, err := t.base.RoundTrip(req)
 	first := p.byAddr[req.URL.Host]
+	res, err := first.roundTrip(req)
 	if err == nil {
 		first.succeeded()
 		return res, nil
@@ -92,7 +99,7 @@ func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u.Host = m.addr
 		r2.URL = &u
 		m.inflight.Add(1)
-		res, err = t.base.RoundTrip(r2)
+		res, err = m.roundTrip(r2)
 		if err == nil {
 			m.succeeded()
 			res.Body = countBody(res.Body, m)

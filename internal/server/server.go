@@ -31,6 +31,9 @@ type Options struct {
 	// AdminTLS and Admin serve the admin API.
 	AdminTLS *tls.Config
 	Admin    http.Handler
+	// PlainHTTP, if set, wraps the plain HTTP listener's redirect handler,
+	// for ACME HTTP-01 challenges answered before the redirect.
+	PlainHTTP func(redirect http.Handler) http.Handler
 	// Listen binds a listener's socket; nil means net.Listen. An Upgrader's
 	// Listen inherits the sockets of the process it replaces.
 	Listen func(network, addr string) (net.Listener, error)
@@ -93,6 +96,9 @@ func (s *Server) Start() error {
 	for _, sp := range specs {
 		if sp.name == "http" {
 			sp.handler = RedirectHandler(s.Addr("https"))
+			if s.opts.PlainHTTP != nil {
+				sp.handler = s.opts.PlainHTTP(sp.handler)
+			}
 		}
 		m, err := s.listen(sp.name, sp.lc, sp.handler, sp.tls)
 		if err != nil {

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"gatehouse/internal/store"
@@ -318,6 +319,12 @@ func (p *Portal) Lead(ctx context.Context) {
 		p.startLeadingLocked()
 	}
 	p.mu.Unlock()
+	if p.mail != nil {
+		// Email goes out from the leader only, from the queue in the store.
+		var wg sync.WaitGroup
+		wg.Go(func() { p.mail.runMail(ctx) })
+		defer wg.Wait()
+	}
 	<-ctx.Done()
 	p.mu.Lock()
 	p.elected = false

@@ -29,6 +29,7 @@ type SiteExport struct {
 // no authentication: mount it behind the admin API's token check.
 func (p *Portal) ManagementHandler() http.Handler {
 	mux := http.NewServeMux()
+	p.emailRoutes(mux) // emailapi.go
 	mux.HandleFunc("GET /v1/status/components", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"components": p.Components()})
 	})

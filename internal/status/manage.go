@@ -45,6 +45,9 @@ type MaintenanceRequest struct {
 	Components     []string  `json:"components"`
 	ScheduledFor   time.Time `json:"scheduled_for"`
 	ScheduledUntil time.Time `json:"scheduled_until"`
+	// Drain drains pool members while the window runs; without
+	// Components, the components of the affected pools are affected.
+	Drain *MaintenanceDrain `json:"drain,omitempty"`
 }
 
 // OverrideRequest sets a component's state by hand.
@@ -383,11 +386,18 @@ func (p *Portal) ScheduleMaintenance(ctx context.Context, req MaintenanceRequest
 		return MaintenanceWindow{}, inputErr("scheduled_until", "%s is not after scheduled_for %s",
 			req.ScheduledUntil.UTC().Format(time.RFC3339), req.ScheduledFor.UTC().Format(time.RFC3339))
 	}
+	drainPools, err := p.checkMaintenanceDrain(req.Drain)
+	if err != nil {
+		return MaintenanceWindow{}, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	ids, err := p.resolveComponentsLocked("components", req.Components)
 	if err != nil {
 		return MaintenanceWindow{}, err
+	}
+	if req.Drain != nil && len(req.Components) == 0 {
+		ids = p.componentsOfPoolsLocked(drainPools)
 	}
 	now := p.now()
 	body := req.Body
@@ -397,6 +407,10 @@ func (p *Portal) ScheduleMaintenance(ctx context.Context, req MaintenanceRequest
 	m := &MaintenanceWindow{ID: p.id(), Name: strings.TrimSpace(req.Name), Status: Scheduled, Components: ids,
 		ScheduledFor: req.ScheduledFor.UTC(), ScheduledUntil: req.ScheduledUntil.UTC(), CreatedAt: now, UpdatedAt: now,
 		Updates: []Update{{ID: p.id(), Status: Scheduled, Body: body, CreatedAt: now}}}
+	if req.Drain != nil {
+		d := *req.Drain
+		m.Drain, m.DrainState = &d, DrainPending
+	}
 	if err := saveLocked(ctx, p, p.maints, keyMaintenances, m.ID, m, now); err != nil {
 		return MaintenanceWindow{}, err
 	}
@@ -427,6 +441,12 @@ func (p *Portal) SetMaintenanceStatus(ctx context.Context, id, status, body stri
 	}
 	now := p.now()
 	m := *cur
+	if extra, ok := p.maintenanceDrainLocked(&m, status); !ok {
+		p.recordRefusalLocked(&m)
+		return MaintenanceWindow{}, inputErr("drain", "%s", m.DrainError)
+	} else if extra != "" {
+		body += " " + extra
+	}
 	m.Updates = withUpdate(cur.Updates, Update{ID: p.id(), Status: status, Body: body, CreatedAt: now})
 	setMaintStatus(&m, status, now)
 	if err := saveLocked(ctx, p, p.maints, keyMaintenances, id, &m, now); err != nil {

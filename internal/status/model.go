@@ -161,6 +161,12 @@ type MaintenanceWindow struct {
 	StartedAt      *time.Time `json:"started_at,omitempty"`
 	CompletedAt    *time.Time `json:"completed_at,omitempty"`
 	Updates        []Update   `json:"updates"`
+	// Drain, if set, is drained while the window runs (maintdrain.go);
+	// DrainState is pending, refused, drained or restored, DrainError
+	// why the drain was refused or failed.
+	Drain      *MaintenanceDrain `json:"drain,omitempty"`
+	DrainState string            `json:"drain_state,omitempty"`
+	DrainError string            `json:"drain_error,omitempty"`
 }
 
 // Latest returns the newest update.

@@ -54,6 +54,7 @@ type file struct {
 	etag  []string
 	clen  []string
 	html  bool
+	csp   []string // replaces hdrCSP for this page
 }
 
 // site is an immutable rendering of the whole portal: path → file.
@@ -93,7 +94,9 @@ func (s *site) serve(w http.ResponseWriter, r *http.Request) {
 	h["Etag"] = f.etag
 	h["Cache-Control"] = hdrCacheControl
 	h["X-Content-Type-Options"] = hdrNoSniff
-	if f.html {
+	if f.csp != nil {
+		h["Content-Security-Policy"] = f.csp
+	} else if f.html {
 		h["Content-Security-Policy"] = hdrCSP
 	} else {
 		h["Access-Control-Allow-Origin"] = hdrAnyOrigin
@@ -158,10 +161,12 @@ type (
 	}
 	indexView struct {
 		viewBase
-		Banner  APIStatus
-		Active  []itemView
-		Maint   []itemView
-		Regions []regionView
+		Banner APIStatus
+		// Subscribe links the email subscription form (status.email).
+		Subscribe bool
+		Active    []itemView
+		Maint     []itemView
+		Regions   []regionView
 	}
 	regionView struct {
 		ID, Name   string
@@ -290,6 +295,10 @@ func (p *Portal) renderLocked() {
 	if len(loose.Components) > 0 {
 		loose.ID, loose.Name = "services", "Services"
 		idx.Regions = append(idx.Regions, loose)
+	}
+	if p.mail != nil {
+		idx.Subscribe = true
+		p.renderSubscribeLocked(b)
 	}
 	b.page(p.tmpl.pages["index"], "index.html", idx)
 

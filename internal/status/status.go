@@ -131,6 +131,9 @@ type Options struct {
 	// when member health did not change (default 5s); observations older
 	// than StaleAfter times Publish are ignored.
 	Publish time.Duration
+	// Drainer drains pool members for maintenance windows that ask for
+	// it (maintdrain.go); nil refuses such windows.
+	Drainer Drainer
 }
 
 // Sealer encrypts small secrets at rest, bound to a label (certs.KEK).
@@ -216,6 +219,9 @@ type Portal struct {
 	renderCount uint64
 	events      []pendingEvent // announced at the next render
 
+	mail   *emailer       // nil without status.email (email.go)
+	mailWG sync.WaitGroup // notifications being queued in the store
+
 	site    atomic.Pointer[site]
 	changed atomic.Pointer[chan struct{}] // closed and replaced at every render
 
@@ -224,6 +230,7 @@ type Portal struct {
 	// life ends when Close begins: store calls of the sampling loop give
 	// up then instead of holding up a shutdown.
 	life    context.Context
+	drainer Drainer // Options.Drainer
 	endLife context.CancelFunc
 }
 
@@ -244,6 +251,7 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	p := &Portal{
 		life:      life,
 		endLife:   endLife,
+		drainer:   opts.Drainer,
 		log:       log.With("component", "status"),
 		interval:  opts.Interval,
 		flushEvry: opts.HistoryFlush,
@@ -284,6 +292,9 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 		p.src = func() []Pool { return nil }
 	}
 	p.clearSecret = map[string]bool{}
+	if cfg.Email != nil {
+		p.mail = newEmailer(p, *cfg.Email, cfg.URL)
+	}
 	p.hooks = newDispatcher(p.log, opts, p.guard, p.deliveryLogged)
 	p.started = p.now()
 	ch := make(chan struct{})
@@ -440,6 +451,7 @@ func (p *Portal) Close() error {
 		<-p.done
 	}
 	err := p.stepDown()
+	p.mailWG.Wait()
 	p.hooks.close()
 	// After a hand-over the record is the successor's: deleting it would
 	// withdraw the new process's observation (and, while the embedded
@@ -651,6 +663,16 @@ func (p *Portal) advanceMaintenanceLocked(now time.Time) bool {
 			continue
 		}
 		cp := *m
+		extra, ok := p.maintenanceDrainLocked(&cp, next)
+		if !ok {
+			if cp.DrainError != m.DrainError {
+				p.recordRefusalLocked(&cp)
+			}
+			continue
+		}
+		if extra != "" {
+			body += " " + extra
+		}
 		cp.Updates = withUpdate(m.Updates, Update{ID: p.id(), Status: next, Body: body, CreatedAt: now})
 		setMaintStatus(&cp, next, now)
 		if err := p.casLocked(p.life, keyMaintenances+m.ID, &cp); err != nil {
@@ -919,6 +941,9 @@ func (p *Portal) applyEventsLocked(events []store.Event) {
 
 // ServeHTTP serves the public portal from the rendered site.
 func (p *Portal) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if p.serveSubscribe(w, r) {
+		return
+	}
 	p.site.Load().serve(w, r)
 }
 

@@ -81,6 +81,11 @@ type Delivery struct {
 	OK         bool      `json:"ok"`
 	Final      bool      `json:"final"` // no further attempt follows
 	At         time.Time `json:"at"`
+	// Channel is "email" for email deliveries (empty: webhook); Subscriber
+	// is then "email:<subscriber id>", or "email" for a whole batch whose
+	// Recipients counts the messages accepted.
+	Channel    string `json:"channel,omitempty"`
+	Recipients int    `json:"recipients,omitempty"`
 }
 
 // Sign returns the signature header value of body under secret.
@@ -355,6 +360,13 @@ func (d *dispatcher) componentUpdate(p *Portal, c *component, old string, at tim
 func (p *Portal) flushEventsLocked(m *apiModel) {
 	events := p.events
 	p.events = nil
+	if p.leading && p.mail != nil {
+		for _, ev := range events {
+			if ev.kind == "incident_update" {
+				p.mailEventLocked(ev.id)
+			}
+		}
+	}
 	if !p.leading || len(p.subs) == 0 || len(events) == 0 {
 		return
 	}

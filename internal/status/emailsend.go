@@ -1,0 +1,352 @@
+package status
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"strings"
+	"time"
+
+	"gatehouse/internal/mailer"
+	"gatehouse/internal/store"
+)
+
+// Sending, on the leader. Each pass sends the queued confirmations, then
+// the notifications in the order they were queued. A notification's
+// cursor (the last subscriber handled) is written with a compare-and-swap
+// right after the mail server accepts each message, so a leader that dies
+// mid-batch is followed by one that resumes after the last accepted
+// message: at most the one message in flight at the crash is sent twice,
+// none is lost. A 4xx answer or an unreachable server stops the pass,
+// which is retried with a growing delay; a 5xx answer counts against the
+// address and the batch moves on.
+
+// Retry delays of the sender after a temporary failure.
+const (
+	mailRetryFirst = 2 * time.Second
+	mailRetryMax   = 5 * time.Minute
+	mailSweepEvery = time.Minute
+)
+
+// errLostLead stops a pass when another node wrote the event meanwhile.
+var errLostLead = errors.New("status email: the notification was changed by another node")
+
+// runMail sends while ctx lasts (the node's leadership).
+func (e *emailer) runMail(ctx context.Context) {
+	var wait, backoff time.Duration
+	lastSweep := time.Time{}
+	for {
+		if wait > 0 {
+			t := time.NewTimer(wait)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return
+			case <-t.C:
+			case <-e.wake:
+				t.Stop()
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if !e.p.Leading() { // paused for an upgrade
+			wait = time.Second
+			continue
+		}
+		if now := e.p.now(); now.Sub(lastSweep) >= mailSweepEvery {
+			e.sweepPending(ctx, now)
+			lastSweep = now
+		}
+		err := e.pass(ctx)
+		switch {
+		case ctx.Err() != nil:
+			e.client.Close()
+			return
+		case err != nil:
+			backoff = min(max(backoff*2, mailRetryFirst), mailRetryMax)
+			wait = backoff
+			e.p.log.Warn("status email: sending paused", "err", err, "retry_in", wait)
+		default:
+			backoff = 0
+			wait = mailSweepEvery // until woken by a new item
+		}
+	}
+}
+
+// pass sends everything queued; it returns on the first temporary error.
+func (e *emailer) pass(ctx context.Context) error {
+	if e.setupEr != nil {
+		return e.setupEr
+	}
+	st := e.p.st
+	for {
+		kvs, _, err := st.List(ctx, keyMailQueue, "", 64)
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			if err := e.sendConfirmation(ctx, kv); err != nil {
+				return err
+			}
+		}
+		if len(kvs) < 64 {
+			break
+		}
+	}
+	for {
+		kvs, _, err := st.List(ctx, keyMailEvents, "", 1)
+		if err != nil || len(kvs) == 0 {
+			return err
+		}
+		if err := e.sendEvent(ctx, kvs[0]); err != nil {
+			return err
+		}
+	}
+}
+
+// pace waits for the sending rate.
+func (e *emailer) pace(ctx context.Context, last *time.Time) error {
+	gap := time.Duration(float64(time.Second) / e.cfg.RatePerSecond)
+	if d := gap - time.Since(*last); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	*last = time.Now()
+	return nil
+}
+
+func (e *emailer) sendConfirmation(ctx context.Context, q store.KV) error {
+	st := e.p.st
+	pid := string(q.Value)
+	kv, err := st.Get(ctx, keyMailPending+pid)
+	if errors.Is(err, store.ErrNotFound) {
+		_, err = store.DeleteKey(ctx, st, q.Key) // confirmed or expired meanwhile
+		return err
+	}
+	if err != nil {
+		return err
+	}
+	var ps pendingSub
+	if err := json.Unmarshal(kv.Value, &ps); err != nil {
+		_, err = store.DeleteKey(ctx, st, q.Key)
+		return err
+	}
+	tok, err := e.token(ctx, purposeConfirm, ps.ID, "")
+	if err != nil {
+		return err
+	}
+	link := e.pub + "subscribe/confirm?id=" + ps.ID + "&t=" + tok
+	title := e.p.pageTitle()
+	text := fmt.Sprintf("Someone, probably you, asked to receive email about %s.\n\nTo confirm, open this link within %s:\n%s\n\nIf it was not you, ignore this email: nothing will be sent to you.\n",
+		title, e.cfg.ConfirmTTL.D(), link)
+	var html bytes.Buffer
+	confirmMailHTML.Execute(&html, map[string]string{"Title": title, "Link": link, "TTL": e.cfg.ConfirmTTL.D().String()})
+	msg := mailer.Message{From: e.cfg.From, To: ps.Email, Subject: "Confirm your subscription to " + title,
+		Text: text, HTML: html.String(), Date: e.p.now()}
+	err = e.deliver(ctx, msg, "email:"+subID(ps.Email), "subscription_confirmation")
+	if err != nil && !mailer.IsPermanent(err) {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	_, err = st.Txn(wctx, []store.Cond{{Key: q.Key, ModRev: q.ModRev}}, []store.Op{store.Delete(q.Key)})
+	if errors.Is(err, store.ErrConflict) {
+		return nil
+	}
+	return err
+}
+
+// deliver builds and sends msg and records the attempt in the delivery log
+// (failures only for notifications: a batch is logged once, at its end).
+func (e *emailer) deliver(ctx context.Context, msg mailer.Message, sub, event string) error {
+	b, err := msg.Bytes()
+	if err != nil {
+		return &mailer.PermanentError{Code: 554, Msg: err.Error()}
+	}
+	from, _ := parseFrom(e.cfg.From)
+	err = e.client.Send(ctx, from, msg.To, b)
+	if err != nil || event == "subscription_confirmation" {
+		d := Delivery{ID: newID(), Subscriber: sub, Event: event, Attempt: 1, OK: err == nil, Final: err == nil || mailer.IsPermanent(err), At: e.p.now(), Channel: "email"}
+		var pe *mailer.PermanentError
+		if errors.As(err, &pe) {
+			d.StatusCode = pe.Code
+		}
+		if err != nil {
+			d.Error = err.Error()
+		}
+		e.p.hooks.record(d)
+	}
+	return err
+}
+
+func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
+	st := e.p.st
+	var ev mailEvent
+	if err := json.Unmarshal(kv.Value, &ev); err != nil {
+		_, err = store.DeleteKey(ctx, st, kv.Key)
+		return err
+	}
+	rev := kv.ModRev
+	var html bytes.Buffer
+	e.p.tmpl.md.Convert([]byte(ev.Body), &html) // raw HTML omitted, as on the pages
+	body := template.HTML(html.String())
+	link := e.pub + ev.Link
+	title := e.p.pageTitle()
+	var last time.Time
+	save := func() error {
+		b, _ := json.Marshal(ev)
+		// Written even as leadership ends: the server has the message.
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		r, err := st.Txn(wctx, []store.Cond{{Key: kv.Key, ModRev: rev}}, []store.Op{store.Put(kv.Key, b)})
+		if errors.Is(err, store.ErrConflict) {
+			return errLostLead
+		}
+		rev = r
+		return err
+	}
+	skipped := 0
+	err := pageSubscribers(ctx, st, ev.Cursor, func(s EmailSubscriber) error {
+		if s.Suspended || s.ConfirmedAt.IsZero() || !s.wants(ev.Components) {
+			ev.Cursor = s.ID
+			if skipped++; skipped%subscriberPage == 0 {
+				return save()
+			}
+			return nil
+		}
+		if err := e.pace(ctx, &last); err != nil {
+			return err
+		}
+		manage, unsub, err := e.links(ctx, s)
+		if err != nil {
+			return err
+		}
+		text := fmt.Sprintf("%s\n%s\n\n%s\n\nDetails: %s\n\n--\nYou receive this because you subscribed to %s.\nChoose components: %s\nUnsubscribe: %s\n",
+			ev.Subject, ev.Heading, ev.Body, link, title, manage, unsub)
+		var h bytes.Buffer
+		notifyMailHTML.Execute(&h, map[string]any{"Subject": ev.Subject, "Heading": ev.Heading, "Body": body, "Link": link,
+			"Title": title, "Manage": manage, "Unsub": unsub})
+		msg := mailer.Message{From: e.cfg.From, To: s.Email, Subject: ev.Subject, Text: text, HTML: h.String(),
+			Date: e.p.now(), Unsubscribe: unsub, ListID: e.listID()}
+		err = e.deliver(ctx, msg, "email:"+s.ID, ev.Kind)
+		if err != nil && !mailer.IsPermanent(err) {
+			return err
+		}
+		if err != nil {
+			ev.Failed++
+			e.countFailure(ctx, s.ID)
+		} else {
+			ev.Sent++
+		}
+		ev.Cursor = s.ID
+		return save() // marked right after the server's answer
+	})
+	if err != nil {
+		return err
+	}
+	e.p.hooks.record(Delivery{ID: newID(), Subscriber: "email", Event: ev.Kind, Attempt: 1, OK: ev.Failed == 0, Final: true,
+		At: e.p.now(), Channel: "email", Recipients: ev.Sent, Error: failedText(ev.Failed)})
+	_, err = st.Txn(ctx, []store.Cond{{Key: kv.Key, ModRev: rev}}, []store.Op{store.Delete(kv.Key)})
+	if errors.Is(err, store.ErrConflict) {
+		return errLostLead
+	}
+	return err
+}
+
+func failedText(n int) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d address(es) refused by the mail server", n)
+}
+
+// countFailure counts a permanent refusal for sid and suspends the
+// subscription at max_failures.
+func (e *emailer) countFailure(ctx context.Context, sid string) {
+	for range 3 {
+		kv, err := e.p.st.Get(ctx, keyMailSubs+sid)
+		if err != nil {
+			return
+		}
+		var s EmailSubscriber
+		if json.Unmarshal(kv.Value, &s) != nil {
+			return
+		}
+		s.Failures++
+		if s.Failures >= e.cfg.MaxFailures && !s.Suspended {
+			s.Suspended = true
+			e.p.log.Warn("status email: subscription suspended after repeated refusals", "subscriber", s, "failures", s.Failures)
+		}
+		b, _ := json.Marshal(s)
+		if _, err := e.p.st.Txn(ctx, []store.Cond{{Key: kv.Key, ModRev: kv.ModRev}}, []store.Op{store.Put(kv.Key, b)}); !errors.Is(err, store.ErrConflict) {
+			return
+		}
+	}
+}
+
+// sweepPending deletes subscriptions left unconfirmed past confirm_ttl.
+func (e *emailer) sweepPending(ctx context.Context, now time.Time) {
+	after := ""
+	for {
+		kvs, _, err := e.p.st.List(ctx, keyMailPending, after, 256)
+		if err != nil {
+			return
+		}
+		var ops []store.Op
+		for _, kv := range kvs {
+			var ps pendingSub
+			if json.Unmarshal(kv.Value, &ps) != nil || now.Sub(ps.CreatedAt) > e.cfg.ConfirmTTL.D() {
+				ops = append(ops, store.Delete(kv.Key))
+			}
+		}
+		for len(ops) > 0 {
+			n := min(len(ops), 100)
+			if _, err := e.p.st.Txn(ctx, nil, ops[:n]); err != nil {
+				return
+			}
+			ops = ops[n:]
+		}
+		if len(kvs) < 256 {
+			return
+		}
+		after = kvs[len(kvs)-1].Key
+	}
+}
+
+func (e *emailer) listID() string {
+	host := "status.invalid"
+	if i := strings.Index(e.pub, "://"); i >= 0 {
+		host = strings.SplitN(strings.SplitN(e.pub[i+3:], "/", 2)[0], ":", 2)[0]
+	}
+	return host
+}
+
+func (p *Portal) pageTitle() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.title
+}
+
+var confirmMailHTML = template.Must(template.New("confirm").Parse(`<!doctype html><html><body>
+<p>Someone, probably you, asked to receive email about {{.Title}}.</p>
+<p><a href="{{.Link}}">Confirm the subscription</a> (the link works for {{.TTL}}).</p>
+<p>If it was not you, ignore this email: nothing will be sent to you.</p>
+</body></html>`))
+
+var notifyMailHTML = template.Must(template.New("notify").Parse(`<!doctype html><html><body>
+<h1>{{.Subject}}</h1>
+<p><strong>{{.Heading}}</strong></p>
+{{.Body}}
+<p><a href="{{.Link}}">Details</a></p>
+<hr>
+<p>You receive this because you subscribed to {{.Title}}. <a href="{{.Manage}}">Choose components</a> · <a href="{{.Unsub}}">Unsubscribe</a></p>
+</body></html>`))
