@@ -130,13 +130,13 @@ func (m *Manager) getCertificateLoading(hello *tls.ClientHelloInfo) (*tls.Certif
 func (m *Manager) lookupStore(ctx context.Context, name string) ([]entry, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, loadTimeout)
 	defer cancel()
-	es, err := m.storeEntries(ctx, name)
+	es, err := m.readNameEntries(ctx, name)
 	if err != nil || len(es) > 0 {
 		return es, name, err
 	}
 	if i := strings.IndexByte(name, '.'); i > 0 {
 		w := "*" + name[i:]
-		es, err := m.storeEntries(ctx, w)
+		es, err := m.readNameEntries(ctx, w)
 		if err != nil || len(es) > 0 {
 			return es, w, err
 		}
@@ -144,9 +144,9 @@ func (m *Manager) lookupStore(ctx context.Context, name string) ([]entry, string
 	return nil, "", nil
 }
 
-// storeEntries reads the index entries of one name from the store, in
+// readNameEntries reads the index entries of one name from the store, in
 // preference order.
-func (m *Manager) storeEntries(ctx context.Context, name string) ([]entry, error) {
+func (m *Manager) readNameEntries(ctx context.Context, name string) ([]entry, error) {
 	if name == "" || strings.IndexByte(name, '/') >= 0 {
 		return nil, nil // no such key: the prefix would reach other names
 	}
