@@ -123,9 +123,15 @@ func run(c *runConfig) error {
 	if err != nil {
 		return err
 	}
+	// The node serves while its index loads in the background: wait for
+	// the load to end before measuring memory.
+	for wait := time.Now(); nd.indexAt.Load() == 0 && time.Since(wait) < 120*time.Second; {
+		time.Sleep(10 * time.Millisecond)
+	}
 	idx := time.Duration(nd.indexAt.Load())
-	res.add("start to first handshake (random name)", first.Round(time.Millisecond).String(), "≤ 3 s", ptr(first <= 3*time.Second))
-	res.add("start to \"index loaded\" log", idx.Round(time.Millisecond).String(), "", nil)
+	res.add("start to first handshake (random name)", first.Round(time.Millisecond).String(), "≤ 1 s", ptr(first <= time.Second))
+	res.add("start to \"index loaded\" log", fmt.Sprintf("%s (first handshake %s it)", idx.Round(time.Millisecond),
+		map[bool]string{true: "before", false: "after"}[first < idx]), "", nil)
 	rss, pss := nd.memory()
 	anon, file := nd.memorySplit()
 	res.add("memory after start (RSS / PSS)", fmt.Sprintf("%s / %s (heap %s, store pages %s)", mib(rss), mib(pss), mib(anon), mib(file)), "", nil)

@@ -171,12 +171,15 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		// On etcd: the local index snapshot and bundle cache.
 		Dir:            filepath.Join(cfg.DataDir, "cache"),
 		DiskCacheBytes: localCacheBytes(cfg),
+		// On the embedded store: serve from the store file while the
+		// index loads, so that start-up does not grow with the count.
+		LoadInBackground: true,
 	})
 	start := time.Now()
 	if err := n.certs.Start(ctx); err != nil {
 		return nil, err
 	}
-	log.Info("certificate index loaded", "certificates", n.certs.Count(), "duration", time.Since(start).Round(time.Millisecond))
+	log.Info("certificate manager started", "certificates", n.certs.Count(), "loading", n.certs.Loading(), "duration", time.Since(start).Round(time.Millisecond))
 
 	p, err := proxy.New(cfg, proxy.Options{Logger: log, AccessLog: cfg.Log.Access, Certificate: n.servedCertificate})
 	if err != nil {
@@ -598,6 +601,15 @@ func (n *node) tuneMemory(ctx context.Context, every time.Duration) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		n.log.Info("Go memory soft limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
 		return
+	}
+	if n.cfg.Load().Limits.MemorySoftLimit <= 0 {
+		// The automatic limit follows Count, final once the index is
+		// loaded (see certs.Options.LoadInBackground).
+		select {
+		case <-n.certs.Loaded():
+		case <-ctx.Done():
+			return
+		}
 	}
 	n.applyMemoryLimit()
 	loop.Every(ctx, every, n.applyMemoryLimit)

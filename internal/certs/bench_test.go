@@ -1,10 +1,13 @@
 package certs
 
 import (
+	"context"
 	"crypto/tls"
 	"fmt"
 	"testing"
 	"time"
+
+	"gatehouse/internal/store"
 )
 
 // BenchmarkGetCertificate measures the handshake path on a cache hit, with
@@ -53,4 +56,48 @@ func BenchmarkGetCertificate(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkGetCertificateLoading measures the handshake path while the
+// index loads (Options.LoadInBackground): the name (and, for a wildcard,
+// the exact name first) read from a bolt store holding 100,000 other
+// names, then the cached certificate.
+func BenchmarkGetCertificateLoading(b *testing.B) {
+	p := newPKI(b)
+	st, _ := openStore(b)
+	w := startManager(b, st, Options{})
+	mustAdd(b, w, p.leaf(b, leafSpec{names: []string{"app.uni-a.test"}}))
+	mustAdd(b, w, p.leaf(b, leafSpec{names: []string{"*.uni-c.test"}}))
+	val := nameEntry{KeyType: "ecdsa-p256", NotAfter: time.Now().Add(time.Hour)}.encode()
+	for i := 0; i < 100000; i += 1000 {
+		ops := make([]store.Op, 0, 1000)
+		for j := i; j < i+1000; j++ {
+			ops = append(ops, store.Put(nameKey(fmt.Sprintf("filler%d.uni-z.test", j), fmt.Sprintf("%020x", j)), val))
+		}
+		if _, err := st.Txn(context.Background(), nil, ops); err != nil {
+			b.Fatal(err)
+		}
+	}
+	gs := &gatedStore{Store: st, release: make(chan struct{}), entered: make(chan struct{}, 16)}
+	m := NewManager(gs, testKEK(b), Options{LoadInBackground: true})
+	if err := m.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { m.Close() })
+	<-gs.entered
+	for _, name := range []string{"app.uni-a.test", "x.uni-c.test"} {
+		b.Run(name, func(b *testing.B) {
+			h := &tls.ClientHelloInfo{ServerName: name, SupportedVersions: []uint16{tls.VersionTLS13},
+				CipherSuites: []uint16{tls.TLS_AES_128_GCM_SHA256}, SupportedCurves: []tls.CurveID{tls.X25519},
+				SignatureSchemes: []tls.SignatureScheme{tls.ECDSAWithP256AndSHA256}}
+			if c, err := m.GetCertificate(h); c == nil || err != nil {
+				b.Fatalf("GetCertificate(%q) = %v, %v", name, c, err)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				m.GetCertificate(h)
+			}
+		})
+	}
 }

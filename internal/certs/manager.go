@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -82,6 +83,11 @@ type Options struct {
 	// DefaultSnapshotEvery); it is also saved after a full listing and by
 	// Close.
 	SnapshotEvery time.Duration
+	// LoadInBackground makes Start on the embedded store (a store that is
+	// not store.Remote) return before the hostname index is loaded: until
+	// it is, handshakes and lookups read each name from the store itself
+	// (see loading.go). Ignored on a remote store.
+	LoadInBackground bool
 }
 
 // Manager installs, removes and serves certificates. It keeps the hostname
@@ -129,9 +135,17 @@ type Manager struct {
 	failed failures
 
 	started atomic.Bool // pending writes matter only once a watch may run
-	runMu   sync.Mutex  // guards cancel and done
-	cancel  context.CancelFunc
-	done    chan struct{}
+	// loading is true while Start's background load of the index runs
+	// (Options.LoadInBackground); loaded is closed when the index holds
+	// the store's names.
+	loading   atomic.Bool
+	loaded    chan struct{}
+	loadStart time.Time
+	loadCount atomic.Int64 // bundles listed so far by the load
+
+	runMu  sync.Mutex // guards cancel and done
+	cancel context.CancelFunc
+	done   chan struct{}
 }
 
 type pendingWrite struct {
@@ -176,6 +190,7 @@ func NewManager(st store.Store, kek *KEK, opts Options) *Manager {
 		cache:   newCache(opts.CacheBytes),
 		pending: make(map[string]pendingWrite),
 		resync:  make(chan struct{}, 1),
+		loaded:  make(chan struct{}),
 	}
 	m.diskLimit.Store(opts.DiskCacheBytes)
 	if m.opts.Admission == nil {
@@ -205,7 +220,12 @@ type Info struct {
 }
 
 // Count returns the number of installed bundles known to this process.
-func (m *Manager) Count() int64 { return m.idx.bundles.Load() }
+func (m *Manager) Count() int64 {
+	if m.loading.Load() {
+		return m.loadCount.Load() // see Loading
+	}
+	return m.idx.bundles.Load()
+}
 
 // CacheStats reports the decoded-certificate cache: bytes used (estimated),
 // the byte limit, entries, and hit and miss counts.
@@ -236,6 +256,9 @@ func (m *Manager) Start(ctx context.Context) error {
 		err      error
 	)
 	rs, remote := m.st.(store.Remote)
+	if !remote && m.opts.LoadInBackground {
+		return m.startLoading(ctx)
+	}
 	if remote && m.opts.Dir != "" {
 		rev, fromSnap, err = m.startLocal(ctx, rs)
 	} else {
@@ -253,6 +276,7 @@ func (m *Manager) Start(ctx context.Context) error {
 		caughtUp = make(chan struct{})
 	}
 	go m.run(runCtx, rev, caughtUp)
+	close(m.loaded)
 	if !fromSnap {
 		m.log.Info("certificate index loaded", "bundles", m.Count(), "rev", rev)
 		return nil
@@ -361,9 +385,19 @@ func (m *Manager) relist(ctx context.Context, l *store.Listing) error {
 		}
 		es = nil
 	}
+	yield := m.loading.Load()
+	n := 0
 	for kv, err := range l.All() {
 		if err != nil {
 			return fmt.Errorf("listing certificate names: %w", err)
+		}
+		if n++; yield && n%4096 == 0 {
+			// Loading while serving (startLoading): publish the progress
+			// for Count, and let the handshakes waiting for the processor
+			// go first, as a node with GOMAXPROCS=1 would otherwise queue
+			// them behind the load's time slices.
+			m.loadCount.Store(int64(len(b.names)))
+			runtime.Gosched()
 		}
 		h, id, ok := parseNameKey(kv.Key)
 		if !ok {
@@ -455,8 +489,14 @@ func (m *Manager) run(ctx context.Context, rev int64, caughtUp chan struct{}) {
 		bg.Go(func() { m.reopenDisk(ctx) })
 	}
 	opts := m.followOptions()
-	opts.Loaded, opts.FromRev = true, rev
-	<-store.Follow(ctx, m.st, prefixNames, opts, nameFeed{m: m, relisted: requestSave}).Done()
+	relisted := requestSave
+	if m.loading.Load() {
+		// startLoading: the first listing is the load.
+		relisted = func() { m.markLoaded(); requestSave() }
+	} else {
+		opts.Loaded, opts.FromRev = true, rev
+	}
+	<-store.Follow(ctx, m.st, prefixNames, opts, nameFeed{m: m, relisted: relisted}).Done()
 }
 
 // applyWatch applies one watched transaction to the index, skipping keys
@@ -703,6 +743,9 @@ func (m *Manager) Add(ctx context.Context, certPEM, keyPEM []byte) (Info, []stri
 	if err != nil {
 		return Info{}, nil, err
 	}
+	if err := m.waitLoaded(ctx); err != nil {
+		return Info{}, nil, err
+	}
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
 	// A store that cannot tell its size now (etcd's status not yet
@@ -940,6 +983,14 @@ func (m *Manager) AddBatch(ctx context.Context, items []Item) []Result {
 		bundles[i] = b
 	}
 
+	if err := m.waitLoaded(ctx); err != nil {
+		for i := range results {
+			if results[i].Err == nil {
+				results[i].Err = err
+			}
+		}
+		return results
+	}
 	m.writeMu.Lock()
 	defer m.writeMu.Unlock()
 	err := m.admitBatch(ctx, bundles)

@@ -40,6 +40,9 @@ func (m *Manager) TLSConfig(base *tls.Config) *tls.Config {
 // expiry. It returns (nil, nil) for a name to reject, which with no
 // Certificates in the config makes crypto/tls send unrecognized_name.
 func (m *Manager) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	if m.loading.Load() {
+		return m.getCertificateLoading(hello)
+	}
 	var buf [256]byte
 	if es := m.match(hello.ServerName, &buf); len(es) > 0 {
 		if cert, err := m.choose(hello, es); cert != nil || err != nil {
@@ -160,6 +163,13 @@ func indexByte(b []byte, c byte) int {
 // lookup returns the entries for a normalized name or its wildcard parent,
 // and which of the two matched.
 func (m *Manager) lookup(name string) ([]entry, string) {
+	if m.loading.Load() {
+		es, matched, err := m.lookupStore(context.Background(), name)
+		if err != nil {
+			m.log.Warn("reading a certificate name from the store", "name", name, "err", err)
+		}
+		return es, matched
+	}
 	if es := m.idx.lookup(name); len(es) > 0 {
 		return es, name
 	}
