@@ -69,8 +69,10 @@ type limitListener struct {
 
 	notify chan struct{} // capacity 1: ready or err changed
 	done   chan struct{} // closed by Close
-	wg     sync.WaitGroup
-	slots  chan struct{} // capacity maxRefusing
+	// loopDone is closed when the accept loop has ended.
+	loopDone chan struct{}
+	wg       sync.WaitGroup
+	slots    chan struct{} // capacity maxRefusing
 
 	// fresh counts the admitted connections that have not yet begun their
 	// first request (http.StateNew).
@@ -96,6 +98,7 @@ func newLimitListener(ln net.Listener, name string, lim limits, isTLS bool, log 
 		refusing: map[net.Conn]struct{}{},
 		notify:   make(chan struct{}, 1),
 		done:     make(chan struct{}),
+		loopDone: make(chan struct{}),
 		slots:    make(chan struct{}, maxRefusing),
 		refused:  map[string]*atomic.Uint64{},
 		refuse:   refuseHTTP,
@@ -119,10 +122,10 @@ func (l *limitListener) Accept() (net.Conn, error) {
 	for {
 		l.mu.Lock()
 		switch {
-		case l.closed:
-			l.mu.Unlock()
-			return nil, net.ErrClosed
 		case len(l.ready) > 0:
+			// Also after Close: a connection taken from the socket is
+			// served, never dropped (a binary upgrade's old process
+			// closes its listener while clients keep connecting).
 			c := l.ready[0]
 			l.ready[0] = nil
 			l.ready = l.ready[1:]
@@ -130,6 +133,21 @@ func (l *limitListener) Accept() (net.Conn, error) {
 			l.fresh.Add(1)
 			c.fresh.Store(true)
 			return c, nil
+		case l.closed:
+			l.mu.Unlock()
+			select {
+			case <-l.loopDone:
+				// The accept loop has ended and nothing is ready: closed.
+				l.mu.Lock()
+				empty := len(l.ready) == 0
+				l.mu.Unlock()
+				if empty {
+					return nil, net.ErrClosed
+				}
+			case <-time.After(time.Second):
+				return nil, net.ErrClosed
+			}
+			continue
 		case l.err != nil:
 			err := l.err
 			l.mu.Unlock()
@@ -153,6 +171,7 @@ func (l *limitListener) signal() {
 // acceptLoop takes connections from the socket until it is closed.
 func (l *limitListener) acceptLoop() {
 	defer l.wg.Done()
+	defer close(l.loopDone)
 	var backoff time.Duration
 	for {
 		c, err := l.inner.Accept()
@@ -205,8 +224,11 @@ func (l *limitListener) admit(c net.Conn) {
 	now := l.now()
 	l.mu.Lock()
 	if l.closed {
+		// Taken from the socket as it closed: serve it (see Accept).
+		l.open++
+		l.ready = append(l.ready, &countedConn{Conn: c, l: l, key: key})
 		l.mu.Unlock()
-		c.Close()
+		l.signal()
 		return
 	}
 	tracked := false
@@ -324,27 +346,42 @@ func (l *limitListener) Close() error {
 		return nil
 	}
 	l.closed = true
+	// Admitted connections already taken from the socket are served, not
+	// dropped: Accept hands out the ready ones before it reports the
+	// listener closed, and closeUnserved closes any that no Accept takes.
+	// Queued ones (over the limit) are closed.
 	var drop []net.Conn
 	for _, q := range l.queue {
 		q.done = true
 		q.timer.Stop()
 		drop = append(drop, q.c.Conn)
 	}
-	for _, c := range l.ready {
-		drop = append(drop, c.Conn)
-	}
-	l.queue, l.ready = nil, nil
+	l.queue = nil
 	for c := range l.refusing {
 		c.SetDeadline(time.Now())
 	}
 	l.mu.Unlock()
+	l.signal()
 	close(l.done)
 	err := l.inner.Close()
 	for _, c := range drop {
 		c.Close()
 	}
 	l.wg.Wait()
+	time.AfterFunc(2*time.Second, l.closeUnserved)
 	return err
+}
+
+// closeUnserved closes the connections that no Accept took after Close (no
+// server is serving the listener any more).
+func (l *limitListener) closeUnserved() {
+	l.mu.Lock()
+	drop := l.ready
+	l.ready = nil
+	l.mu.Unlock()
+	for _, c := range drop {
+		c.Conn.Close()
+	}
 }
 
 // ListenerStats are a listener's connections and refusals.
