@@ -260,6 +260,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Metrics:    promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
 		Status:     n.portal.ManagementHandler(),
 		Drains:     n.drains,
+		Tokens:     admin.NewTokens(n.store),
 	})
 	if err != nil {
 		return nil, err
