@@ -246,6 +246,8 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		return nil, err
 	}
 	// --- end status portal
+	audit := admin.NewAudit(n.store, admin.AuditOptions{Logger: log})
+	n.capacity.Register("audit_records", "records", "built in: 100,000 records, 90 days", false, audit.Probe)
 	adminAPI, err := admin.NewServer(admin.Options{
 		Logger:     log,
 		Token:      token,
@@ -261,6 +263,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Status:     n.portal.ManagementHandler(),
 		Drains:     n.drains,
 		Tokens:     admin.NewTokens(n.store),
+		Audit:      audit,
 	})
 	if err != nil {
 		return nil, err

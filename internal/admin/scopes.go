@@ -110,6 +110,8 @@ var endpoints = []struct {
 	{"POST /v1/reload", ScopeAdmin},
 	{"POST /v1/upgrade", ScopeAdmin},
 
+	{"GET /v1/audit", ScopeRead},
+
 	{"GET /v1/tokens", ScopeAdmin},
 	{"POST /v1/tokens", ScopeAdmin},
 	{"POST /v1/tokens/{name}/rotate", ScopeAdmin},

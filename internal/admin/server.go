@@ -79,6 +79,9 @@ type Options struct {
 	// Tokens holds the named tokens with their scopes (tokens.go); nil:
 	// only the bootstrap Token is accepted.
 	Tokens *Tokens
+	// Audit records every change made through the API (audit.go); nil:
+	// none is recorded.
+	Audit *Audit
 }
 
 // Server is the admin API's http.Handler.
@@ -156,6 +159,9 @@ func NewServer(opts Options) (*Server, error) {
 	if opts.Tokens != nil {
 		s.handleTokens()
 	}
+	if opts.Audit != nil {
+		s.handleAudit()
+	}
 	if opts.Upgrade != nil {
 		s.handleFunc("POST /v1/upgrade", func(w http.ResponseWriter, r *http.Request) {
 			if err := opts.Upgrade(r.Context()); err != nil {
@@ -186,7 +192,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn("admin request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", authReason(auth, ok))
 		return
 	}
-	if need, pattern := s.scopes.need(r); !grants(scopes, need) {
+	need, pattern := s.scopes.need(r)
+	if !grants(scopes, need) {
 		forbidden(w, need, identity, scopes)
 		s.log.Warn("admin request refused", "method", r.Method, "path", r.URL.Path, "pattern", pattern, "remote", r.RemoteAddr, "identity", identity, "reason", "missing scope "+string(need))
 		return
@@ -198,7 +205,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", id)
 	r = r.WithContext(capacity.WithCaller(r.Context(), capacity.Caller{Remote: r.RemoteAddr, Identity: identity, RequestID: id}))
-	s.mux.ServeHTTP(w, r)
+	if s.opts.Audit != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.audited(w, r, pattern)
+	} else {
+		s.mux.ServeHTTP(w, r)
+	}
 	s.log.Debug("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "request_id", id, "duration", time.Since(start))
 }
 
