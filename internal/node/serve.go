@@ -69,6 +69,8 @@ type Node struct {
 	newStore bool           // serve --new-store
 	drains   *drain.Manager // drained pool members (serve_drain.go)
 	drainMu  drainState
+	// transitions counts member health transitions (proxy.go).
+	transitions *prometheus.CounterVec
 }
 
 // New wires every part from cfg and starts serving; Run serves until its
@@ -78,7 +80,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	n := &Node{log: log, reload: opts.Reload, newStore: opts.NewStore}
+	n := &Node{log: log, reload: opts.Reload, newStore: opts.NewStore, transitions: newMemberTransitions()}
 	if opts.Upgrade != nil {
 		up, err := newUpgrades(*opts.Upgrade, log)
 		if err != nil {
@@ -150,7 +152,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 	}
 	log.Info("certificate manager started", "certificates", n.certs.Count(), "loading", n.certs.Loading(), "duration", time.Since(start).Round(time.Millisecond))
 
-	p, err := proxy.New(cfg, proxy.Options{Logger: log, AccessLog: cfg.Log.Access, Certificate: n.servedCertificate})
+	p, err := n.newProxy(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +195,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(), hostnameCollector{n},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerClientErrors(metrics, n)
+	metrics.MustRegister(n.transitions)
 	// Response cache answers by result; its bytes are a capacity resource.
 	for result, get := range map[string]func(proxy.CacheStats) uint64{
 		"hit":         func(s proxy.CacheStats) uint64 { return s.Hits },
@@ -430,7 +433,7 @@ func (n *Node) Reload(cfg *config.Config) error {
 		return err
 	}
 	prev := n.edge.Load()
-	p, err := proxy.New(cfg, proxy.Options{Logger: n.log, AccessLog: cfg.Log.Access, Previous: prev, Certificate: n.servedCertificate})
+	p, err := n.newProxy(cfg, prev)
 	if err != nil {
 		_ = n.prepareLimits(old) // back to the running store quota
 		return err
