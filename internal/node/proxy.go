@@ -3,6 +3,7 @@ package node
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"gatehouse/internal/admin"
 	"gatehouse/internal/config"
 	"gatehouse/internal/proxy"
 )
@@ -33,4 +34,19 @@ func (n *Node) newProxy(cfg *config.Config, prev *proxy.Proxy) (*proxy.Proxy, er
 			n.transitions.WithLabelValues(pool, state).Inc()
 		},
 	})
+}
+
+// adminPools is the live pool state as the admin API answers it.
+func (n *Node) adminPools() []admin.Pool {
+	ps := n.edge.Load().Pools()
+	out := make([]admin.Pool, len(ps))
+	for i, p := range ps {
+		out[i] = admin.Pool{Name: p.Name, Algorithm: p.Algorithm, Failover: p.Failover, ActiveZone: p.ActiveZone,
+			Requests: p.Requests, Failures: p.Failures, Members: make([]admin.PoolMember, len(p.Members))}
+		for j, m := range p.Members {
+			out[i].Members[j] = admin.PoolMember{Address: m.Address, Up: m.Up, Drained: m.Drained, Weight: m.Weight,
+				Zone: m.Zone, InFlight: m.InFlight, OpenConns: m.OpenConns}
+		}
+	}
+	return out
 }
