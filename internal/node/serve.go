@@ -50,6 +50,7 @@ type Node struct {
 	// (serve_acme.go); acme is nil without an acme: section.
 	hostnames  *hostnames.Manager
 	acme       *acme.Manager
+	notifier   *acme.Notifier // acme.webhook: hostname state changes
 	challenges *acme.Challenges
 	dyn        dynRoutes
 	srv        *server.Server
@@ -268,6 +269,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 		}
 	}
 	n.portal.SetListeners(own)
+	if n.notifier != nil {
+		n.notifier.SetListeners(own)
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	n.stopBG = cancel
 	n.bgDone = make(chan struct{})
@@ -454,6 +458,7 @@ func (n *Node) Reload(cfg *config.Config) error {
 	// closing it stops only its health checks.
 	prev.Close()
 	n.portal.Reconfigure(cfg.Status, cfg.Pools) // status components follow the new config
+	n.reconfigureNotifier(cfg)                  // serve_acme.go
 	n.log.Info("configuration reloaded", "pools", len(cfg.Pools), "routes", len(cfg.Routes))
 	return nil
 }
@@ -510,6 +515,9 @@ func (n *Node) close() {
 	}
 	if n.hostnames != nil {
 		n.hostnames.Close()
+	}
+	if n.notifier != nil {
+		n.notifier.Close()
 	}
 	if n.routes != nil {
 		n.routes.Close()
