@@ -69,7 +69,7 @@ func (n *Node) startHostnames(ctx context.Context, cfg *config.Config, kek *cert
 // reconfigureNotifier applies a reloaded acme.webhook; one that cannot be
 // applied (its secret file unreadable, its URL refused) keeps the running
 // one, and adding or removing the section takes a restart.
-func (n *node) reconfigureNotifier(cfg *config.Config) {
+func (n *Node) reconfigureNotifier(cfg *config.Config) {
 	var w *config.ACMEWebhook
 	if cfg.ACME != nil {
 		w = cfg.ACME.Webhook
