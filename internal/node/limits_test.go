@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -13,22 +12,17 @@ import (
 	"gatehouse/internal/config"
 )
 
-// loadConfig writes a configuration on loopback ports with tail appended
-// into dir and loads it.
+// loadConfig is a configuration in dir with every listener on a loopback
+// port and tail appended.
 func loadConfig(t *testing.T, dir, tail string) *config.Config {
 	t.Helper()
-	doc := fmt.Sprintf(`data_dir: %s
-listeners:
-  https: {address: "127.0.0.1:0"}
-  http: {address: "127.0.0.1:0"}
-  status: {address: "127.0.0.1:0"}
-  admin: {address: "127.0.0.1:0"}
-%s`, dir, tail)
-	path := filepath.Join(dir, "gatehouse.yaml")
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
+	var doc strings.Builder
+	fmt.Fprintf(&doc, "data_dir: %s\nlisteners:\n", dir)
+	for _, l := range []string{"https", "http", "status", "admin"} {
+		fmt.Fprintf(&doc, "  %s: {address: \"127.0.0.1:0\"}\n", l)
 	}
-	cfg, err := config.Load(path)
+	doc.WriteString(tail)
+	cfg, err := config.Parse(strings.NewReader(doc.String()))
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
