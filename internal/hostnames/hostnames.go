@@ -25,8 +25,8 @@ import (
 	"time"
 	"unicode"
 
-	"gatehouse/internal/fault"
 	"gatehouse/internal/config"
+	"gatehouse/internal/fault"
 	"gatehouse/internal/routes"
 	"gatehouse/internal/store"
 )

@@ -17,8 +17,8 @@ import (
 	"time"
 	"unicode"
 
-	"gatehouse/internal/fault"
 	"gatehouse/internal/config"
+	"gatehouse/internal/fault"
 )
 
 // Prefix is the store prefix of the routes: Prefix + ID holds one Route as
