@@ -47,7 +47,7 @@ func memberStatus(px *Proxy, pool, addr string) MemberStatus {
 // and its upstream connections close.
 func TestDrainUnderLoad(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	pc := poolConfig("p", RoundRobin, a.addr(), b.addr())
+	pc := poolConfig("p", config.RoundRobin, a.addr(), b.addr())
 	pc.Members[0].Zone, pc.Members[1].Zone = "dc1", "dc2"
 	pc.Failover.SlowStart = config.Duration(time.Millisecond)
 	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: "app.test", PathPrefix: "/", Pool: "p"}}}, Options{})
@@ -195,7 +195,7 @@ func TestDrainUpgradeGrace(t *testing.T) {
 	go echo.Serve(ln)
 	t.Cleanup(func() { echo.Close() })
 	other := newBackend(t, "other")
-	pc := poolConfig("p", RoundRobin, ln.Addr().String(), other.addr())
+	pc := poolConfig("p", config.RoundRobin, ln.Addr().String(), other.addr())
 	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: "ws.test", PathPrefix: "/", Pool: "p"}}}, Options{})
 
 	// Open the upgrade through the front until it lands on the echo member.
@@ -261,7 +261,7 @@ func TestDrainUpgradeGrace(t *testing.T) {
 // requests at first and its full share once slow start is over.
 func TestUndrainSlowStart(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	pc := poolConfig("p", RoundRobin, a.addr(), b.addr())
+	pc := poolConfig("p", config.RoundRobin, a.addr(), b.addr())
 	const slow = 400 * time.Millisecond
 	pc.Failover.SlowStart = config.Duration(slow)
 	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: "app.test", PathPrefix: "/", Pool: "p"}}}, Options{})

@@ -156,7 +156,7 @@ func (f *front) get(t *testing.T, host, path string) (int, string) {
 }
 
 // poolConfig is a pool of the given backends (addresses) with weights 1.
-func poolConfig(name, algo string, addrs ...string) config.Pool {
+func poolConfig(name string, algo config.Algorithm, addrs ...string) config.Pool {
 	p := config.Pool{Name: name, Algorithm: algo}
 	for _, a := range addrs {
 		p.Members = append(p.Members, config.Member{Address: a})

@@ -184,11 +184,8 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("pools[%d]: duplicate pool name %q", i, pc.Name)
 		}
 		p := newPool(pc)
-		switch p.algo {
-		case RoundRobin, WeightedRoundRobin, LeastRequests:
-		default:
-			return nil, fmt.Errorf("pool %q: unknown algorithm %q (want %s, %s or %s)",
-				pc.Name, pc.Algorithm, RoundRobin, WeightedRoundRobin, LeastRequests)
+		if p.bal == nil {
+			return nil, fmt.Errorf("pool %q: unknown algorithm %q (want one of %v)", pc.Name, pc.Algorithm, config.Algorithms)
 		}
 		if len(p.members) != len(p.byAddr) {
 			return nil, fmt.Errorf("pool %q: duplicate member address", pc.Name)
@@ -356,7 +353,7 @@ func (px *Proxy) underscoreHeaders(r *http.Request) bool {
 // ReverseProxy.
 func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute) {
 	p := rt.pool
-	m := p.pick()
+	m := p.pick(r)
 	if m != nil {
 		m.inflight.Add(1)
 		// A drain that began after the pick: the drain reads in-flight
@@ -364,7 +361,7 @@ func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute
 		// request or this request sees the flag and picks again.
 		if m.drained.Load() {
 			m.inflight.Add(-1)
-			if m = p.pick(); m != nil {
+			if m = p.pick(r); m != nil {
 				m.inflight.Add(1)
 			}
 		}
@@ -577,7 +574,7 @@ type MemberStatus struct {
 // PoolStatus is the state of one pool and its members.
 type PoolStatus struct {
 	Name      string
-	Algorithm string
+	Algorithm config.Algorithm
 	// Failover is the pool's policy (spread or priority); ActiveZone the
 	// zone the priority policy sends traffic to ("" when every zone).
 	Failover   string
