@@ -2,8 +2,8 @@ package proxy
 
 import (
 	"math/rand/v2"
-	"net/http"
 	"net"
+	"net/http"
 	"net/http/httputil"
 	"slices"
 	"sync"
