@@ -120,7 +120,7 @@ func (s *lrSet) pick(*http.Request) *member {
 // pointsPerWeight is how many ring points a member gets per unit of
 // weight; maxPoints caps a ring (weights are scaled down beyond it).
 const (
-	pointsPerWeight = 160
+	pointsPerWeight = 512
 	maxPoints       = 1 << 16
 )
 
