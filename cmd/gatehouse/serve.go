@@ -95,6 +95,7 @@ type node struct {
 	// (serve_acme.go); acme is nil without an acme: section.
 	hostnames  *hostnames.Manager
 	acme       *acme.Manager
+	notifier   *acme.Notifier // acme.webhook: hostname state changes
 	challenges *acme.Challenges
 	dyn        dynRoutes
 	srv        *server.Server
@@ -296,6 +297,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		}
 	}
 	n.portal.SetListeners(own)
+	if n.notifier != nil {
+		n.notifier.SetListeners(own)
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	n.stopBG = cancel
 	n.bgDone = make(chan struct{})
@@ -476,6 +480,7 @@ func (n *node) doReload() error {
 	// closing it stops only its health checks.
 	prev.Close()
 	n.portal.Reconfigure(cfg.Status, cfg.Pools) // status components follow the new config
+	n.reconfigureNotifier(cfg)                  // serve_acme.go
 	n.log.Info("configuration reloaded", "pools", len(cfg.Pools), "routes", len(cfg.Routes))
 	return nil
 }
@@ -528,6 +533,9 @@ func (n *node) close() {
 	}
 	if n.hostnames != nil {
 		n.hostnames.Close()
+	}
+	if n.notifier != nil {
+		n.notifier.Close()
 	}
 	if n.routes != nil {
 		n.routes.Close()

@@ -48,11 +48,41 @@ func (n *node) startHostnames(ctx context.Context, cfg *config.Config, kek *cert
 	// acme: section of its own: the CA may ask any node behind the name.
 	n.challenges = acme.NewChallenges(n.store, kek, n.log, nil)
 	wildcards := cfg.ACME != nil && slices.Contains(cfg.ACME.Challenges, "dns-01")
-	n.hostnames = hostnames.New(n.store, hostnames.Options{Logger: n.log, Routes: n.routes, Certs: n.certs, Wildcards: wildcards, OnChange: onChange})
+	var onTransition func(hostnames.Transition)
+	if cfg.ACME != nil && cfg.ACME.Webhook != nil {
+		host, _ := os.Hostname()
+		nt, err := acme.NewNotifier(cfg.ACME.Webhook, acme.NotifierOptions{Logger: n.log, Node: host})
+		if err != nil {
+			return err
+		}
+		n.notifier = nt
+		onTransition = nt.OnTransition
+	}
+	n.hostnames = hostnames.New(n.store, hostnames.Options{Logger: n.log, Routes: n.routes, Certs: n.certs, Wildcards: wildcards,
+		OnChange: onChange, OnTransition: onTransition})
 	if n.acme != nil {
 		n.acme.SetHostnames(n.hostnames)
 	}
 	return n.hostnames.Start(ctx)
+}
+
+// reconfigureNotifier applies a reloaded acme.webhook; one that cannot be
+// applied (its secret file unreadable, its URL refused) keeps the running
+// one, and adding or removing the section takes a restart.
+func (n *node) reconfigureNotifier(cfg *config.Config) {
+	var w *config.ACMEWebhook
+	if cfg.ACME != nil {
+		w = cfg.ACME.Webhook
+	}
+	switch {
+	case n.notifier == nil && w == nil:
+	case n.notifier == nil || w == nil:
+		n.log.Warn("reload: adding or removing acme.webhook takes effect at the next restart")
+	default:
+		if err := n.notifier.Configure(w); err != nil {
+			n.log.Error("reload: acme.webhook not changed", "err", err)
+		}
+	}
 }
 
 // acmeClientFiles reads acme.ca_file and acme.eab.hmac_file.

@@ -134,7 +134,22 @@ type Options struct {
 	// written or removed (removed: h.Name set, ok false), and for every
 	// hostname after a full listing. It must not block.
 	OnChange func(h Hostname, ok bool)
+	// OnTransition is called by the node that made a change of state
+	// (added, a new state, removed), once per change, after the store took
+	// it. It must not block.
+	OnTransition func(Transition)
 }
+
+// Transition is one change of a hostname's state, as made by this node.
+// From is empty for an added hostname; To is Removed for a removed one.
+type Transition struct {
+	Hostname Hostname
+	From, To State
+	At       time.Time
+}
+
+// Removed is Transition.To for a removed hostname (not a stored state).
+const Removed State = "removed"
 
 // entry is what a node keeps in memory per hostname.
 type entry struct {
@@ -462,6 +477,7 @@ func (m *Manager) Add(ctx context.Context, in Hostname) (Hostname, error) {
 	}
 	m.transitions[stateIndex(h.State)].Add(1)
 	m.log.Info("hostname added", "name", h.Name, "tenant", h.Tenant, "pool", h.Pool, "source", h.Source, "state", h.State)
+	m.transition(h, "", h.State)
 	m.waitApplied(ctx, rev)
 	return h, nil
 }
@@ -552,6 +568,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		}
 	}
 	m.log.Info("hostname removed", "name", name, "state", h.State)
+	m.transition(h, h.State, Removed)
 	m.waitApplied(ctx, nrev)
 	return nil
 }
@@ -598,11 +615,18 @@ func (m *Manager) Update(ctx context.Context, name string, fn func(h *Hostname) 
 			} else {
 				m.log.Info("hostname state", attrs...)
 			}
+			m.transition(h, old, h.State)
 		}
 		m.waitApplied(ctx, nrev)
 		return h, nil
 	}
 	return Hostname{}, fmt.Errorf("updating hostname %q: gave up after 5 conflicting concurrent changes: %w", name, store.ErrConflict)
+}
+
+func (m *Manager) transition(h Hostname, from, to State) {
+	if m.opts.OnTransition != nil {
+		m.opts.OnTransition(Transition{Hostname: h, From: from, To: to, At: m.now().UTC()})
+	}
 }
 
 func stateIndex(s State) int {
