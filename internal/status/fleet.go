@@ -44,6 +44,8 @@ type counterSample struct {
 }
 
 // poolAgg is a pool merged over the fleet's fresh observations.
+// It is also the sample of a component (its pools summed) that the
+// state machine decides on (decide.go).
 type poolAgg struct {
 	healthy, total     int
 	requests, failures uint64 // in the window
@@ -245,32 +247,6 @@ func errorPercent(requests, failures uint64) float64 {
 		return 0
 	}
 	return 100 * float64(failures) / float64(requests)
-}
-
-// errorState maps an error rate to a component state; a window with fewer
-// than the minimum of requests says nothing.
-func (p *Portal) errorState(requests, failures uint64) string {
-	e := p.errRate
-	if e.Disabled || requests == 0 || requests < uint64(e.MinRequests) {
-		return Operational
-	}
-	switch pct := errorPercent(requests, failures); {
-	case pct >= e.Major:
-		return Major
-	case pct >= e.Partial:
-		return Partial
-	case pct >= e.Degraded:
-		return Degraded
-	}
-	return Operational
-}
-
-// worse returns the worse of two automatic states.
-func worse(a, b string) string {
-	if rank(b) > rank(a) {
-		return b
-	}
-	return a
 }
 
 // fleetStateLocked is the leader's decisions as written to the store.

@@ -148,12 +148,8 @@ type component struct {
 	ID, Name, Region, GroupID, Description string
 	Pools                                  []string
 	Position                               int
-	track                                  tracker
-	status                                 string // what the page shows
-	updatedAt                              time.Time
-	healthy, total                         int
-	requests, failures                     uint64 // in the error-rate window
-	healthChanged                          bool   // the last sample changed the tracked state
+	componentState
+	poolAgg // the last sample of its pools, over the error-rate window
 }
 
 // group is a region: a component group of the status API.
@@ -342,12 +338,11 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 	for _, c := range comps {
 		comp := &component{
 			ID: stableID("component", c.Region+"/"+c.Name), Name: c.Name, Region: c.Region,
-			Description: c.Description, Pools: c.Pools, status: Operational, updatedAt: p.started,
+			Description: c.Description, Pools: c.Pools,
+			componentState: componentState{status: Operational, updatedAt: p.started, track: tracker{shown: Operational}},
 		}
-		comp.track.shown = Operational
 		if prev := old[comp.ID]; prev != nil {
-			comp.track, comp.status, comp.updatedAt = prev.track, prev.status, prev.updatedAt
-			comp.healthy, comp.total, comp.requests, comp.failures = prev.healthy, prev.total, prev.requests, prev.failures
+			comp.componentState, comp.poolAgg = prev.componentState, prev.poolAgg
 		} else if r, ok := p.fleet.Components[comp.ID]; ok {
 			comp.track.shown = r.Health
 		}
@@ -421,7 +416,7 @@ func (p *Portal) Start(ctx context.Context) error {
 	obs := p.observe(now)
 	p.mu.Lock()
 	p.ingestLocked(obs)
-	p.showLocked(now, true)
+	p.decideLocked(now, true, nil)
 	p.renderLocked()
 	p.mu.Unlock()
 	p.publish(obs)
@@ -519,57 +514,44 @@ func (p *Portal) Tick() {
 // Changes are announced to webhook subscribers, and a major outage from
 // health or errors opens a draft incident.
 func (p *Portal) evaluateLocked(now time.Time, initial bool) bool {
-	agg := p.aggregateLocked(now)
-	for _, c := range p.comps {
-		c.healthy, c.total, c.requests, c.failures = 0, 0, 0, 0
-		for _, name := range c.Pools {
-			a := agg[name]
-			c.healthy += a.healthy
-			c.total += a.total
-			c.requests += a.requests
-			c.failures += a.failures
-		}
-		c.healthChanged = c.track.observe(worse(stateOf(c.healthy, c.total), p.errorState(c.requests, c.failures)), now, p.hold)
-	}
-	return p.showLocked(now, initial)
+	return p.decideLocked(now, initial, p.aggregateLocked(now))
 }
 
 // reevaluateLocked recomputes what the page shows after an override,
 // incident or maintenance changed, without sampling health.
 func (p *Portal) reevaluateLocked(now time.Time) bool {
-	for _, c := range p.comps {
-		c.healthChanged = false
-	}
-	return p.showLocked(now, false)
+	return p.decideLocked(now, false, nil)
 }
 
-// showLocked sets every component's shown state from overrides,
-// maintenance and tracked health, and reports whether one changed. Only
-// the leader announces changes and opens drafts; a follower takes the
-// time of a change from the leader's decisions when they agree.
-func (p *Portal) showLocked(now time.Time, initial bool) bool {
+// decideLocked runs the state machine (decide.go) for every component
+// and carries out its decisions; agg is the fleet's fresh sample by pool,
+// nil for none. Only the leader announces changes and opens drafts; a
+// follower takes the time of a change from the leader's decisions when
+// they agree. It reports whether a shown state changed.
+func (p *Portal) decideLocked(now time.Time, initial bool, agg map[string]poolAgg) bool {
+	r := rules{hold: p.hold, errRate: p.errRate}
 	changed := false
 	for _, c := range p.comps {
-		eff := p.effectiveLocked(c, now)
-		if !p.leading {
-			if r, ok := p.fleet.Components[c.ID]; ok && r.Status == eff && !r.UpdatedAt.IsZero() && !r.UpdatedAt.Equal(c.updatedAt) {
-				c.status, c.updatedAt = eff, r.UpdatedAt
-				changed = true
-				continue
+		in := componentInput{id: c.ID, overrides: p.overrides, maints: p.maints, leading: p.leading, initial: initial}
+		if agg != nil {
+			var o poolAgg
+			for _, name := range c.Pools {
+				o.add(agg[name])
 			}
+			c.poolAgg, in.obs = o, &o
 		}
-		if eff == c.status {
+		if rec, ok := p.fleet.Components[c.ID]; ok {
+			in.leader = &rec
+		}
+		d := r.decide(c.componentState, in, now)
+		c.componentState = d.next
+		changed = changed || d.changed
+		if !d.announce {
 			continue
 		}
-		old := c.status
-		c.status, c.updatedAt = eff, now
-		changed = true
-		if initial || !p.leading {
-			continue
-		}
-		p.log.Info("component state changed", "component", c.Region+"/"+c.Name, "from", old, "to", eff)
-		p.hooks.componentUpdate(p, c, old, now)
-		if c.healthChanged && eff == Major {
+		p.log.Info("component state changed", "component", c.Region+"/"+c.Name, "from", d.from, "to", c.status)
+		p.hooks.componentUpdate(p, c, d.from, now)
+		if d.openDraft {
 			p.openDraftLocked(c, now)
 		}
 	}
@@ -577,43 +559,6 @@ func (p *Portal) showLocked(now time.Time, initial bool) bool {
 		p.updatedAt = now
 	}
 	return changed
-}
-
-// effectiveLocked is what the page shows for c: an override wins, then a
-// maintenance window, then health after hysteresis.
-func (p *Portal) effectiveLocked(c *component, now time.Time) string {
-	if o, ok := p.overrides[c.ID]; ok {
-		return o.Status
-	}
-	for _, m := range p.maints {
-		if m.activeAt(now) && slices.Contains(m.Components, c.ID) {
-			return Maintenance
-		}
-	}
-	return c.track.shown
-}
-
-// tracker applies hysteresis: a new state must hold for the hold time
-// before it is shown.
-type tracker struct {
-	shown        string
-	pending      string
-	pendingSince time.Time
-}
-
-func (t *tracker) observe(raw string, now time.Time, hold time.Duration) bool {
-	if raw == t.shown {
-		t.pending = ""
-		return false
-	}
-	if raw != t.pending {
-		t.pending, t.pendingSince = raw, now
-	}
-	if now.Sub(t.pendingSince) >= hold {
-		t.shown, t.pending = raw, ""
-		return true
-	}
-	return false
 }
 
 // openDraftLocked opens an unpublished incident for c unless an open
