@@ -30,12 +30,12 @@ func TestDecide(t *testing.T) {
 		follower  *componentRecord // set: this node follows
 		initial   bool
 
-		status     string // shown after the step
-		health     string // tracked health after the step
-		changed    bool
-		announce   bool
-		openDraft  bool
-		updatedAt  time.Duration // after t0, when changed
+		status    string // shown after the step
+		health    string // tracked health after the step
+		changed   bool
+		announce  bool
+		openDraft bool
+		updatedAt time.Duration // after t0, when changed
 	}
 	tests := []struct {
 		name  string
