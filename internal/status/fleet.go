@@ -286,7 +286,7 @@ func (p *Portal) applyFleetLocked(fs fleetState) {
 func (p *Portal) Lead(ctx context.Context) {
 	p.mu.Lock()
 	if p.elected {
-		p.mu.Unlock()
+		p.unlock()
 		<-ctx.Done()
 		return
 	}
@@ -294,7 +294,7 @@ func (p *Portal) Lead(ctx context.Context) {
 	if !p.paused {
 		p.startLeadingLocked()
 	}
-	p.mu.Unlock()
+	p.unlock()
 	if p.mail != nil {
 		// Email goes out from the leader only, from the queue in the store.
 		var wg sync.WaitGroup
@@ -304,7 +304,7 @@ func (p *Portal) Lead(ctx context.Context) {
 	<-ctx.Done()
 	p.mu.Lock()
 	p.elected = false
-	p.mu.Unlock()
+	p.unlock()
 	if err := p.stepDown(); err != nil {
 		p.log.Warn("writing status history while stepping down", "err", err)
 	}
@@ -331,7 +331,7 @@ func (p *Portal) startLeadingLocked() {
 func (p *Portal) Pause() error {
 	p.mu.Lock()
 	p.paused = true
-	p.mu.Unlock()
+	p.unlock()
 	return p.stepDown()
 }
 
@@ -359,7 +359,7 @@ func (p *Portal) Resume() {
 		p.pubMu.Unlock()
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if !p.paused {
 		return
 	}
@@ -375,7 +375,7 @@ func (p *Portal) Resume() {
 // shutdown.
 func (p *Portal) stepDown() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if !p.leading {
 		return nil
 	}
@@ -406,7 +406,7 @@ func (p *Portal) reachable() bool {
 // Leading reports whether this node currently decides for the fleet.
 func (p *Portal) Leading() bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	return p.leading
 }
 

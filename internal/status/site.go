@@ -123,9 +123,26 @@ func (p *Portal) Files() map[string][]byte {
 	return out
 }
 
+// siteBuilder collects the documents of one rendering. renderLocked
+// gathers, under the portal's lock, immutable values for every document
+// and queues a job per document; unlock runs the jobs (template
+// execution, JSON, XML, Markdown) after releasing the lock.
 type siteBuilder struct {
 	files map[string]*file
 	err   error
+	jobs  []func(*siteBuilder)
+	seq   uint64 // the snapshot's number: a later one supersedes it
+}
+
+// do queues a job; jobs run in order, and may queue more.
+func (b *siteBuilder) do(job func(*siteBuilder)) { b.jobs = append(b.jobs, job) }
+
+// build runs the queued jobs.
+func (b *siteBuilder) build() {
+	for i := 0; i < len(b.jobs); i++ {
+		b.jobs[i](b)
+	}
+	b.jobs = nil
 }
 
 func (b *siteBuilder) add(path, ctype string, body []byte) {
@@ -136,20 +153,26 @@ func (b *siteBuilder) add(path, ctype string, body []byte) {
 	}
 }
 
+// json queues v, encoded as JSON, as the document at path.
 func (b *siteBuilder) json(path string, v any) {
-	body, err := json.Marshal(v)
-	if err != nil && b.err == nil {
-		b.err = err
-	}
-	b.add(path, "application/json", body)
+	b.do(func(b *siteBuilder) {
+		body, err := json.Marshal(v)
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		b.add(path, "application/json", body)
+	})
 }
 
+// page queues the page t renders from v as the document at path.
 func (b *siteBuilder) page(t *template.Template, path string, v any) {
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil && b.err == nil {
-		b.err = err
-	}
-	b.add(path, "text/html; charset=utf-8", buf.Bytes())
+	b.do(func(b *siteBuilder) {
+		var buf bytes.Buffer
+		if err := t.ExecuteTemplate(&buf, "layout", v); err != nil && b.err == nil {
+			b.err = err
+		}
+		b.add(path, "text/html; charset=utf-8", buf.Bytes())
+	})
 }
 
 // View models of the HTML templates.
@@ -241,7 +264,9 @@ func (p *Portal) maintItem(m *MaintenanceWindow) itemView {
 		Updates: newestFirst(m.Updates), ComponentNames: p.names(m.Components)}
 }
 
-// renderLocked renders every document of the site and swaps it in.
+// renderLocked takes the snapshot of everything the site shows and
+// announces pending events; unlock renders the snapshot and swaps it in
+// once the lock is released (renderSite).
 func (p *Portal) renderLocked() {
 	now := p.now()
 	p.lastRender = now
@@ -332,13 +357,17 @@ func (p *Portal) renderLocked() {
 		v.PageTitle = in.Name
 		b.page(p.tmpl.pages["incident"], "incidents/"+in.ID+".html", v)
 		if in.Postmortem != "" {
-			var buf bytes.Buffer
-			if err := p.tmpl.md.Convert([]byte(in.Postmortem), &buf); err != nil && b.err == nil {
-				b.err = err
-			}
-			v.Incident.Report = template.HTML(buf.String()) // goldmark output with raw HTML omitted
-			v.PageTitle = "Post-incident report: " + in.Name
-			b.page(p.tmpl.pages["report"], "incidents/"+in.ID+"-report.html", v)
+			md, report, name, id := p.tmpl.md, p.tmpl.pages["report"], in.Name, in.ID
+			postmortem := in.Postmortem
+			b.do(func(b *siteBuilder) {
+				var buf bytes.Buffer
+				if err := md.Convert([]byte(postmortem), &buf); err != nil && b.err == nil {
+					b.err = err
+				}
+				v.Incident.Report = template.HTML(buf.String()) // goldmark output with raw HTML omitted
+				v.PageTitle = "Post-incident report: " + name
+				b.page(report, "incidents/"+id+"-report.html", v)
+			})
 		}
 	}
 	for _, mw := range maints {
@@ -348,11 +377,37 @@ func (p *Portal) renderLocked() {
 	}
 	p.addFeeds(b, incidents, maints)
 
+	p.flushEventsLocked(m)
+	p.snapshots++
+	b.seq = p.snapshots
+	p.pendingSite = b
+}
+
+// unlock releases p.mu and then renders the snapshot the locked section
+// took, if any: rendering never holds the portal's lock.
+func (p *Portal) unlock() {
+	b := p.pendingSite
+	p.pendingSite = nil
+	p.mu.Unlock()
+	if b != nil {
+		p.renderSite(b)
+	}
+}
+
+// renderSite renders a snapshot and swaps it in, unless a later snapshot
+// was swapped in meanwhile (renderings of two snapshots may overlap).
+func (p *Portal) renderSite(b *siteBuilder) {
+	b.build()
 	if b.err != nil {
 		p.log.Error("rendering the status site; keeping the previous rendering", "err", b.err)
 		return
 	}
-	p.flushEventsLocked(m)
+	p.renderMu.Lock()
+	defer p.renderMu.Unlock()
+	if b.seq <= p.renderedSeq {
+		return
+	}
+	p.renderedSeq = b.seq
 	p.renderCount++
 	p.site.Store(&site{rev: p.renderCount, files: b.files})
 	next := make(chan struct{})

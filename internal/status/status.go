@@ -213,8 +213,16 @@ type Portal struct {
 	lastFlush   time.Time
 	lastRender  time.Time // when the site was last rendered
 	updatedAt   time.Time
+	// pendingSite is the snapshot a locked section took for unlock to
+	// render; snapshots numbers them.
+	pendingSite *siteBuilder
+	snapshots   uint64
+	// renderMu orders the swap of renderings (site.go renderSite);
+	// renderCount and renderedSeq are guarded by it, not by mu.
+	renderMu    sync.Mutex
+	renderedSeq uint64
 	renderCount uint64
-	events      []pendingEvent // announced at the next render
+	events      []pendingEvent // announced at the next snapshot of the site
 
 	mail   *emailer       // nil without status.email (email.go)
 	mailWG sync.WaitGroup // notifications being queued in the store
@@ -302,7 +310,7 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	p.mu.Lock()
 	p.configureLocked(cfg, pools)
 	p.renderLocked()
-	p.mu.Unlock()
+	p.unlock()
 	return p
 }
 
@@ -379,7 +387,7 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 // thresholds) take effect at once.
 func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	now := p.now()
 	if p.leading {
 		p.accountLocked(now) // the time so far belongs to the old list
@@ -418,7 +426,7 @@ func (p *Portal) Start(ctx context.Context) error {
 	p.ingestLocked(obs)
 	p.decideLocked(now, true, nil)
 	p.renderLocked()
-	p.mu.Unlock()
+	p.unlock()
 	p.publish(obs)
 	bg, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
@@ -481,7 +489,7 @@ func (p *Portal) Tick() {
 		p.publish(obs)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if own {
 		p.ingestLocked(obs)
 	}
@@ -713,7 +721,7 @@ func (f *storeFeed) Reset(ctx context.Context, l *store.Listing) error {
 		kvs = append(kvs, kv)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	cutoff := p.now().AddDate(0, 0, -HistoryKeepDays).Format(dayLayout)
 	var stale []store.Op
 	listed := make(map[string]bool, len(kvs))
@@ -751,7 +759,7 @@ func (f *storeFeed) Apply(resps []store.WatchResponse) {
 		events = append(events, r.Events...)
 	}
 	f.p.mu.Lock()
-	defer f.p.mu.Unlock()
+	defer f.p.unlock()
 	f.p.applyEventsLocked(events)
 }
 
