@@ -90,20 +90,42 @@ type Options struct {
 // watch, and selects a certificate for each TLS handshake. It is safe for
 // concurrent use.
 type Manager struct {
-	st    store.Store
-	kek   *KEK
-	log   *slog.Logger
-	opts  Options
-	now   func() time.Time
-	idx   *index
+	st   store.Store
+	kek  *KEK
+	log  *slog.Logger
+	opts Options
+	now  func() time.Time
+	// idx is the index of names to bundles: the replica keeps it in step
+	// with the store, the handshake path reads it, the write path plans
+	// against it.
+	idx *index
+
+	selection // the handshake path: selection and bundle loading (selector.go)
+	replica   // following the store (follow.go)
+	writes    // the write path (write.go)
+	lifecycle // Start and Close
+
+	// expiry caches ExpiryCounts.
+	expiry expiryCache
+	// local is the node's local copy of a remote store's index (nil for
+	// the embedded store or without Options.Dir); set by Start.
+	local *local
+}
+
+// selection is the Manager's state for serving handshakes: the decoded
+// certificates, the loads in flight and the loads that failed lately.
+type selection struct {
 	cache *cache
 	// flight makes concurrent loads of one bundle share a single store read.
 	flight singleflight.Group
+	// failed holds bundles whose load the store did not answer lately.
+	failed failures
+	// diskLimit bounds the local bundle cache (SetLocalCacheBytes).
+	diskLimit atomic.Int64
+}
 
-	// writeMu serializes this process's writes (Add, AddBatch, Remove), so
-	// the limit check and replacement planning see each other's results.
-	writeMu sync.Mutex
-
+// replica is the Manager's state for following the store's certs/names/.
+type replica struct {
 	// pmu guards pending and orders local index updates with watch events.
 	pmu sync.Mutex
 	// pending holds this process's writes to certs/names/ that the watch has
@@ -112,23 +134,10 @@ type Manager struct {
 	// watchRev is the revision up to which the index reflects the store's
 	// certs/names/ (the last watched revision applied, or the listing's).
 	watchRev int64
-
-	// diskLimit bounds the local bundle cache (SetLocalCacheBytes).
-	diskLimit atomic.Int64
-
-	// expiry caches ExpiryCounts.
-	expiry expiryCache
-
-	// local is the node's local copy of a remote store's index (nil for
-	// the embedded store or without Options.Dir); set by Start.
-	local *local
 	// resync asks run for a full relisting.
 	resync chan struct{}
 	// relists counts the full listings of the index that succeeded.
 	relists atomic.Uint64
-	// failed holds bundles whose load the store did not answer lately.
-	failed failures
-
 	started atomic.Bool // pending writes matter only once a watch may run
 	// loading is true while Start's background load of the index runs
 	// (Options.LoadInBackground); loaded is closed when the index holds
@@ -137,7 +146,17 @@ type Manager struct {
 	loaded    chan struct{}
 	loadStart time.Time
 	loadCount atomic.Int64 // bundles listed so far by the load
+}
 
+// writes is the Manager's state for the write path.
+type writes struct {
+	// writeMu serializes this process's writes (Add, AddBatch, Remove), so
+	// the limit check and replacement planning see each other's results.
+	writeMu sync.Mutex
+}
+
+// lifecycle is what Start leaves for Close.
+type lifecycle struct {
 	runMu  sync.Mutex // guards cancel and done
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -169,16 +188,18 @@ func NewManager(st store.Store, kek *KEK, opts Options) *Manager {
 		now = time.Now
 	}
 	m := &Manager{
-		st:      st,
-		kek:     kek,
-		log:     opts.Logger.With("component", "certs"),
-		opts:    opts,
-		now:     now,
-		idx:     newIndex(),
-		cache:   newCache(opts.CacheBytes),
-		pending: make(map[string]pendingWrite),
-		resync:  make(chan struct{}, 1),
-		loaded:  make(chan struct{}),
+		st:        st,
+		kek:       kek,
+		log:       opts.Logger.With("component", "certs"),
+		opts:      opts,
+		now:       now,
+		idx:       newIndex(),
+		selection: selection{cache: newCache(opts.CacheBytes)},
+		replica: replica{
+			pending: make(map[string]pendingWrite),
+			resync:  make(chan struct{}, 1),
+			loaded:  make(chan struct{}),
+		},
 	}
 	m.diskLimit.Store(opts.DiskCacheBytes)
 	if m.opts.Admission == nil {
