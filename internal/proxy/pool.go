@@ -310,7 +310,7 @@ func (p *pool) admit(m *member) bool {
 	if from == 0 {
 		return true
 	}
-	el := time.Now().UnixNano() - from
+	el := p.now().UnixNano() - from
 	if el >= int64(p.slowStart) {
 		m.rampFrom.CompareAndSwap(from, 0)
 		return true

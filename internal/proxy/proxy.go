@@ -98,7 +98,8 @@ type Options struct {
 	// OnHealthChange, if set, is called after every member transition.
 	OnHealthChange func(pool, address string, up bool)
 	// Now, if set, replaces time.Now for the response cache's freshness
-	// and age (tests inject a clock with it).
+	// and age and for the pools' slow start and zone hysteresis (tests
+	// inject a clock with it).
 	Now func() time.Time
 	// Certificate, if set, returns the certificate the HTTPS listener
 	// serves for a TLS server name ("" for a client that sent none), or
@@ -184,6 +185,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("pools[%d]: duplicate pool name %q", i, pc.Name)
 		}
 		p := newPool(pc)
+		p.now = px.now
 		if p.bal == nil {
 			return nil, fmt.Errorf("pool %q: unknown algorithm %q (want one of %v)", pc.Name, pc.Algorithm, config.Algorithms)
 		}
