@@ -375,20 +375,22 @@ func (p *Portal) Resume() {
 // shutdown.
 func (p *Portal) stepDown() error {
 	p.mu.Lock()
-	defer p.unlock()
 	if !p.leading {
+		p.unlock()
 		return nil
 	}
 	p.leading = false
 	p.log.Info("no longer leading the status portal", "node", p.node)
 	if !p.reachable() {
 		p.log.Warn("store unreachable: status history since the last write is not saved", "since", p.lastFlush)
+		p.unlock()
 		return nil
 	}
 	p.accountLocked(p.now())
+	p.unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.life), stepDownBudget)
 	defer cancel()
-	return p.flushLocked(ctx)
+	return p.flush(ctx)
 }
 
 // stepDownBudget bounds the writes of a leader stepping down.

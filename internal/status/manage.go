@@ -145,9 +145,7 @@ func (p *Portal) changedLocked(now time.Time) {
 		p.accountLocked(now) // the time so far belongs to the old states
 	}
 	if p.reevaluateLocked(now) && p.leading {
-		if err := p.flushLocked(context.Background()); err != nil {
-			p.log.Warn("writing status state", "err", err)
-		}
+		p.flushDue = "writing status state"
 	}
 	p.updatedAt = now
 	p.renderLocked()

@@ -2,10 +2,15 @@ package status
 
 import (
 	"context"
+	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/store"
+	"gatehouse/internal/store/bolt"
 )
 
 // TestRenderOutsideLock checks that a write's rendering runs after the
@@ -61,5 +66,86 @@ func TestRenderOutsideLock(t *testing.T) {
 	}
 	if got := string(p.Files()["api/v2/components.json"]); !strings.Contains(got, `"status":"`+Major+`"`) {
 		t.Fatalf("components.json after out-of-order renderings: %s", got)
+	}
+}
+
+// heldStore holds every transaction on status/state until release is
+// closed, once hold is set.
+type heldStore struct {
+	store.Store
+	hold    atomic.Bool
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *heldStore) Txn(ctx context.Context, conds []store.Cond, ops []store.Op) (int64, error) {
+	for _, op := range ops {
+		if op.Key == keyState && s.hold.Load() {
+			s.entered <- struct{}{}
+			<-s.release
+			break
+		}
+	}
+	return s.Store.Txn(ctx, conds, ops)
+}
+
+// TestFlushOutsideLock holds the leader's write of its decisions after an
+// override and checks that the portal answers meanwhile, and that the
+// write lands before the override call returns.
+func TestFlushOutsideLock(t *testing.T) {
+	st, err := bolt.Open(filepath.Join(t.TempDir(), "status.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &heldStore{Store: st, entered: make(chan struct{}, 1), release: make(chan struct{})}
+	clk := &clock{t: t0}
+	h := &health{pools: map[string][]bool{"web": {true, true}, "mobile": {true}, "web-us": {true}}}
+	p := New(testStatus, nil, h.source, Options{Now: clk.Now, Store: hs, IDs: seqIDs(), Interval: time.Hour})
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	stop := lead(t, p)
+	t.Cleanup(func() {
+		stop()
+		p.Close()
+		st.Close()
+	})
+
+	hs.hold.Store(true)
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.SetOverride(context.Background(), "EU01/Web app", OverrideRequest{Status: Major})
+		done <- err
+	}()
+	select {
+	case <-hs.entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the override wrote no decisions")
+	}
+	answered := make(chan []ComponentState, 1)
+	go func() { answered <- p.Components() }()
+	select {
+	case cs := <-answered:
+		for _, c := range cs {
+			if c.Region+"/"+c.Name == "EU01/Web app" && c.Status != Major {
+				t.Errorf("during the write the portal shows %s for EU01/Web app", c.Status)
+			}
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the portal's lock was held during the store write")
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("SetOverride returned (%v) before its decisions were written", err)
+	default:
+	}
+	hs.hold.Store(false)
+	close(hs.release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	kv, err := st.Get(context.Background(), keyState)
+	if err != nil || !strings.Contains(string(kv.Value), Major) {
+		t.Fatalf("status/state after the override: %v, %v", kv, err)
 	}
 }

@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -384,15 +385,26 @@ func (p *Portal) renderLocked() {
 }
 
 // unlock releases p.mu and then renders the snapshot the locked section
-// took, if any: rendering never holds the portal's lock.
+// took and writes the history and decisions it asked for, if any:
+// neither rendering nor these store writes hold the portal's lock.
 func (p *Portal) unlock() {
-	b := p.pendingSite
-	p.pendingSite = nil
+	b, due := p.pendingSite, p.flushDue
+	p.pendingSite, p.flushDue = nil, ""
 	p.mu.Unlock()
 	if b != nil {
 		p.renderSite(b)
 	}
+	if due != "" {
+		ctx, cancel := context.WithTimeout(p.life, flushTimeout)
+		defer cancel()
+		if err := p.flush(ctx); err != nil {
+			p.log.Warn(due, "err", err)
+		}
+	}
 }
+
+// flushTimeout bounds a flush of history and decisions to the store.
+const flushTimeout = 10 * time.Second
 
 // renderSite renders a snapshot and swaps it in, unless a later snapshot
 // was swapped in meanwhile (renderings of two snapshots may overlap).

@@ -219,7 +219,12 @@ type Portal struct {
 	snapshots   uint64
 	// renderMu orders the swap of renderings (site.go renderSite);
 	// renderCount and renderedSeq are guarded by it, not by mu.
-	renderMu    sync.Mutex
+	renderMu sync.Mutex
+	// flushDue asks unlock to flush history and decisions to the store
+	// (history.go flush), and is what a failure is logged as; flushMu
+	// orders flushes.
+	flushDue    string
+	flushMu     sync.Mutex
 	renderedSeq uint64
 	renderCount uint64
 	events      []pendingEvent // announced at the next snapshot of the site
@@ -395,9 +400,7 @@ func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
 	p.configureLocked(cfg, pools)
 	if p.leading {
 		p.evaluateLocked(now, false)
-		if err := p.flushLocked(p.life); err != nil {
-			p.log.Warn("writing status state", "err", err)
-		}
+		p.flushDue = "writing status state"
 	} else {
 		p.reevaluateLocked(now)
 	}
@@ -511,9 +514,7 @@ func (p *Portal) Tick() {
 	}
 	if now.Sub(p.lastFlush) >= p.flushEvry || changed {
 		p.sweepNodesLocked(now)
-		if err := p.flushLocked(p.life); err != nil {
-			p.log.Warn("writing status history", "err", err)
-		}
+		p.flushDue = "writing status history"
 	}
 }
 
