@@ -27,6 +27,9 @@ type balancer interface {
 // members in the set.
 type pickSet interface {
 	pick(r *http.Request) *member
+	// order is the sequence a retry walks to find a member not yet tried
+	// (for weighted round robin the weighted schedule).
+	order() []*member
 }
 
 // newBalancer returns the balancer of pc's algorithm: the one place that
@@ -70,6 +73,8 @@ type rrSet struct {
 
 // pick takes the next member in turn; a member in slow start that is not
 // admitted passes its turn (twice at most).
+func (s *rrSet) order() []*member { return s.ms }
+
 func (s *rrSet) pick(*http.Request) *member {
 	n := uint64(len(s.ms))
 	m := s.ms[(s.p.rr.Add(1)-1)%n]
@@ -92,6 +97,8 @@ type lrSet struct {
 	p  *pool
 	ms []*member
 }
+
+func (s *lrSet) order() []*member { return s.ms }
 
 func (s *lrSet) pick(*http.Request) *member {
 	n := len(s.ms)
@@ -204,6 +211,8 @@ func (b *hashBalancer) build(p *pool, ms []*member) pickSet {
 // that is under its load bound and admitted by slow start. If every
 // member is at its bound (a moment of skew while loads are read), it
 // returns the key's owner.
+func (s *hashSet) order() []*member { return s.ms }
+
 func (s *hashSet) pick(r *http.Request) *member {
 	return s.pickKey(s.b.key(r))
 }

@@ -321,7 +321,11 @@ func (p *pool) admit(m *member) bool {
 
 // pickExcept chooses a healthy member not in tried, for a retry.
 func (p *pool) pickExcept(tried []*member) *member {
-	ms := p.ready.Load().members
+	rd := p.ready.Load()
+	ms := rd.members
+	if rd.set != nil {
+		ms = rd.set.order()
+	}
 	n := len(ms)
 	if n == 0 {
 		return nil
