@@ -273,7 +273,25 @@ func (p *Portal) renderLocked() {
 	p.lastRender = now
 	m := p.buildAPILocked(now)
 	b := &siteBuilder{files: map[string]*file{}}
+	queueAPI(b, m)
+	b.add("assets/status.css", "text/css; charset=utf-8", styleCSS)
 
+	base := viewBase{Title: p.title, UpdatedAt: p.updatedAt}
+	incidents := p.sortedIncidentsLocked()
+	maints := p.sortedMaintenancesLocked()
+	p.queueIndexLocked(b, base, m, incidents, maints, now)
+	p.queueHistoryLocked(b, base, incidents, maints)
+	p.queueIncidentPagesLocked(b, base, incidents, maints)
+	p.addFeeds(b, incidents, maints)
+
+	p.flushEventsLocked(m)
+	p.snapshots++
+	b.seq = p.snapshots
+	p.pendingSite = b
+}
+
+// queueAPI queues the documents of the status API v2.
+func queueAPI(b *siteBuilder, m *apiModel) {
 	b.json("api/v2/summary.json", Summary{Page: m.page, Components: m.components, Incidents: limit(m.unresolved),
 		ScheduledMaintenances: limit(m.summaryMain), Status: m.status})
 	b.json("api/v2/status.json", StatusDoc{Page: m.page, Status: m.status})
@@ -283,13 +301,13 @@ func (p *Portal) renderLocked() {
 	b.json("api/v2/scheduled-maintenances.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.maints)})
 	b.json("api/v2/scheduled-maintenances/upcoming.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.upcoming)})
 	b.json("api/v2/scheduled-maintenances/active.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.active)})
-	b.add("assets/status.css", "text/css; charset=utf-8", styleCSS)
+}
 
-	base := viewBase{Title: p.title, UpdatedAt: p.updatedAt}
+// queueIndexLocked queues the front page (and the subscription form):
+// active incidents and maintenance, and every component with its uptime.
+func (p *Portal) queueIndexLocked(b *siteBuilder, base viewBase, m *apiModel, incidents []*Incident, maints []*MaintenanceWindow, now time.Time) {
 	idx := indexView{viewBase: base, Banner: m.status}
 	idx.Refresh = true
-	incidents := p.sortedIncidentsLocked()
-	maints := p.sortedMaintenancesLocked()
 	for _, in := range incidents {
 		if in.Unresolved() {
 			idx.Active = append(idx.Active, p.incidentItem(in))
@@ -327,8 +345,11 @@ func (p *Portal) renderLocked() {
 		p.renderSubscribeLocked(b)
 	}
 	b.page(p.tmpl.pages["index"], "index.html", idx)
+}
 
-	// History: incidents and maintenance by month, newest first.
+// queueHistoryLocked queues the history page: incidents and maintenance by
+// month, newest first.
+func (p *Portal) queueHistoryLocked(b *siteBuilder, base viewBase, incidents []*Incident, maints []*MaintenanceWindow) {
 	var items []itemView
 	for _, in := range incidents {
 		items = append(items, p.incidentItem(in))
@@ -349,7 +370,11 @@ func (p *Portal) renderLocked() {
 		hv.Months[len(hv.Months)-1].Items = append(hv.Months[len(hv.Months)-1].Items, it)
 	}
 	b.page(p.tmpl.pages["history"], "history.html", hv)
+}
 
+// queueIncidentPagesLocked queues a page per incident and maintenance, and the
+// post-incident reports.
+func (p *Portal) queueIncidentPagesLocked(b *siteBuilder, base viewBase, incidents []*Incident, maints []*MaintenanceWindow) {
 	sub := base
 	sub.Root = "../"
 	for _, in := range incidents {
@@ -376,12 +401,6 @@ func (p *Portal) renderLocked() {
 		v.PageTitle = mw.Name
 		b.page(p.tmpl.pages["incident"], "incidents/"+mw.ID+".html", v)
 	}
-	p.addFeeds(b, incidents, maints)
-
-	p.flushEventsLocked(m)
-	p.snapshots++
-	b.seq = p.snapshots
-	p.pendingSite = b
 }
 
 // unlock releases p.mu and then renders the snapshot the locked section
