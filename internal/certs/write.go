@@ -298,10 +298,67 @@ type Result struct {
 // refused then reports the error). Results are in the order of items.
 func (m *Manager) AddBatch(ctx context.Context, items []Item) []Result {
 	now := m.now()
-	results := make([]Result, len(items))
-	bundles := make([]*Bundle, len(items))
+	results, bundles, dupOf := m.parseItems(items, now)
+	if err := m.waitLoaded(ctx); err != nil {
+		failRest(results, err, false)
+		return results
+	}
+	m.writeMu.Lock()
+	defer m.writeMu.Unlock()
+	err := m.admitBatch(ctx, bundles)
+	if err == nil {
+		err = m.admitStore(ctx, bundles) // quota.go
+	}
+	if err != nil {
+		failRest(results, err, true)
+		return results
+	}
+
+	g := newTxnGroup()
+	flush := func() {
+		if len(g.plans) > 0 {
+			m.flush(ctx, g.plans, g.idx, results, now)
+			g.reset()
+		}
+	}
+	for i, b := range bundles {
+		if b == nil {
+			continue
+		}
+		p, err := m.plan(ctx, b, now)
+		if err == nil && p.existing == nil && len(g.plans) > 0 && g.conflicts(p) {
+			// Plan again once the store reflects the group.
+			flush()
+			p, err = m.plan(ctx, b, now)
+		}
+		switch {
+		case err != nil:
+			results[i].Err = err
+			continue
+		case p.existing != nil:
+			results[i].Info = m.info(b.ID, p.existing)
+			continue
+		}
+		g.add(p, i)
+	}
+	flush()
+	for i, j := range dupOf {
+		if j >= 0 {
+			results[i].Info, results[i].Err = results[j].Info, results[j].Err
+		}
+	}
+	return results
+}
+
+// parseItems parses and validates every item: results holds each item's
+// source and any error, bundles the bundles to install (nil for an item
+// that failed or repeats an earlier one), dupOf[i] the earlier item that
+// item i repeats (-1 for none).
+func (m *Manager) parseItems(items []Item, now time.Time) (results []Result, bundles []*Bundle, dupOf []int) {
+	results = make([]Result, len(items))
+	bundles = make([]*Bundle, len(items))
+	dupOf = make([]int, len(items))
 	firstOf := make(map[string]int) // bundle id -> first item with it
-	dupOf := make([]int, len(items))
 	for i, it := range items {
 		results[i].Source = it.Source
 		dupOf[i] = -1
@@ -320,100 +377,76 @@ func (m *Manager) AddBatch(ctx context.Context, items []Item) []Result {
 		firstOf[b.ID] = i
 		bundles[i] = b
 	}
+	return results, bundles, dupOf
+}
 
-	if err := m.waitLoaded(ctx); err != nil {
-		for i := range results {
-			if results[i].Err == nil {
-				results[i].Err = err
-			}
-		}
-		return results
-	}
-	m.writeMu.Lock()
-	defer m.writeMu.Unlock()
-	err := m.admitBatch(ctx, bundles)
-	if err == nil {
-		err = m.admitStore(ctx, bundles) // quota.go
-	}
-	if err != nil {
-		for i := range results {
-			if results[i].Err == nil {
-				results[i].Err = err
+// failRest sets err on every result that has none (dropping its
+// warnings with dropWarnings).
+func failRest(results []Result, err error, dropWarnings bool) {
+	for i := range results {
+		if results[i].Err == nil {
+			results[i].Err = err
+			if dropWarnings {
 				results[i].Warnings = nil
 			}
 		}
-		return results
 	}
+}
 
-	var group []*plan
-	var groupIdx []int
-	var groupOps int
-	groupNames := make(map[string]bool) // family + "/" + name
-	groupTouched := make(map[string]bool)
-	flush := func() {
-		if len(group) == 0 {
-			return
-		}
-		m.flush(ctx, group, groupIdx, results, now)
-		group, groupIdx, groupOps = nil, nil, 0
-		clear(groupNames)
-		clear(groupTouched)
+// txnGroup is the plans AddBatch writes in one transaction: no two of
+// them install a name of the same key family or touch the same bundle,
+// and together they stay within maxTxnOps.
+type txnGroup struct {
+	plans   []*plan
+	idx     []int // the item of each plan
+	ops     int
+	names   map[string]bool // family + "/" + name
+	touched map[string]bool
+}
+
+func newTxnGroup() *txnGroup {
+	return &txnGroup{names: make(map[string]bool), touched: make(map[string]bool)}
+}
+
+func (g *txnGroup) reset() {
+	g.plans, g.idx, g.ops = nil, nil, 0
+	clear(g.names)
+	clear(g.touched)
+}
+
+// conflicts reports whether p must wait for the group to be written.
+func (g *txnGroup) conflicts(p *plan) bool {
+	if g.ops+len(p.ops) > maxTxnOps {
+		return true
 	}
-	conflicts := func(p *plan) bool {
-		if groupOps+len(p.ops) > maxTxnOps {
+	fam := keyFamily(p.b.KeyType)
+	for _, n := range p.b.Names {
+		if g.names[fam+"/"+n] {
 			return true
 		}
-		fam := keyFamily(p.b.KeyType)
-		for _, n := range p.b.Names {
-			if groupNames[fam+"/"+n] {
-				return true
-			}
-		}
-		for _, id := range p.touched {
-			if groupTouched[id] {
-				return true
-			}
-		}
-		return false
 	}
-	for i, b := range bundles {
-		if b == nil {
-			continue
-		}
-		p, err := m.plan(ctx, b, now)
-		if err == nil && p.existing == nil && len(group) > 0 && conflicts(p) {
-			// Plan again once the store reflects the group.
-			flush()
-			p, err = m.plan(ctx, b, now)
-		}
-		switch {
-		case err != nil:
-			results[i].Err = err
-			continue
-		case p.existing != nil:
-			results[i].Info = m.info(b.ID, p.existing)
-			continue
-		}
-		// Chains already written by the group need no second put.
-		p.conds, p.ops = dropChainOps(p, group)
-		group = append(group, p)
-		groupIdx = append(groupIdx, i)
-		groupOps += len(p.ops)
-		fam := keyFamily(b.KeyType)
-		for _, n := range b.Names {
-			groupNames[fam+"/"+n] = true
-		}
-		for _, id := range p.touched {
-			groupTouched[id] = true
+	for _, id := range p.touched {
+		if g.touched[id] {
+			return true
 		}
 	}
-	flush()
-	for i, j := range dupOf {
-		if j >= 0 {
-			results[i].Info, results[i].Err = results[j].Info, results[j].Err
-		}
+	return false
+}
+
+// add puts p, the plan of item i, in the group; chains that the group
+// already writes need no second put.
+func (g *txnGroup) add(p *plan, i int) {
+	p.conds, p.ops = dropChainOps(p, g.plans)
+	g.plans = append(g.plans, p)
+	g.idx = append(g.idx, i)
+	g.ops += len(p.ops)
+	fam := keyFamily(p.b.KeyType)
+	for _, n := range p.b.Names {
+		g.names[fam+"/"+n] = true
 	}
-	return results
+	for _, id := range p.touched {
+		g.touched[id] = true
+	}
 }
 
 // dropChainOps removes from p the chain puts and conditions that an earlier
