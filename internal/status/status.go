@@ -159,13 +159,32 @@ type group struct {
 	Components []*component
 }
 
+// outbox is the work a locked section of the portal leaves for after
+// its lock is released (Portal.unlock), and what orders that work.
+type outbox struct {
+	// pendingSite is the snapshot a locked section took for unlock to
+	// render; snapshots numbers them. Both are guarded by Portal.mu.
+	pendingSite *siteBuilder
+	snapshots   uint64
+	// flushDue asks unlock to flush history and decisions to the store
+	// (history.go flush), and is what a failure is logged as; guarded by
+	// Portal.mu.
+	flushDue string
+	// flushMu orders flushes.
+	flushMu sync.Mutex
+	// renderMu orders the swap of renderings (site.go renderSite) and
+	// guards renderedSeq and renderCount.
+	renderMu    sync.Mutex
+	renderedSeq uint64
+	renderCount uint64
+}
+
 // Portal is the status portal: the model, its persistence and its pages.
 type Portal struct {
 	log       *slog.Logger
 	title     string
 	url       string // public base URL ending in "/", or ""
 	pageID    string
-	hold      time.Duration
 	interval  time.Duration
 	flushEvry time.Duration
 	src       Source
@@ -193,7 +212,7 @@ type Portal struct {
 
 	// mu guards the model below and serialises writes.
 	mu          sync.Mutex
-	errRate     config.ErrorRate
+	rules       // hysteresis and error-rate thresholds (decide.go)
 	comps       []*component
 	byID        map[string]*component
 	groups      []*group // regions in order of first appearance; "" region is not a group
@@ -213,20 +232,7 @@ type Portal struct {
 	lastFlush   time.Time
 	lastRender  time.Time // when the site was last rendered
 	updatedAt   time.Time
-	// pendingSite is the snapshot a locked section took for unlock to
-	// render; snapshots numbers them.
-	pendingSite *siteBuilder
-	snapshots   uint64
-	// renderMu orders the swap of renderings (site.go renderSite);
-	// renderCount and renderedSeq are guarded by it, not by mu.
-	renderMu sync.Mutex
-	// flushDue asks unlock to flush history and decisions to the store
-	// (history.go flush), and is what a failure is logged as; flushMu
-	// orders flushes.
-	flushDue    string
-	flushMu     sync.Mutex
-	renderedSeq uint64
-	renderCount uint64
+	outbox                     // what a locked section leaves for unlock (site.go)
 	events      []pendingEvent // announced at the next snapshot of the site
 
 	mail   *emailer       // nil without status.email (email.go)
@@ -538,7 +544,7 @@ func (p *Portal) reevaluateLocked(now time.Time) bool {
 // follower takes the time of a change from the leader's decisions when
 // they agree. It reports whether a shown state changed.
 func (p *Portal) decideLocked(now time.Time, initial bool, agg map[string]poolAgg) bool {
-	r := rules{hold: p.hold, errRate: p.errRate}
+	r := p.rules
 	changed := false
 	for _, c := range p.comps {
 		in := componentInput{id: c.ID, overrides: p.overrides, maints: p.maints, leading: p.leading, initial: initial}
