@@ -576,7 +576,7 @@ type MemberStatus struct {
 // PoolStatus is the state of one pool and its members.
 type PoolStatus struct {
 	Name      string
-	Algorithm config.Algorithm
+	Algorithm string
 	// Failover is the pool's policy (spread or priority); ActiveZone the
 	// zone the priority policy sends traffic to ("" when every zone).
 	Failover   string
@@ -594,7 +594,7 @@ type PoolStatus struct {
 func (px *Proxy) Pools() []PoolStatus {
 	out := make([]PoolStatus, 0, len(px.pools))
 	for _, p := range px.pools {
-		ps := PoolStatus{Name: p.name, Algorithm: p.algo, Members: make([]MemberStatus, 0, len(p.members)),
+		ps := PoolStatus{Name: p.name, Algorithm: string(p.algo), Members: make([]MemberStatus, 0, len(p.members)),
 			Requests: p.stats.requests.Load(), Failures: p.stats.failures.Load()}
 		ps.Failover, ps.ActiveZone = config.FailoverSpread, p.activeZoneName()
 		if p.priority {

@@ -474,12 +474,12 @@ func TestReloadCarriesHealth(t *testing.T) {
 	old.Close()
 	defer next.Close()
 	want := []PoolStatus{
-		{Name: "p", Algorithm: config.WeightedRoundRobin, Failover: "spread", Members: []MemberStatus{
+		{Name: "p", Algorithm: string(config.WeightedRoundRobin), Failover: "spread", Members: []MemberStatus{
 			{Address: a.addr(), Up: true, Weight: 1},
 			{Address: b.addr(), Up: false, Weight: 1},
 			{Address: c.addr(), Up: true, Weight: 3},
 		}},
-		{Name: "q", Algorithm: config.RoundRobin, Failover: "spread", Members: []MemberStatus{{Address: c.addr(), Up: true, Weight: 1}}},
+		{Name: "q", Algorithm: string(config.RoundRobin), Failover: "spread", Members: []MemberStatus{{Address: c.addr(), Up: true, Weight: 1}}},
 	}
 	if diff := cmp.Diff(next.Pools(), want); diff != "" {
 		t.Errorf("Pools after reload (-got +want):\n%s", diff)
