@@ -98,10 +98,13 @@ type mailEvent struct {
 	Components []string  `json:"components,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	// Cursor is the last subscriber id handled (sent, refused or not
-	// concerned); sending continues after it.
-	Cursor string `json:"cursor,omitempty"`
-	Sent   int    `json:"sent"`
-	Failed int    `json:"failed"`
+	// concerned); sending continues after it. Done lists the subscribers
+	// after the cursor already handed to the server (messages sent in
+	// parallel finish out of order): they are not sent again.
+	Cursor string   `json:"cursor,omitempty"`
+	Done   []string `json:"done,omitempty"`
+	Sent   int      `json:"sent"`
+	Failed int      `json:"failed"`
 }
 
 // subID is the subscriber id of an address: the same on every node, and
@@ -124,7 +127,8 @@ type emailer struct {
 	cfg     config.StatusEmail // defaults filled in
 	pub     string             // public URL ending in "/"
 	from    string             // bare sender address
-	client  *mailer.Client
+	client  *mailer.Client     // clients[0]: confirmations
+	clients []*mailer.Client   // one per status.email.smtp.connections
 	limits  *subscribeLimits
 	setupEr error // why sending cannot work (password or CA unreadable)
 
@@ -169,7 +173,10 @@ func newEmailer(p *Portal, cfg config.StatusEmail, publicURL string) *emailer {
 	if u, err := url.Parse(pub); err == nil {
 		mc.HelloName = u.Hostname()
 	}
-	e.client = mailer.New(mc)
+	for range cfg.SMTP.Connections {
+		e.clients = append(e.clients, mailer.New(mc))
+	}
+	e.client = e.clients[0]
 	if e.setupEr != nil {
 		p.log.Error("status email cannot send", "err", e.setupEr)
 	}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -563,4 +564,69 @@ func testLogger(t *testing.T) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// TestEmailParallelResume sends over four SMTP sessions while the server
+// answers 451 for one address in the middle of the batch: the pass stops,
+// every message accepted so far is covered by the recorded progress
+// (cursor or done list), and the retry sends only what is left: each
+// address receives exactly one message.
+func TestEmailParallelResume(t *testing.T) {
+	mf := newMailFixture(t, func(e *config.StatusEmail) { e.SMTP.Connections = 4 })
+	ctx := context.Background()
+	const subs = 40
+	var addrs []string
+	for i := range subs {
+		a := fmt.Sprintf("p%02d@example.org", i)
+		addrs = append(addrs, a)
+		if _, err := mf.p.AddEmailSubscriber(ctx, EmailSubscriberRequest{Email: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.SortFunc(addrs, func(a, b string) int { return strings.Compare(subID(a), subID(b)) })
+	busy := addrs[subs/2] // sent in the middle of the batch
+	mf.smtp.TempFailRcpt(busy, true)
+	if _, err := mf.p.OpenIncident(ctx, IncidentRequest{Name: "Outage", Body: "Looking."}); err != nil {
+		t.Fatal(err)
+	}
+	var ev mailEvent
+	waitFor(t, "the pass to stop with every accepted message recorded", func() bool {
+		kvs, _, err := mf.st.List(ctx, keyMailEvents, "", 0)
+		if err != nil || len(kvs) != 1 || json.Unmarshal(kvs[0].Value, &ev) != nil {
+			return false
+		}
+		failed := false
+		for _, d := range mf.p.Deliveries("") {
+			failed = failed || (d.Channel == "email" && !d.OK)
+		}
+		if !failed {
+			return false
+		}
+		for _, m := range mf.smtp.Messages() {
+			sid := subID(m.To[0])
+			if sid > ev.Cursor && !slices.Contains(ev.Done, sid) {
+				return false
+			}
+		}
+		return true
+	})
+	if got := len(mf.smtp.Messages()); got < subs/2 || got >= subs {
+		t.Errorf("%d messages accepted before the pass stopped, want at least %d and not all", got, subs/2)
+	}
+	if ev.Cursor >= subID(busy) {
+		t.Errorf("cursor %s passed the address that was not accepted (%s)", ev.Cursor, subID(busy))
+	}
+	t.Logf("stopped with %d accepted, cursor at %d of %d, %d done past it", len(mf.smtp.Messages()), slices.IndexFunc(addrs, func(a string) bool { return subID(a) == ev.Cursor })+1, subs, len(ev.Done))
+	mf.smtp.TempFailRcpt(busy, false)
+	mf.p.mail.poke()
+	mf.drained(t)
+	count := map[string]int{}
+	for _, m := range mf.smtp.Messages() {
+		count[m.To[0]]++
+	}
+	for _, a := range addrs {
+		if count[a] != 1 {
+			t.Errorf("%s received %d messages, want 1", a, count[a])
+		}
+	}
 }

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"html/template"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"gatehouse/internal/mailer"
@@ -15,12 +17,14 @@ import (
 )
 
 // Sending, on the leader. Each pass sends the queued confirmations, then
-// the notifications in the order they were queued. A notification's
-// cursor (the last subscriber handled) is written with a compare-and-swap
-// right after the mail server accepts each message, so a leader that dies
-// mid-batch is followed by one that resumes after the last accepted
-// message: at most the one message in flight at the crash is sent twice,
-// none is lost. A 4xx answer or an unreachable server stops the pass,
+// the notifications in the order they were queued. A notification is sent
+// over status.email.smtp.connections sessions in parallel; its progress
+// (a cursor and the subscribers handled past it) is written with a
+// compare-and-swap that covers every message accepted since the previous
+// write, and a session waits for that write before its next message, so a
+// leader that dies mid-batch is followed by one that resumes without
+// re-sending what was accepted: at most the messages in flight at the
+// crash (one per session) are sent twice, none is lost. A 4xx answer or an unreachable server stops the pass,
 // which is retried with a growing delay; a 5xx answer counts against the
 // address and the batch moves on.
 
@@ -64,7 +68,9 @@ func (e *emailer) runMail(ctx context.Context) {
 		err := e.pass(ctx)
 		switch {
 		case ctx.Err() != nil:
-			e.client.Close()
+			for _, cl := range e.clients {
+				cl.Close()
+			}
 			return
 		case err != nil:
 			backoff = min(max(backoff*2, mailRetryFirst), mailRetryMax)
@@ -152,7 +158,7 @@ func (e *emailer) sendConfirmation(ctx context.Context, q store.KV) error {
 	confirmMailHTML.Execute(&html, map[string]string{"Title": title, "Link": link, "TTL": e.cfg.ConfirmTTL.D().String()})
 	msg := mailer.Message{From: e.cfg.From, To: ps.Email, Subject: "Confirm your subscription to " + title,
 		Text: text, HTML: html.String(), Date: e.p.now()}
-	err = e.deliver(ctx, msg, "email:"+subID(ps.Email), "subscription_confirmation")
+	err = e.deliver(ctx, e.client, msg, "email:"+subID(ps.Email), "subscription_confirmation")
 	if err != nil && !mailer.IsPermanent(err) {
 		return err
 	}
@@ -167,13 +173,13 @@ func (e *emailer) sendConfirmation(ctx context.Context, q store.KV) error {
 
 // deliver builds and sends msg and records the attempt in the delivery log
 // (failures only for notifications: a batch is logged once, at its end).
-func (e *emailer) deliver(ctx context.Context, msg mailer.Message, sub, event string) error {
+func (e *emailer) deliver(ctx context.Context, cl *mailer.Client, msg mailer.Message, sub, event string) error {
 	b, err := msg.Bytes()
 	if err != nil {
 		return &mailer.PermanentError{Code: 554, Msg: err.Error()}
 	}
 	from, _ := parseFrom(e.cfg.From)
-	err = e.client.Send(ctx, from, msg.To, b)
+	err = cl.Send(ctx, from, msg.To, b)
 	if err != nil || event == "subscription_confirmation" {
 		d := Delivery{ID: newID(), Subscriber: sub, Event: event, Attempt: 1, OK: err == nil, Final: err == nil || mailer.IsPermanent(err), At: e.p.now(), Channel: "email"}
 		var pe *mailer.PermanentError
@@ -188,6 +194,27 @@ func (e *emailer) deliver(ctx context.Context, msg mailer.Message, sub, event st
 	return err
 }
 
+// sendWindow bounds how far the sending may run ahead of the cursor (the
+// subscribers held in memory while one message is slow).
+const sendWindow = 1024
+
+// sendResult is one subscriber handled in a notification's batch.
+type sendResult struct {
+	seq     int64
+	sid     string
+	sent    bool  // handed to the server, accepted or refused (done)
+	refused bool  // a permanent refusal
+	err     error // temporary: not done, to be sent again
+}
+
+// sendEvent sends the notification kv to every subscriber concerned, over
+// the parallel SMTP sessions. The subscribers are read in id order and
+// numbered; the committer advances the cursor over the handled prefix and
+// records the ones handled after it in Done, writing everything accepted
+// since its last write in one compare-and-swap (a group commit). A session
+// takes its next message only once the write covering its last one is
+// done, so a leader that dies re-sends at most the messages in flight
+// (one per session) and loses none.
 func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
 	st := e.p.st
 	var ev mailEvent
@@ -201,10 +228,10 @@ func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
 	body := template.HTML(html.String())
 	link := e.pub + ev.Link
 	title := e.p.pageTitle()
-	var last time.Time
+	subject, heading, text, kind, comps := ev.Subject, ev.Heading, ev.Body, ev.Kind, ev.Components
 	save := func() error {
 		b, _ := json.Marshal(ev)
-		// Written even as leadership ends: the server has the message.
+		// Written even as leadership ends: the server has the messages.
 		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		r, err := st.Txn(wctx, []store.Cond{{Key: kv.Key, ModRev: rev}}, []store.Op{store.Put(kv.Key, b)})
@@ -214,48 +241,186 @@ func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
 		rev = r
 		return err
 	}
-	skipped := 0
-	err := pageSubscribers(ctx, st, ev.Cursor, func(s EmailSubscriber) error {
-		if s.Suspended || s.ConfirmedAt.IsZero() || !s.wants(ev.Components) {
-			ev.Cursor = s.ID
-			if skipped++; skipped%subscriberPage == 0 {
-				return save()
-			}
-			return nil
-		}
-		if err := e.pace(ctx, &last); err != nil {
-			return err
-		}
+	send := func(cl *mailer.Client, s EmailSubscriber) error {
 		manage, unsub, err := e.links(ctx, s)
 		if err != nil {
 			return err
 		}
-		text := fmt.Sprintf("%s\n%s\n\n%s\n\nDetails: %s\n\n--\nYou receive this because you subscribed to %s.\nChoose components: %s\nUnsubscribe: %s\n",
-			ev.Subject, ev.Heading, ev.Body, link, title, manage, unsub)
+		plain := fmt.Sprintf("%s\n%s\n\n%s\n\nDetails: %s\n\n--\nYou receive this because you subscribed to %s.\nChoose components: %s\nUnsubscribe: %s\n",
+			subject, heading, text, link, title, manage, unsub)
 		var h bytes.Buffer
-		notifyMailHTML.Execute(&h, map[string]any{"Subject": ev.Subject, "Heading": ev.Heading, "Body": body, "Link": link,
+		notifyMailHTML.Execute(&h, map[string]any{"Subject": subject, "Heading": heading, "Body": body, "Link": link,
 			"Title": title, "Manage": manage, "Unsub": unsub})
-		msg := mailer.Message{From: e.cfg.From, To: s.Email, Subject: ev.Subject, Text: text, HTML: h.String(),
+		msg := mailer.Message{From: e.cfg.From, To: s.Email, Subject: subject, Text: plain, HTML: h.String(),
 			Date: e.p.now(), Unsubscribe: unsub, ListID: e.listID()}
-		err = e.deliver(ctx, msg, "email:"+s.ID, ev.Kind)
-		if err != nil && !mailer.IsPermanent(err) {
-			return err
-		}
-		if err != nil {
-			ev.Failed++
-			e.countFailure(ctx, s.ID)
-		} else {
-			ev.Sent++
-		}
-		ev.Cursor = s.ID
-		return save() // marked right after the server's answer
+		return e.deliver(ctx, cl, msg, "email:"+s.ID, kind)
+	}
+
+	cctx, stop := context.WithCancel(ctx)
+	defer stop()
+	type job struct {
+		seq int64
+		s   EmailSubscriber
+	}
+	jobs := make(chan job)
+	results := make(chan sendResult, sendWindow)
+	slots := make(chan struct{}, len(e.clients)) // sends not yet covered by a write
+	window := make(chan struct{}, sendWindow)    // subscribers not yet passed by the cursor
+	handled := make(map[string]bool, len(ev.Done))
+	for _, sid := range ev.Done {
+		handled[sid] = true
+	}
+	var wg sync.WaitGroup
+	for _, cl := range e.clients {
+		wg.Go(func() {
+			for j := range jobs {
+				r := sendResult{seq: j.seq, sid: j.s.ID}
+				if cctx.Err() != nil {
+					r.err = cctx.Err()
+				} else if err := send(cl, j.s); err == nil {
+					r.sent = true
+				} else if mailer.IsPermanent(err) {
+					r.sent, r.refused = true, true
+					e.countFailure(ctx, j.s.ID)
+				} else {
+					r.err = err
+				}
+				results <- r
+			}
+		})
+	}
+	var listErr error
+	wg.Go(func() {
+		defer close(jobs)
+		var seq int64
+		var last time.Time
+		listErr = pageSubscribers(cctx, st, ev.Cursor, func(s EmailSubscriber) error {
+			select {
+			case window <- struct{}{}:
+			case <-cctx.Done():
+				return cctx.Err()
+			}
+			r := sendResult{seq: seq, sid: s.ID}
+			seq++
+			if handled[s.ID] || s.Suspended || s.ConfirmedAt.IsZero() || !s.wants(comps) {
+				results <- r
+				return nil
+			}
+			select {
+			case slots <- struct{}{}:
+			case <-cctx.Done():
+				return cctx.Err()
+			}
+			if err := e.pace(cctx, &last); err != nil {
+				<-slots
+				return err
+			}
+			jobs <- job{seq: r.seq, s: s}
+			return nil
+		})
 	})
-	if err != nil {
-		return err
+	go func() {
+		wg.Wait()
+		close(results)
+	}()
+
+	// The committer.
+	done := make(map[string]bool, len(ev.Done)) // handled after the cursor
+	for _, sid := range ev.Done {
+		done[sid] = true
+	}
+	pending := map[int64]sendResult{}
+	var next int64
+	var stopErr error
+	uncommitted, passed := 0, 0 // sends not yet written; subscribers passed since the last write
+	commit := func() {
+		ev.Done = ev.Done[:0]
+		for sid := range done {
+			if sid > ev.Cursor {
+				ev.Done = append(ev.Done, sid)
+			} else {
+				delete(done, sid)
+			}
+		}
+		slices.Sort(ev.Done)
+		if stopErr == nil || !errors.Is(stopErr, errLostLead) {
+			if err := save(); err != nil && stopErr == nil {
+				stopErr = err
+				stop()
+			}
+		}
+		for range uncommitted {
+			<-slots
+		}
+		uncommitted, passed = 0, 0
+	}
+	for closed := false; !closed; {
+		r, ok := <-results
+		if !ok {
+			break
+		}
+		batch := []sendResult{r}
+	drain:
+		for {
+			select {
+			case r, ok := <-results:
+				if !ok {
+					closed = true
+					break drain
+				}
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		for _, r := range batch {
+			if r.err != nil { // not done: the cursor stays before it
+				<-slots
+				if stopErr == nil {
+					stopErr = r.err
+					stop()
+				}
+				continue
+			}
+			if r.sent {
+				uncommitted++
+				done[r.sid] = true
+				if r.refused {
+					ev.Failed++
+				} else {
+					ev.Sent++
+				}
+			}
+			pending[r.seq] = r
+		}
+		for {
+			r, ok := pending[next]
+			if !ok {
+				break
+			}
+			delete(pending, next)
+			next++
+			ev.Cursor = r.sid
+			delete(done, r.sid)
+			<-window
+			passed++
+		}
+		if uncommitted > 0 || passed >= subscriberPage {
+			commit()
+		}
+	}
+	if uncommitted > 0 || passed > 0 {
+		commit()
+	}
+	if stopErr != nil {
+		return stopErr
+	}
+	if listErr != nil {
+		return listErr
 	}
 	e.p.hooks.record(Delivery{ID: newID(), Subscriber: "email", Event: ev.Kind, Attempt: 1, OK: ev.Failed == 0, Final: true,
 		At: e.p.now(), Channel: "email", Recipients: ev.Sent, Error: failedText(ev.Failed)})
-	_, err = st.Txn(ctx, []store.Cond{{Key: kv.Key, ModRev: rev}}, []store.Op{store.Delete(kv.Key)})
+	_, err := st.Txn(ctx, []store.Cond{{Key: kv.Key, ModRev: rev}}, []store.Op{store.Delete(kv.Key)})
 	if errors.Is(err, store.ErrConflict) {
 		return errLostLead
 	}
