@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gatehouse/internal/config"
@@ -123,14 +124,10 @@ func randomID() string {
 // emailer is the email side of the portal: configuration, the link key,
 // the SMTP client and the subscribe rate limits.
 type emailer struct {
-	p       *Portal
-	cfg     config.StatusEmail // defaults filled in
-	pub     string             // public URL ending in "/"
-	from    string             // bare sender address
-	client  *mailer.Client     // clients[0]: confirmations
-	clients []*mailer.Client   // one per status.email.smtp.connections
-	limits  *subscribeLimits
-	setupEr error // why sending cannot work (password or CA unreadable)
+	p      *Portal
+	limits *subscribeLimits
+	// c is the configuration in force; a reload replaces it whole.
+	c atomic.Pointer[mailConf]
 
 	// keyMu guards key.
 	keyMu sync.Mutex
@@ -140,7 +137,55 @@ type emailer struct {
 	wake chan struct{}
 }
 
+// mailConf is status.email as loaded, with its SMTP clients. A sending
+// pass works with one mailConf from start to end.
+type mailConf struct {
+	cfg     config.StatusEmail // defaults filled in
+	pub     string             // public URL ending in "/"
+	from    string             // bare sender address
+	client  *mailer.Client     // clients[0]: confirmations
+	clients []*mailer.Client   // one per status.email.smtp.connections
+	setupEr error              // why sending cannot work (password or CA unreadable)
+}
+
+func (e *emailer) conf() *mailConf { return e.c.Load() }
+
 func newEmailer(p *Portal, cfg config.StatusEmail, publicURL string) *emailer {
+	c := newMailConf(cfg, publicURL)
+	e := &emailer{p: p, wake: make(chan struct{}, 1),
+		limits: newSubscribeLimits(c.cfg.PerIPPerHour, c.cfg.PerAddressPerHour)}
+	e.c.Store(c)
+	if c.setupEr != nil {
+		p.log.Error("status email cannot send", "err", c.setupEr)
+	}
+	return e
+}
+
+// reconfigure applies a reloaded status.email: the next message goes
+// through the new server, sender, rate and links; the sessions of the
+// old configuration are closed by the sender when its pass ends.
+func (e *emailer) reconfigure(cfg config.StatusEmail, publicURL string) {
+	c := newMailConf(cfg, publicURL)
+	e.c.Store(c)
+	e.limits.set(c.cfg.PerIPPerHour, c.cfg.PerAddressPerHour)
+	if c.setupEr != nil {
+		e.p.log.Error("status email cannot send", "err", c.setupEr)
+	}
+	e.poke()
+}
+
+// reconfigureMail applies a reloaded status.email; adding or removing the
+// whole section takes effect at the next start.
+func (p *Portal) reconfigureMail(cfg config.Status) {
+	switch {
+	case p.mail != nil && cfg.Email != nil:
+		p.mail.reconfigure(*cfg.Email, cfg.URL)
+	case (p.mail == nil) != (cfg.Email == nil):
+		p.log.Warn("reload: status.email added or removed; this takes effect at the next restart")
+	}
+}
+
+func newMailConf(cfg config.StatusEmail, publicURL string) *mailConf {
 	cfg = cfg.WithDefaults()
 	pub := cfg.PublicURL
 	if pub == "" {
@@ -149,8 +194,7 @@ func newEmailer(p *Portal, cfg config.StatusEmail, publicURL string) *emailer {
 	if pub != "" && !strings.HasSuffix(pub, "/") {
 		pub += "/"
 	}
-	e := &emailer{p: p, cfg: cfg, pub: pub, wake: make(chan struct{}, 1),
-		limits: newSubscribeLimits(cfg.PerIPPerHour, cfg.PerAddressPerHour)}
+	e := &mailConf{cfg: cfg, pub: pub}
 	if a, err := parseFrom(cfg.From); err == nil {
 		e.from = a
 	}
@@ -177,10 +221,14 @@ func newEmailer(p *Portal, cfg config.StatusEmail, publicURL string) *emailer {
 		e.clients = append(e.clients, mailer.New(mc))
 	}
 	e.client = e.clients[0]
-	if e.setupEr != nil {
-		p.log.Error("status email cannot send", "err", e.setupEr)
-	}
 	return e
+}
+
+// close ends the SMTP sessions of c.
+func (c *mailConf) close() {
+	for _, cl := range c.clients {
+		cl.Close()
+	}
 }
 
 func parseFrom(s string) (string, error) {
@@ -354,7 +402,7 @@ func (e *emailer) confirm(ctx context.Context, pid, tok string) (EmailSubscriber
 	if err := json.Unmarshal(kv.Value, &ps); err != nil {
 		return EmailSubscriber{}, err
 	}
-	if e.p.now().Sub(ps.CreatedAt) > e.cfg.ConfirmTTL.D() {
+	if e.p.now().Sub(ps.CreatedAt) > e.conf().cfg.ConfirmTTL.D() {
 		return EmailSubscriber{}, ErrBadLink
 	}
 	s, err := e.put(ctx, ps.Email, ps.Components, []store.Cond{{Key: keyMailPending + pid, ModRev: kv.ModRev}}, store.Delete(keyMailPending+pid))
@@ -436,7 +484,8 @@ func (e *emailer) links(ctx context.Context, s EmailSubscriber) (manage, unsub s
 		return "", "", err
 	}
 	q := "?s=" + s.ID + "&t=" + tok
-	return e.pub + "subscribe/manage" + q, e.pub + "subscribe/unsubscribe" + q, nil
+	pub := e.conf().pub
+	return pub + "subscribe/manage" + q, pub + "subscribe/unsubscribe" + q, nil
 }
 
 // --- operators

@@ -630,3 +630,64 @@ func TestEmailParallelResume(t *testing.T) {
 		}
 	}
 }
+
+// TestEmailReload changes status.email through Reconfigure (what a reload
+// calls): the next notification goes to the new SMTP server, from the new
+// sender, with links under the new public URL, and the subscribe limits
+// follow.
+func TestEmailReload(t *testing.T) {
+	mf := newMailFixture(t, nil)
+	ctx := context.Background()
+	if _, err := mf.p.AddEmailSubscriber(ctx, EmailSubscriberRequest{Email: "r@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mf.p.OpenIncident(ctx, IncidentRequest{Name: "Before", Body: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	mf.drained(t)
+	if n := len(mf.smtp.Messages()); n != 1 {
+		t.Fatalf("old server: %d messages before the reload, want 1", n)
+	}
+
+	other, err := smtptest.Start(smtptest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	caFile := filepath.Join(mf.dir, "other-ca.pem")
+	writeFile(t, caFile, other.CAPEM)
+	cfg := testStatus
+	cfg.Email = &config.StatusEmail{
+		SMTP: config.SMTP{Host: "127.0.0.1", Port: other.Port(), CAFile: caFile, Connections: 2},
+		From: "Ops <ops@example.net>", PublicURL: "https://status.example.net/", RatePerSecond: 500,
+		PerIPPerHour: 1,
+	}
+	mf.p.Reconfigure(cfg, nil)
+	mf.clock.Add(time.Minute)
+	if _, err := mf.p.OpenIncident(ctx, IncidentRequest{Name: "After", Body: "y"}); err != nil {
+		t.Fatal(err)
+	}
+	mf.drained(t)
+	if n := len(mf.smtp.Messages()); n != 1 {
+		t.Errorf("old server: %d messages, want still 1", n)
+	}
+	msgs := other.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("new server: %d messages, want 1", len(msgs))
+	}
+	r := parseMail(t, msgs[0])
+	if from := r.header.Get("From"); !strings.Contains(from, "ops@example.net") || msgs[0].From != "ops@example.net" {
+		t.Errorf("From %q, envelope %q: want ops@example.net", from, msgs[0].From)
+	}
+	if l := r.link(t, "/subscribe/unsubscribe"); !strings.HasPrefix(l, "https://status.example.net/") {
+		t.Errorf("unsubscribe link %q is not under the new public URL", l)
+	}
+	if id := r.header.Get("List-Id"); !strings.Contains(id, "status.example.net") {
+		t.Errorf("List-Id %q", id)
+	}
+	// per_ip_per_hour is now 1: the second request from this client is refused.
+	mf.post(t, mf.web.URL+"/subscribe", url.Values{"email": {"a1@example.org"}})
+	if code, _ := mf.post(t, mf.web.URL+"/subscribe", url.Values{"email": {"a2@example.org"}}); code != http.StatusTooManyRequests {
+		t.Errorf("second subscribe after the reload: %d, want 429", code)
+	}
+}

@@ -42,6 +42,8 @@ var errLostLead = errors.New("status email: the notification was changed by anot
 func (e *emailer) runMail(ctx context.Context) {
 	var wait, backoff time.Duration
 	lastSweep := time.Time{}
+	used := e.conf()
+	defer func() { used.close() }()
 	for {
 		if wait > 0 {
 			t := time.NewTimer(wait)
@@ -65,12 +67,13 @@ func (e *emailer) runMail(ctx context.Context) {
 			e.sweepPending(ctx, now)
 			lastSweep = now
 		}
-		err := e.pass(ctx)
+		if c := e.conf(); c != used { // reloaded
+			used.close()
+			used = c
+		}
+		err := e.pass(ctx, used)
 		switch {
 		case ctx.Err() != nil:
-			for _, cl := range e.clients {
-				cl.Close()
-			}
 			return
 		case err != nil:
 			backoff = min(max(backoff*2, mailRetryFirst), mailRetryMax)
@@ -84,9 +87,9 @@ func (e *emailer) runMail(ctx context.Context) {
 }
 
 // pass sends everything queued; it returns on the first temporary error.
-func (e *emailer) pass(ctx context.Context) error {
-	if e.setupEr != nil {
-		return e.setupEr
+func (e *emailer) pass(ctx context.Context, c *mailConf) error {
+	if c.setupEr != nil {
+		return c.setupEr
 	}
 	st := e.p.st
 	for {
@@ -95,7 +98,7 @@ func (e *emailer) pass(ctx context.Context) error {
 			return err
 		}
 		for _, kv := range kvs {
-			if err := e.sendConfirmation(ctx, kv); err != nil {
+			if err := e.sendConfirmation(ctx, c, kv); err != nil {
 				return err
 			}
 		}
@@ -108,15 +111,15 @@ func (e *emailer) pass(ctx context.Context) error {
 		if err != nil || len(kvs) == 0 {
 			return err
 		}
-		if err := e.sendEvent(ctx, kvs[0]); err != nil {
+		if err := e.sendEvent(ctx, c, kvs[0]); err != nil {
 			return err
 		}
 	}
 }
 
 // pace waits for the sending rate.
-func (e *emailer) pace(ctx context.Context, last *time.Time) error {
-	gap := time.Duration(float64(time.Second) / e.cfg.RatePerSecond)
+func (e *emailer) pace(ctx context.Context, c *mailConf, last *time.Time) error {
+	gap := time.Duration(float64(time.Second) / c.cfg.RatePerSecond)
 	if d := gap - time.Since(*last); d > 0 {
 		t := time.NewTimer(d)
 		select {
@@ -130,7 +133,7 @@ func (e *emailer) pace(ctx context.Context, last *time.Time) error {
 	return nil
 }
 
-func (e *emailer) sendConfirmation(ctx context.Context, q store.KV) error {
+func (e *emailer) sendConfirmation(ctx context.Context, c *mailConf, q store.KV) error {
 	st := e.p.st
 	pid := string(q.Value)
 	kv, err := st.Get(ctx, keyMailPending+pid)
@@ -150,15 +153,15 @@ func (e *emailer) sendConfirmation(ctx context.Context, q store.KV) error {
 	if err != nil {
 		return err
 	}
-	link := e.pub + "subscribe/confirm?id=" + ps.ID + "&t=" + tok
+	link := c.pub + "subscribe/confirm?id=" + ps.ID + "&t=" + tok
 	title := e.p.pageTitle()
 	text := fmt.Sprintf("Someone, probably you, asked to receive email about %s.\n\nTo confirm, open this link within %s:\n%s\n\nIf it was not you, ignore this email: nothing will be sent to you.\n",
-		title, e.cfg.ConfirmTTL.D(), link)
+		title, c.cfg.ConfirmTTL.D(), link)
 	var html bytes.Buffer
-	confirmMailHTML.Execute(&html, map[string]string{"Title": title, "Link": link, "TTL": e.cfg.ConfirmTTL.D().String()})
-	msg := mailer.Message{From: e.cfg.From, To: ps.Email, Subject: "Confirm your subscription to " + title,
+	confirmMailHTML.Execute(&html, map[string]string{"Title": title, "Link": link, "TTL": c.cfg.ConfirmTTL.D().String()})
+	msg := mailer.Message{From: c.cfg.From, To: ps.Email, Subject: "Confirm your subscription to " + title,
 		Text: text, HTML: html.String(), Date: e.p.now()}
-	err = e.deliver(ctx, e.client, msg, "email:"+subID(ps.Email), "subscription_confirmation")
+	err = e.deliver(ctx, c, c.client, msg, "email:"+subID(ps.Email), "subscription_confirmation")
 	if err != nil && !mailer.IsPermanent(err) {
 		return err
 	}
@@ -173,12 +176,12 @@ func (e *emailer) sendConfirmation(ctx context.Context, q store.KV) error {
 
 // deliver builds and sends msg and records the attempt in the delivery log
 // (failures only for notifications: a batch is logged once, at its end).
-func (e *emailer) deliver(ctx context.Context, cl *mailer.Client, msg mailer.Message, sub, event string) error {
+func (e *emailer) deliver(ctx context.Context, c *mailConf, cl *mailer.Client, msg mailer.Message, sub, event string) error {
 	b, err := msg.Bytes()
 	if err != nil {
 		return &mailer.PermanentError{Code: 554, Msg: err.Error()}
 	}
-	from, _ := parseFrom(e.cfg.From)
+	from := c.from
 	err = cl.Send(ctx, from, msg.To, b)
 	if err != nil || event == "subscription_confirmation" {
 		d := Delivery{ID: newID(), Subscriber: sub, Event: event, Attempt: 1, OK: err == nil, Final: err == nil || mailer.IsPermanent(err), At: e.p.now(), Channel: "email"}
@@ -215,7 +218,7 @@ type sendResult struct {
 // takes its next message only once the write covering its last one is
 // done, so a leader that dies re-sends at most the messages in flight
 // (one per session) and loses none.
-func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
+func (e *emailer) sendEvent(ctx context.Context, c *mailConf, kv store.KV) error {
 	st := e.p.st
 	var ev mailEvent
 	if err := json.Unmarshal(kv.Value, &ev); err != nil {
@@ -226,7 +229,7 @@ func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
 	var html bytes.Buffer
 	e.p.tmpl.md.Convert([]byte(ev.Body), &html) // raw HTML omitted, as on the pages
 	body := template.HTML(html.String())
-	link := e.pub + ev.Link
+	link := c.pub + ev.Link
 	title := e.p.pageTitle()
 	subject, heading, text, kind, comps := ev.Subject, ev.Heading, ev.Body, ev.Kind, ev.Components
 	save := func() error {
@@ -251,9 +254,9 @@ func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
 		var h bytes.Buffer
 		notifyMailHTML.Execute(&h, map[string]any{"Subject": subject, "Heading": heading, "Body": body, "Link": link,
 			"Title": title, "Manage": manage, "Unsub": unsub})
-		msg := mailer.Message{From: e.cfg.From, To: s.Email, Subject: subject, Text: plain, HTML: h.String(),
-			Date: e.p.now(), Unsubscribe: unsub, ListID: e.listID()}
-		return e.deliver(ctx, cl, msg, "email:"+s.ID, kind)
+		msg := mailer.Message{From: c.cfg.From, To: s.Email, Subject: subject, Text: plain, HTML: h.String(),
+			Date: e.p.now(), Unsubscribe: unsub, ListID: c.listID()}
+		return e.deliver(ctx, c, cl, msg, "email:"+s.ID, kind)
 	}
 
 	cctx, stop := context.WithCancel(ctx)
@@ -264,14 +267,14 @@ func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
 	}
 	jobs := make(chan job)
 	results := make(chan sendResult, sendWindow)
-	slots := make(chan struct{}, len(e.clients)) // sends not yet covered by a write
+	slots := make(chan struct{}, len(c.clients)) // sends not yet covered by a write
 	window := make(chan struct{}, sendWindow)    // subscribers not yet passed by the cursor
 	handled := make(map[string]bool, len(ev.Done))
 	for _, sid := range ev.Done {
 		handled[sid] = true
 	}
 	var wg sync.WaitGroup
-	for _, cl := range e.clients {
+	for _, cl := range c.clients {
 		wg.Go(func() {
 			for j := range jobs {
 				r := sendResult{seq: j.seq, sid: j.s.ID}
@@ -311,7 +314,7 @@ func (e *emailer) sendEvent(ctx context.Context, kv store.KV) error {
 			case <-cctx.Done():
 				return cctx.Err()
 			}
-			if err := e.pace(cctx, &last); err != nil {
+			if err := e.pace(cctx, c, &last); err != nil {
 				<-slots
 				return err
 			}
@@ -447,7 +450,7 @@ func (e *emailer) countFailure(ctx context.Context, sid string) {
 			return
 		}
 		s.Failures++
-		if s.Failures >= e.cfg.MaxFailures && !s.Suspended {
+		if s.Failures >= e.conf().cfg.MaxFailures && !s.Suspended {
 			s.Suspended = true
 			e.p.log.Warn("status email: subscription suspended after repeated refusals", "subscriber", s, "failures", s.Failures)
 		}
@@ -469,7 +472,7 @@ func (e *emailer) sweepPending(ctx context.Context, now time.Time) {
 		var ops []store.Op
 		for _, kv := range kvs {
 			var ps pendingSub
-			if json.Unmarshal(kv.Value, &ps) != nil || now.Sub(ps.CreatedAt) > e.cfg.ConfirmTTL.D() {
+			if json.Unmarshal(kv.Value, &ps) != nil || now.Sub(ps.CreatedAt) > e.conf().cfg.ConfirmTTL.D() {
 				ops = append(ops, store.Delete(kv.Key))
 			}
 		}
@@ -487,10 +490,10 @@ func (e *emailer) sweepPending(ctx context.Context, now time.Time) {
 	}
 }
 
-func (e *emailer) listID() string {
+func (c *mailConf) listID() string {
 	host := "status.invalid"
-	if i := strings.Index(e.pub, "://"); i >= 0 {
-		host = strings.SplitN(strings.SplitN(e.pub[i+3:], "/", 2)[0], ":", 2)[0]
+	if i := strings.Index(c.pub, "://"); i >= 0 {
+		host = strings.SplitN(strings.SplitN(c.pub[i+3:], "/", 2)[0], ":", 2)[0]
 	}
 	return host
 }
