@@ -532,7 +532,7 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 		},
 	}
 	rmCmd.Flags().BoolVar(&rmEmail, "email", false, "the argument is an email address")
-	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd, newSubscribersExportCmd(cf), newSubscribersImportCmd(cf))
+	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd, newSubscribersExportCmd(cf), newSubscribersImportCmd(cf), newSubscribersBounceCmd(cf))
 	return cmd
 }
 

@@ -437,17 +437,17 @@ func failedText(n int) string {
 	return fmt.Sprintf("%d address(es) refused by the mail server", n)
 }
 
-// countFailure counts a permanent refusal for sid and suspends the
-// subscription at max_failures.
-func (e *emailer) countFailure(ctx context.Context, sid string) {
-	for range 3 {
+// countFailure counts a permanent refusal (or a later bounce) for sid and
+// suspends the subscription at max_failures.
+func (e *emailer) countFailure(ctx context.Context, sid string) (EmailSubscriber, error) {
+	for range 5 {
 		kv, err := e.p.st.Get(ctx, keyMailSubs+sid)
 		if err != nil {
-			return
+			return EmailSubscriber{}, err
 		}
 		var s EmailSubscriber
-		if json.Unmarshal(kv.Value, &s) != nil {
-			return
+		if err := json.Unmarshal(kv.Value, &s); err != nil {
+			return EmailSubscriber{}, err
 		}
 		s.Failures++
 		if s.Failures >= e.conf().cfg.MaxFailures && !s.Suspended {
@@ -455,10 +455,12 @@ func (e *emailer) countFailure(ctx context.Context, sid string) {
 			e.p.log.Warn("status email: subscription suspended after repeated refusals", "subscriber", s, "failures", s.Failures)
 		}
 		b, _ := json.Marshal(s)
-		if _, err := e.p.st.Txn(ctx, []store.Cond{{Key: kv.Key, ModRev: kv.ModRev}}, []store.Op{store.Put(kv.Key, b)}); !errors.Is(err, store.ErrConflict) {
-			return
+		_, err = e.p.st.Txn(ctx, []store.Cond{{Key: kv.Key, ModRev: kv.ModRev}}, []store.Op{store.Put(kv.Key, b)})
+		if !errors.Is(err, store.ErrConflict) {
+			return s, err
 		}
 	}
+	return EmailSubscriber{}, errors.New("status email: the subscriber keeps changing")
 }
 
 // sweepPending deletes subscriptions left unconfirmed past confirm_ttl.
