@@ -34,13 +34,13 @@ func emailComps(s status.EmailSubscriber) string {
 	return strings.Join(s.Components, ";")
 }
 
-// addEmailSubscriber is `subscribers add --email ADDR [--component C]…`.
-func addEmailSubscriber(cmd *cobra.Command, cf *clientFlags, addr string, comps []string) error {
+// addEmailSubscriber is `subscribers add --email ADDR [--component C]… [--resubscribe]`.
+func addEmailSubscriber(cmd *cobra.Command, cf *clientFlags, addr string, comps []string, resubscribe bool) error {
 	c, err := cf.client()
 	if err != nil {
 		return err
 	}
-	s, err := c.AddEmailSubscriber(cmd.Context(), status.EmailSubscriberRequest{Email: addr, Components: comps})
+	s, err := c.AddEmailSubscriber(cmd.Context(), status.EmailSubscriberRequest{Email: addr, Components: comps, Resubscribe: resubscribe})
 	if err != nil {
 		return err
 	}

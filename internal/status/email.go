@@ -405,7 +405,9 @@ func (e *emailer) confirm(ctx context.Context, pid, tok string) (EmailSubscriber
 	if e.p.now().Sub(ps.CreatedAt) > e.conf().cfg.ConfirmTTL.D() {
 		return EmailSubscriber{}, ErrBadLink
 	}
-	s, err := e.put(ctx, ps.Email, ps.Components, []store.Cond{{Key: keyMailPending + pid, ModRev: kv.ModRev}}, store.Delete(keyMailPending+pid))
+	// The person confirmed: an earlier unsubscription is lifted.
+	s, err := e.put(ctx, ps.Email, ps.Components, []store.Cond{{Key: keyMailPending + pid, ModRev: kv.ModRev}},
+		store.Delete(keyMailPending+pid), store.Delete(keyMailUnsub+subID(ps.Email)))
 	if errors.Is(err, store.ErrConflict) {
 		return EmailSubscriber{}, ErrBadLink // confirmed twice at once
 	}
@@ -451,13 +453,15 @@ func (e *emailer) subscriber(ctx context.Context, sid, tok string) (EmailSubscri
 	return s, kv.ModRev, nil
 }
 
-// unsubscribe deletes the subscriber sid if tok is its token.
+// unsubscribe deletes the subscriber sid if tok is its token, leaving a
+// tombstone.
 func (e *emailer) unsubscribe(ctx context.Context, sid, tok string) error {
 	_, rev, err := e.subscriber(ctx, sid, tok)
 	if err != nil {
 		return err
 	}
-	_, err = e.p.st.Txn(ctx, []store.Cond{{Key: keyMailSubs + sid, ModRev: rev}}, []store.Op{store.Delete(keyMailSubs + sid)})
+	_, err = e.p.st.Txn(ctx, []store.Cond{{Key: keyMailSubs + sid, ModRev: rev}},
+		[]store.Op{store.Delete(keyMailSubs + sid), tombstoneOp(sid, e.p.now())})
 	return err
 }
 
@@ -494,6 +498,9 @@ func (e *emailer) links(ctx context.Context, s EmailSubscriber) (manage, unsub s
 type EmailSubscriberRequest struct {
 	Email      string   `json:"email"`
 	Components []string `json:"components,omitempty"`
+	// Resubscribe adds an address that unsubscribed (the person agreed
+	// again); without it such an address is refused.
+	Resubscribe bool `json:"resubscribe,omitempty"`
 }
 
 // ErrEmailDisabled is returned by the email calls when status.email is
@@ -513,7 +520,10 @@ func (p *Portal) AddEmailSubscriber(ctx context.Context, req EmailSubscriberRequ
 	if err != nil {
 		return EmailSubscriber{}, err
 	}
-	return p.mail.put(ctx, a, ids, nil)
+	if err := p.mail.checkTombstone(ctx, "email", a, req.Resubscribe); err != nil {
+		return EmailSubscriber{}, err
+	}
+	return p.mail.put(ctx, a, ids, nil, store.Delete(keyMailUnsub+subID(a)))
 }
 
 // RemoveEmailSubscriber deletes the subscriber of addr.
@@ -666,9 +676,15 @@ func (p *Portal) AddEmailSubscribers(ctx context.Context, reqs []EmailSubscriber
 		if err != nil {
 			return fmt.Errorf("subscribers[%d]: %w", i, err)
 		}
+		if err := p.mail.checkTombstone(ctx, fmt.Sprintf("subscribers[%d].email", i), a, req.Resubscribe); err != nil {
+			return err
+		}
 		s := EmailSubscriber{ID: subID(a), Email: a, Components: ids, CreatedAt: now, ConfirmedAt: now, Nonce: randomID()[:16]}
 		b, _ := json.Marshal(s)
 		ops = append(ops, store.Put(keyMailSubs+s.ID, b))
+		if req.Resubscribe {
+			ops = append(ops, store.Delete(keyMailUnsub+s.ID))
+		}
 	}
 	for len(ops) > 0 {
 		n := min(len(ops), 100) // etcd allows 128 operations per transaction

@@ -65,6 +65,7 @@ func (e *emailer) runMail(ctx context.Context) {
 		}
 		if now := e.p.now(); now.Sub(lastSweep) >= mailSweepEvery {
 			e.sweepPending(ctx, now)
+			e.sweepRates(ctx, now)
 			lastSweep = now
 		}
 		if c := e.conf(); c != used { // reloaded

@@ -201,7 +201,16 @@ func (p *Portal) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 		p.subPage(w, subPage{Root: "", Heading: "Not subscribed", Message: "Give exactly one email address.", Status: http.StatusBadRequest})
 		return
 	}
-	if !p.mail.limits.allow(p.now(), clientIP(r), addr) {
+	allowed := p.mail.limits.allow(p.now(), clientIP(r), addr)
+	if allowed {
+		var err error
+		if allowed, err = p.mail.allowShared(r.Context(), p.now(), clientIP(r), addr); err != nil {
+			p.log.Warn("status email: counting a subscribe request", "err", err)
+			p.subPage(w, subPage{Root: "", Heading: "Not subscribed", Message: "The subscription could not be recorded; try again later.", Status: http.StatusServiceUnavailable})
+			return
+		}
+	}
+	if !allowed {
 		w.Header().Set("Retry-After", "3600")
 		p.subPage(w, subPage{Root: "", Heading: "Too many requests", Message: "Too many subscription requests; try again later.", Status: http.StatusTooManyRequests})
 		return
