@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -65,61 +64,13 @@ status:
 %s`, strings.Join(eps, ", "), prefix, filepath.Join(shared, "kek"), srv.Port(), pwFile, caFile, sessions, twoPools(t))
 
 	// Node A: a separate process, started first so that it leads.
-	dirA := t.TempDir()
-	cfgA := filepath.Join(dirA, "gatehouse.yaml")
-	doc := fmt.Sprintf(`data_dir: %s
-listeners:
-  https: {address: "127.0.0.1:0"}
-  status: {address: "127.0.0.1:0"}
-  admin: {address: "127.0.0.1:0"}
-%s`, dirA, tail)
-	if err := os.WriteFile(cfgA, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "serve", "--config", cfgA)
-	logA, err := os.Create(filepath.Join(dirA, "node.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logA.Close()
-	cmd.Stdout, cmd.Stderr = logA, logA
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-	})
-	showLog := func() {
-		b, _ := os.ReadFile(filepath.Join(dirA, "node.log"))
-		t.Logf("node A log:\n%s", b)
-	}
+	na := startNodeProcess(t, bin, "  https: {address: \"127.0.0.1:0\"}\n  status: {address: \"127.0.0.1:0\"}\n  admin: {address: \"127.0.0.1:0\"}\n", tail)
 	cli, err := clientv3.New(clientv3.Config{Endpoints: cluster.Endpoints(), DialTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cli.Close()
-	waitLeader := func(suffix string, within time.Duration) time.Duration {
-		t.Helper()
-		start := time.Now()
-		var last string
-		for time.Since(start) < within {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-			l, err := electionLeader(ctx, cli, prefix, "status")
-			cancel()
-			if err == nil && strings.HasSuffix(l, suffix) {
-				return time.Since(start)
-			}
-			last = l
-			time.Sleep(50 * time.Millisecond)
-		}
-		showLog()
-		t.Fatalf("status leader is %q after %v, want one ending in %q", last, within, suffix)
-		return 0
-	}
-	waitLeader(fmt.Sprintf("/%d", cmd.Process.Pid), 30*time.Second)
+	waitElectionLeader(t, cli, prefix, "status", fmt.Sprintf("/%d", na.cmd.Process.Pid), 30*time.Second, na.showLog)
 
 	// Node B: in this process, behind A. The subscribers and the incident
 	// are written through B; A sends.
@@ -134,15 +85,12 @@ listeners:
 		t.Fatal(err)
 	}
 	if !srv.Wait(killAfter, 60*time.Second) {
-		showLog()
+		na.showLog()
 		t.Fatalf("node A sent %d messages, want %d before the kill", srv.Count(), killAfter)
 	}
-	if err := cmd.Process.Kill(); err != nil { // SIGKILL: no resignation, no last write
-		t.Fatal(err)
-	}
-	<-exited
+	na.kill() // SIGKILL: no resignation, no last write
 	atKill := srv.Count()
-	took := waitLeader(fmt.Sprintf("/%d", os.Getpid()), etcd.DefaultElectionTTL+15*time.Second)
+	took := waitElectionLeader(t, cli, prefix, "status", fmt.Sprintf("/%d", os.Getpid()), etcd.DefaultElectionTTL+15*time.Second, na.showLog)
 
 	deadline := time.Now().Add(60 * time.Second)
 	count := map[string]int{}
