@@ -104,15 +104,11 @@ func newSubscribersImportCmd(cf *clientFlags) *cobra.Command {
 		Short: "Add confirmed email subscribers from CSV lines: email[,components separated by ;] (a header line is skipped; - reads stdin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var in io.Reader = cmd.InOrStdin()
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				in = f
+			in, err := openInput(cmd, args[0])
+			if err != nil {
+				return err
 			}
+			defer in.Close()
 			c, err := cf.client()
 			if err != nil {
 				return err
@@ -166,15 +162,11 @@ func newSubscribersBounceCmd(cf *clientFlags) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			req := status.BounceRequest{Email: addr}
 			if dsn != "" {
-				var in io.Reader = cmd.InOrStdin()
-				if dsn != "-" {
-					f, err := os.Open(dsn)
-					if err != nil {
-						return err
-					}
-					defer f.Close()
-					in = f
+				in, err := openInput(cmd, dsn)
+				if err != nil {
+					return err
 				}
+				defer in.Close()
 				b, err := io.ReadAll(io.LimitReader(in, status.MaxDSNBytes+1))
 				if err != nil {
 					return err
@@ -217,4 +209,12 @@ func newSubscribersBounceCmd(cf *clientFlags) *cobra.Command {
 	cmd.MarkFlagsMutuallyExclusive("email", "dsn")
 	cmd.MarkFlagsOneRequired("email", "dsn")
 	return cmd
+}
+
+// openInput opens the file name, or the command's input for "-".
+func openInput(cmd *cobra.Command, name string) (io.ReadCloser, error) {
+	if name == "-" {
+		return io.NopCloser(cmd.InOrStdin()), nil
+	}
+	return os.Open(name)
 }
