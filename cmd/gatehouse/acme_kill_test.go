@@ -57,7 +57,7 @@ tls:
 	// Node C answers the CA's validations and takes the admin calls; it
 	// has no acme: section and never orders.
 	nc := startTestNode(t, base)
-	ca.SetPorts(portOf(t, nc.srv.Addr("http")), portOf(t, nc.srv.Addr("https")))
+	ca.SetPorts(portOf(t, nc.Addr("http")), portOf(t, nc.Addr("https")))
 
 	// The CA holds the first finalize until its client goes away. The
 	// body is read first: only then does the server notice a closed
@@ -124,10 +124,10 @@ tls:
 	// Node B joins while A holds the name's lock: it must wait.
 	nb := startTestNode(t, base+acmeSection)
 	time.Sleep(2 * time.Second)
-	if _, _, busy := nb.acme.Orders(); busy == 0 {
+	if _, _, busy := nb.ACME().Orders(); busy == 0 {
 		t.Log("node B has not met the lock yet (it schedules the name at its next attempt)")
 	}
-	if ok, failed, _ := nb.acme.Orders(); ok+failed != 0 {
+	if ok, failed, _ := nb.ACME().Orders(); ok+failed != 0 {
 		t.Fatalf("node B ordered (%d ok, %d failed) while node A held the lock", ok, failed)
 	}
 
@@ -142,7 +142,7 @@ tls:
 	if took > 40*time.Second {
 		t.Errorf("takeover took %v, want within the 10 s lease plus the retry margin", took)
 	}
-	if ok, _, _ := nb.acme.Orders(); ok != 1 || ca.Orders() != 2 {
+	if ok, _, _ := nb.ACME().Orders(); ok != 1 || ca.Orders() != 2 {
 		t.Errorf("node B completed %d orders, the CA saw %d; want 1 and 2 (A's abandoned one and B's)", ok, ca.Orders())
 	}
 	// One certificate installed for the name, served by every live node.
@@ -157,7 +157,7 @@ tls:
 	for _, n := range []*testNode{nb, nc} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
-			_, err := verifiedHandshake(n.srv.Addr("https"), name, roots)
+			_, err := verifiedHandshake(n.Addr("https"), name, roots)
 			if err == nil {
 				break
 			}

@@ -1,10 +1,11 @@
 package admin
 
 import (
-	"fmt"
 	"net/http"
 	"slices"
 	"strings"
+
+	"gatehouse/internal/fault"
 )
 
 // Scope is a permission a token carries. A request needs the one scope its
@@ -34,16 +35,16 @@ var Scopes = []Scope{ScopeRead, ScopeCertificates, ScopeRoutes, ScopeStatus, Sco
 // duplicates; the result is sorted in the order of Scopes.
 func ParseScopes(names []string) ([]Scope, error) {
 	if len(names) == 0 {
-		return nil, fmt.Errorf("scopes: at least one of %s is required", scopeNames(Scopes))
+		return nil, fault.Invalid("scopes", "at least one of %s is required", scopeNames(Scopes))
 	}
 	var out []Scope
 	for _, n := range names {
 		sc := Scope(strings.TrimSpace(n))
 		if !slices.Contains(Scopes, sc) {
-			return nil, fmt.Errorf("scopes: %q is not a scope (want %s)", n, scopeNames(Scopes))
+			return nil, fault.Invalid("scopes", "%q is not a scope (want %s)", n, scopeNames(Scopes))
 		}
 		if slices.Contains(out, sc) {
-			return nil, fmt.Errorf("scopes: %q is given twice", n)
+			return nil, fault.Invalid("scopes", "%q is given twice", n)
 		}
 		out = append(out, sc)
 	}

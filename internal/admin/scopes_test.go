@@ -15,6 +15,7 @@ import (
 	"strings"
 	"testing"
 
+	"gatehouse/internal/capacity"
 	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
 	"gatehouse/internal/store/etcd"
@@ -141,7 +142,7 @@ func TestEveryEndpointDeclared(t *testing.T) {
 	}()
 	_, err := NewServer(Options{
 		Token: bootstrapToken, Certs: anyCerts{}, Routes: anyRoutes{}, Hostnames: anyHostnames{}, Drains: anyDrains{},
-		Pools: func() any { return nil }, Limits: func() any { return nil }, Metrics: http.NotFoundHandler(), Status: http.NotFoundHandler(),
+		Pools: func() []Pool { return nil }, Limits: func() []capacity.Resource { return nil }, Metrics: http.NotFoundHandler(), Status: http.NotFoundHandler(),
 		Reload: func(context.Context) error { return nil }, Upgrade: func(context.Context) error { return nil }, Tokens: NewTokens(boltStore(t)),
 	})
 	if err != nil {

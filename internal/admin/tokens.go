@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"gatehouse/internal/capacity"
+	"gatehouse/internal/fault"
 	"gatehouse/internal/store"
 )
 
@@ -64,21 +65,16 @@ func NewTokens(st store.Store) *Tokens {
 	return &Tokens{st: st, now: time.Now}
 }
 
-// TokenInputError is a refused token request, naming the field.
-type TokenInputError struct{ msg string }
-
-func (e *TokenInputError) Error() string { return e.msg }
-
 // validTokenName reports whether name is 1-64 of a-z, 0-9 and '-', not
 // starting with '-'.
 func validTokenName(name string) error {
 	if name == "" || len(name) > 64 {
-		return &TokenInputError{"name: must be 1 to 64 characters"}
+		return fault.Invalid("name", "must be 1 to 64 characters")
 	}
 	for i := 0; i < len(name); i++ {
 		c := name[i]
 		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' && i > 0) {
-			return &TokenInputError{fmt.Sprintf("name: %q may hold only a-z, 0-9 and '-' (not first)", name)}
+			return fault.Invalid("name", "%q may hold only a-z, 0-9 and '-' (not first)", name)
 		}
 	}
 	return nil
@@ -99,7 +95,7 @@ func (t *Tokens) Add(ctx context.Context, name string, scopes []string, by strin
 	}
 	sc, err := ParseScopes(scopes)
 	if err != nil {
-		return TokenSecret{}, &TokenInputError{err.Error()}
+		return TokenSecret{}, err
 	}
 	list, _, err := t.st.List(ctx, TokenPrefix, "", MaxTokens+1)
 	if err != nil {
