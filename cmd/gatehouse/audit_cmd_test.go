@@ -19,17 +19,7 @@ import (
 // exactly one record, with the token's name, the source address, the
 // object and its before/after summary; no secret appears in any record.
 func TestAuditTrail(t *testing.T) {
-	a := backend(t, "a1")
-	tn := startTestNode(t, `pools:
-  - name: web
-    members: [{address: "`+addrOf(a)+`"}]
-routes:
-  - {host: app.test, pool: web}
-status:
-  title: Example
-  components:
-    - {name: Web app, pools: [web]}
-`)
+	tn, a := webAppNode(t)
 	ctx := context.Background()
 	start := time.Now()
 	run := func(args ...string) string {

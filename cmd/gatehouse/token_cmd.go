@@ -105,16 +105,8 @@ func printSecret(w io.Writer, jsonOut bool, verb string, out admin.TokenSecret) 
 	if jsonOut {
 		return printJSON(w, out)
 	}
-	fmt.Fprintf(w, "%s token %s (scopes %s); its secret, shown this once:\n%s\n", verb, out.Token.Name, joinScopes(out.Token.Scopes), out.Secret)
+	fmt.Fprintf(w, "%s token %s (scopes %s); its secret, shown this once:\n%s\n", verb, out.Token.Name, admin.JoinScopes(out.Token.Scopes, ","), out.Secret)
 	return nil
-}
-
-func joinScopes(sc []admin.Scope) string {
-	s := make([]string, len(sc))
-	for i, x := range sc {
-		s[i] = string(x)
-	}
-	return strings.Join(s, ",")
 }
 
 func printTokens(w io.Writer, ts []admin.Token) {
@@ -125,7 +117,7 @@ func printTokens(w io.Writer, ts []admin.Token) {
 		if !t.RotatedAt.IsZero() {
 			rot = t.RotatedAt.Format(time.DateTime)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, joinScopes(t.Scopes), t.CreatedAt.Format(time.DateTime), rot, t.CreatedBy)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", t.Name, admin.JoinScopes(t.Scopes, ","), t.CreatedAt.Format(time.DateTime), rot, t.CreatedBy)
 	}
 	tw.Flush()
 }

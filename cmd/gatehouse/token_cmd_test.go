@@ -1,17 +1,17 @@
 package main
 
 import (
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
 )
 
-// TestTokenCLI adds a status-scoped token with the CLI, uses it on a node
-// (reads pass, a route change is refused naming the routes scope, an
-// incident is opened), rotates it (the old secret is refused) and removes it.
-func TestTokenCLI(t *testing.T) {
+// webAppNode starts a node with one pool "web" of one member (returned),
+// a route and a status component "Web app".
+func webAppNode(t *testing.T) (*testNode, *httptest.Server) {
 	a := backend(t, "a1")
-	tn := startTestNode(t, `pools:
+	return startTestNode(t, `pools:
   - name: web
     members: [{address: "`+addrOf(a)+`"}]
 routes:
@@ -20,7 +20,14 @@ status:
   title: Example
   components:
     - {name: Web app, pools: [web]}
-`)
+`), a
+}
+
+// TestTokenCLI adds a status-scoped token with the CLI, uses it on a node
+// (reads pass, a route change is refused naming the routes scope, an
+// incident is opened), rotates it (the old secret is refused) and removes it.
+func TestTokenCLI(t *testing.T) {
+	tn, _ := webAppNode(t)
 	secretRE := regexp.MustCompile(`gh_ops_[0-9a-f]{64}`)
 	out, err := statusCLI(t, tn, "token", "add", "ops", "--scopes", "read,status")
 	if err != nil {

@@ -52,12 +52,15 @@ func ParseScopes(names []string) ([]Scope, error) {
 	return out, nil
 }
 
-func scopeNames(list []Scope) string {
+func scopeNames(list []Scope) string { return JoinScopes(list, ", ") }
+
+// JoinScopes writes scopes as one string, sep between them.
+func JoinScopes(list []Scope, sep string) string {
 	s := make([]string, len(list))
 	for i, sc := range list {
 		s[i] = string(sc)
 	}
-	return strings.Join(s, ", ")
+	return strings.Join(s, sep)
 }
 
 // grants reports whether a token holding have may call an endpoint that

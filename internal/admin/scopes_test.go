@@ -173,7 +173,7 @@ func TestTokenLifecycle(t *testing.T) {
 	if !strings.HasPrefix(out.Secret, "gh_ci_") || len(out.Secret) != len("gh_ci_")+64 {
 		t.Fatalf("secret %q: want gh_ci_ and 64 hex digits", out.Secret)
 	}
-	if got := joinScopeList(out.Token.Scopes); got != "read,status" {
+	if got := JoinScopes(out.Token.Scopes, ","); got != "read,status" {
 		t.Fatalf("scopes %s, want read,status", got)
 	}
 	if out.Token.CreatedBy == "" || strings.Contains(out.Token.CreatedBy, bootstrapToken) {
@@ -259,14 +259,6 @@ func TestTokenLifecycle(t *testing.T) {
 			t.Fatalf("forged secret %q: %v, want 401", forged, err)
 		}
 	}
-}
-
-func joinScopeList(sc []Scope) string {
-	s := make([]string, len(sc))
-	for i, x := range sc {
-		s[i] = string(x)
-	}
-	return strings.Join(s, ",")
 }
 
 // TestTokensFleet runs two nodes on one etcd cluster: a token added on one
