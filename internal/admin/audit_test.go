@@ -2,12 +2,16 @@ package admin
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"gatehouse/internal/store"
+	"gatehouse/internal/store/etcd"
+	"gatehouse/internal/store/etcd/etcdtest"
 )
 
 // TestAuditBounds keeps the trail at its count and age bounds: the oldest
@@ -104,5 +108,107 @@ func TestAuditAction(t *testing.T) {
 		if got := auditAction(c.method, c.pattern, c.path); got != c.want {
 			t.Errorf("%s %s: %q, want %q", c.method, c.path, got, c.want)
 		}
+	}
+}
+
+// TestAuditOnlySuccess: a change that succeeds is recorded once, one that
+// fails (or is refused for its scope) is not; reads are never recorded.
+func TestAuditOnlySuccess(t *testing.T) {
+	st := boltStore(t)
+	audit := NewAudit(st, AuditOptions{})
+	fail := false
+	srv := tokenAPI(t, st, Options{Audit: audit, Upgrade: func(context.Context) error {
+		if fail {
+			return errors.New("the new binary did not start")
+		}
+		return nil
+	}})
+	boot := clientFor(t, srv, bootstrapToken)
+	ctx := context.Background()
+	reader, err := boot.AddToken(ctx, "reader", []string{"read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(token string) int {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/upgrade", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := post(bootstrapToken); got != http.StatusOK {
+		t.Fatalf("upgrade: %d", got)
+	}
+	fail = true
+	if got := post(bootstrapToken); got != http.StatusConflict {
+		t.Fatalf("failed upgrade: %d", got)
+	}
+	if got := post(reader.Secret); got != http.StatusForbidden {
+		t.Fatalf("upgrade with a read token: %d", got)
+	}
+	if _, _, err := boot.Audit(ctx, time.Hour, "", 0); err != nil {
+		t.Fatal(err)
+	}
+	recs, _, err := audit.List(ctx, AuditQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var actions []string
+	for _, r := range recs {
+		actions = append(actions, r.Action+" "+r.Object)
+	}
+	if got := strings.Join(actions, ","); got != "tokens.create tokens/reader,upgrade upgrade" {
+		t.Fatalf("records %q, want the token's creation and one upgrade", got)
+	}
+}
+
+// TestAuditFleet: two nodes of a fleet write one trail at once; the bound
+// holds exactly (the count is kept in the same transactions).
+func TestAuditFleet(t *testing.T) {
+	c := etcdtest.Start(t, 1)
+	open := func() store.Store {
+		st, err := etcd.Open(context.Background(), etcd.Options{Endpoints: c.Endpoints(), Prefix: "/audit-fleet"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	a, b := NewAudit(open(), AuditOptions{MaxRecords: 30}), NewAudit(open(), AuditOptions{MaxRecords: 30})
+	ctx := context.Background()
+	errs := make(chan error, 2)
+	for i, au := range []*Audit{a, b} {
+		go func() {
+			for j := range 25 {
+				if err := au.Record(ctx, AuditRecord{Action: "reload", Object: fmt.Sprintf("node%d/%d", i, j)}); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	recs, _, err := b.List(ctx, AuditQuery{Limit: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := store.CountPrefix(ctx, a.st, AuditPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cnt, err := store.ReadCounter(ctx, a.st, auditCounter, AuditPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(recs) != 30 || n != 30 || cnt.Value != 30 {
+		t.Fatalf("kept %d records (%d keys, counter %d), want 30", len(recs), n, cnt.Value)
 	}
 }
