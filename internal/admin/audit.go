@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -146,8 +147,15 @@ func (a *Audit) Record(ctx context.Context, rec AuditRecord) error {
 			a.mu.Unlock()
 			return nil
 		}
-		if !errors.Is(err, store.ErrConflict) || attempt == 9 {
+		if !errors.Is(err, store.ErrConflict) || attempt == 19 {
 			return fmt.Errorf("writing audit record: %w", err)
+		}
+		// Another node wrote meanwhile: step aside for a random while, so
+		// that two writers do not meet again.
+		select {
+		case <-time.After(time.Duration(mrand.Int64N(int64(attempt+1) * int64(5*time.Millisecond)))):
+		case <-ctx.Done():
+			return fmt.Errorf("writing audit record: %w", ctx.Err())
 		}
 	}
 }
