@@ -24,7 +24,7 @@ import (
 
 const bootstrapToken = "bootstrap-token-0123456789abcdef"
 
-func boltStore(t *testing.T) store.Store {
+func boltStore(t testing.TB) store.Store {
 	t.Helper()
 	st, err := bolt.Open(filepath.Join(t.TempDir(), "gatehouse.db"), bolt.Options{})
 	if err != nil {
