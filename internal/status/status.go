@@ -397,6 +397,7 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 // their state and history. Settings (title, URL, hysteresis, error-rate
 // thresholds) take effect at once.
 func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
+	p.reconfigureMail(cfg)
 	p.mu.Lock()
 	defer p.unlock()
 	now := p.now()
