@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"gatehouse/internal/acme"
 	"gatehouse/internal/acmetest"
 	"gatehouse/internal/admin"
 	"gatehouse/internal/hostnames"
@@ -132,24 +133,17 @@ func TestACMEFleetTakeover(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no order reached finalize")
 	}
-	// The node that found the name locked is the survivor.
+	// The node with the open order is the orderer, the other the survivor.
 	var orderer, survivor *testNode
-	deadline := time.Now().Add(20 * time.Second)
-	for orderer == nil && time.Now().Before(deadline) {
-		_, _, busy0 := nodes[0].acme.Orders()
-		_, _, busy1 := nodes[1].acme.Orders()
-		switch {
-		case busy0 > 0 && busy1 == 0:
-			survivor, orderer = nodes[0], nodes[1]
-		case busy1 > 0 && busy0 == 0:
-			survivor, orderer = nodes[1], nodes[0]
-		case busy0 > 0 && busy1 > 0:
-			t.Fatalf("both nodes found the name locked (%d, %d)", busy0, busy1)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if orderer == nil {
-		t.Fatal("no node found the name locked")
+	_, open0 := nodes[0].acme.Deferred()
+	_, open1 := nodes[1].acme.Deferred()
+	switch {
+	case open0 == 1 && open1 == 0:
+		orderer, survivor = nodes[0], nodes[1]
+	case open1 == 1 && open0 == 0:
+		orderer, survivor = nodes[1], nodes[0]
+	default:
+		t.Fatalf("open orders: node 0 %d, node 1 %d; want one on one node", open0, open1)
 	}
 	if h, _ := nodes[2].client.GetHostname(ctx, name); h.State != hostnames.Issuing {
 		t.Errorf("state while the order is held: %q, want issuing", h.State)
@@ -174,4 +168,90 @@ func TestACMEFleetTakeover(t *testing.T) {
 		t.Errorf("survivor does not serve %s: %v", name, err)
 	}
 	t.Logf("taken over and active %v after the ordering node stopped (serial %s)", time.Since(start).Round(time.Millisecond), h.Serial)
+}
+
+// waitFleet waits until each of nodes sees want live ordering nodes and
+// returns their ids.
+func waitFleet(t *testing.T, want int, nodes ...*testNode) []string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		var ids []string
+		for _, n := range nodes {
+			self, live := n.acme.Fleet()
+			ids = append(ids, self)
+			ok = ok && len(live) == want
+		}
+		if ok {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes do not each see %d live ordering nodes within 20s", want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestACMEFleetSpread: the ordering nodes share the names by rendezvous
+// hashing over their live records, each ordering exactly the names it
+// owns; once a node stops, the other orders its share too.
+func TestACMEFleetSpread(t *testing.T) {
+	nodes, ca := startACMEFleet(t)
+	ids := waitFleet(t, 2, nodes[0], nodes[1])
+	ctx := context.Background()
+	add := func(prefix string, n int) []string {
+		var names []string
+		for i := range n {
+			name := fmt.Sprintf("%s%d.uni-s.test", prefix, i)
+			names = append(names, name)
+			if _, err := nodes[2].client.AddHostname(ctx, admin.HostnameRequest{Name: name, Pool: "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, name := range names {
+			waitState(t, nodes[2].client, name, hostnames.Active, 60*time.Second)
+		}
+		return names
+	}
+	names := add("spread", 12)
+	want0 := 0
+	for _, name := range names {
+		if acme.Owner(ids, name) == ids[0] {
+			want0++
+		}
+	}
+	ok0, _, _ := nodes[0].acme.Orders()
+	ok1, _, _ := nodes[1].acme.Orders()
+	def0, _ := nodes[0].acme.Deferred()
+	def1, _ := nodes[1].acme.Deferred()
+	t.Logf("12 names: node 0 ordered %d (owns %d), node 1 %d; left to the owner: %d, %d times", ok0, want0, ok1, def0, def1)
+	if ok0 != uint64(want0) || ok1 != uint64(len(names)-want0) || ca.Orders() != int64(len(names)) {
+		t.Errorf("node 0 ordered %d, node 1 %d, the CA saw %d; want %d and %d (each its own names), %d", ok0, ok1, ca.Orders(), want0, len(names)-want0, len(names))
+	}
+	if ok0 == 0 || ok1 == 0 {
+		t.Errorf("one node ordered nothing (%d, %d)", ok0, ok1)
+	}
+
+	// Node 0 stops: node 1 orders every name, node 0's share included.
+	nodes[0].cancel()
+	select {
+	case err := <-nodes[0].done:
+		nodes[0].done <- err // for the cleanup's stop
+	case <-time.After(30 * time.Second):
+		t.Fatal("node 0 did not stop")
+	}
+	waitFleet(t, 1, nodes[1])
+	more := add("after", 12)
+	share0 := 0
+	for _, name := range more {
+		if acme.Owner(ids, name) == ids[0] {
+			share0++
+		}
+	}
+	ok1b, _, _ := nodes[1].acme.Orders()
+	t.Logf("after node 0 stopped: node 1 ordered %d of 12 more names, %d of them node 0's share", ok1b-ok1, share0)
+	if ok1b-ok1 != uint64(len(more)) || share0 == 0 {
+		t.Errorf("node 1 ordered %d of %d names after node 0 stopped (node 0 would have owned %d); want all, and some of node 0's", ok1b-ok1, len(more), share0)
+	}
 }

@@ -131,6 +131,7 @@ listeners:
 
 	// Node B joins, then A dies mid-order without releasing its lock.
 	survivor := startTestNode(t, base+acmeSection)
+	waitFleet(t, 2, survivor) // node B sees node A's record, live
 	if err := cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +144,9 @@ listeners:
 	t.Logf("node B completed %s %v after node A was killed (order lease %v, takeover after %v from the order's start)",
 		name, took.Round(time.Millisecond), acme.OrderLease, acme.TakeoverAfter)
 
+	if _, live := survivor.acme.Fleet(); len(live) != 1 {
+		t.Errorf("node B sees %d live ordering nodes after node A was killed, want itself only", len(live))
+	}
 	ok, _, busy := survivor.acme.Orders()
 	if ok != 1 || ca.Orders() != 2 {
 		t.Errorf("node B completed %d orders (found the name locked %d times), CA saw %d; want 1 and 2 (the abandoned one and the completed one)",
