@@ -135,8 +135,8 @@ func (n *node) acmeHTTP() func(http.Handler) http.Handler {
 	return n.acme.Challenges().HTTPHandler
 }
 
-// runACME orders and renews until ctx is done. Every node runs it: the
-// per-name lock spreads the work over the live nodes.
+// runACME orders and renews until ctx is done. Every node with an acme:
+// section runs it; the names are spread over the live ones.
 func (n *node) runACME(ctx context.Context) {
 	if n.acme != nil {
 		n.acme.Run(ctx)

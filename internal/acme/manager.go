@@ -4,8 +4,10 @@
 //
 // Every node follows the hostnames and keeps, in memory, the time each is
 // next due (first issuance, renewal, or retry after a failure: the
-// NextAttempt of its record, so a restart asks the CA nothing). When a name
-// is due, a node takes its lock (an etcd lease on a fleet, so exactly one
+// NextAttempt of its record, so a restart asks the CA nothing). A due name
+// is ordered by its owner among the fleet's live ordering nodes (rendezvous
+// hashing, see members.go; the others take over a stopped or dead node's
+// share once its record is stale). The owner takes the name's lock (an etcd lease on a fleet, so exactly one
 // node orders a name and a node that dies mid-order loses it within the
 // lease), re-reads the record, orders, installs the certificate through the
 // certificate manager (the same validation, index and fleet propagation as
