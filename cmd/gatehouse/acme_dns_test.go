@@ -30,7 +30,7 @@ func startACMEWith(t *testing.T, opts acmetest.Options, acmeTail string) (*testN
 		t.Fatal(err)
 	}
 	tn := startTestNode(t, twoPools(t)+fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n%s", ca.URL(), caFile, acmeTail))
-	ca.SetPorts(portOf(t, tn.srv.Addr("http")), portOf(t, tn.srv.Addr("https")))
+	ca.SetPorts(portOf(t, tn.Addr("http")), portOf(t, tn.Addr("https")))
 	return tn, ca
 }
 
@@ -69,7 +69,7 @@ esac
 			t.Fatalf("adding %s: %v", tt.name, err)
 		}
 		waitState(t, tn.client, tt.name, hostnames.Active, 60*time.Second)
-		leaf, err := verifiedHandshake(tn.srv.Addr("https"), tt.sni, roots)
+		leaf, err := verifiedHandshake(tn.Addr("https"), tt.sni, roots)
 		if err != nil {
 			t.Fatalf("handshake for %s: %v", tt.sni, err)
 		}
@@ -128,7 +128,7 @@ func TestACMEBadEAB(t *testing.T) {
 			if n := ca.Orders(); n != 0 {
 				t.Errorf("%d orders reached the CA without an account", n)
 			}
-			if _, err := verifiedHandshake(tn.srv.Addr("https"), name, nil); err == nil {
+			if _, err := verifiedHandshake(tn.Addr("https"), name, nil); err == nil {
 				t.Error("a handshake for the failed name verified")
 			}
 		})

@@ -49,7 +49,7 @@ tls:
 %s`, strings.Join(eps, ", "), filepath.Join(shared, "kek"), twoPools(t))
 	acmeSection := fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n  challenges: [http-01, tls-alpn-01]\n", ca.URL(), caFile)
 	nodes := []*testNode{startTestNode(t, base+acmeSection), startTestNode(t, base+acmeSection), startTestNode(t, base)}
-	ca.SetPorts(portOf(t, nodes[2].srv.Addr("http")), portOf(t, nodes[2].srv.Addr("https")))
+	ca.SetPorts(portOf(t, nodes[2].Addr("http")), portOf(t, nodes[2].Addr("https")))
 	return nodes, ca
 }
 
@@ -76,7 +76,7 @@ func TestACMEFleet(t *testing.T) {
 			deadline := time.Now().Add(10 * time.Second)
 			var err error
 			for time.Now().Before(deadline) {
-				if _, err = verifiedHandshake(n.srv.Addr("https"), name, roots); err == nil {
+				if _, err = verifiedHandshake(n.Addr("https"), name, roots); err == nil {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
@@ -86,13 +86,13 @@ func TestACMEFleet(t *testing.T) {
 			}
 		}
 	}
-	ok0, failed0, busy0 := nodes[0].acme.Orders()
-	ok1, failed1, busy1 := nodes[1].acme.Orders()
+	ok0, failed0, busy0 := nodes[0].ACME().Orders()
+	ok1, failed1, busy1 := nodes[1].ACME().Orders()
 	if ca.Orders() != int64(len(names)) || ok0+ok1 != uint64(len(names)) || failed0+failed1 != 0 {
 		t.Errorf("CA orders %d, node 0 ordered %d (failed %d), node 1 %d (failed %d); want exactly one order per name (%d)",
 			ca.Orders(), ok0, failed0, ok1, failed1, len(names))
 	}
-	if nodes[2].acme != nil {
+	if nodes[2].ACME() != nil {
 		t.Error("node 2 has an ACME manager")
 	}
 	t.Logf("orders: node 0 %d, node 1 %d; found locked by the other node: %d, %d", ok0, ok1, busy0, busy1)
@@ -135,8 +135,8 @@ func TestACMEFleetTakeover(t *testing.T) {
 	}
 	// The node with the open order is the orderer, the other the survivor.
 	var orderer, survivor *testNode
-	_, open0 := nodes[0].acme.Deferred()
-	_, open1 := nodes[1].acme.Deferred()
+	_, open0 := nodes[0].ACME().Deferred()
+	_, open1 := nodes[1].ACME().Deferred()
 	switch {
 	case open0 == 1 && open1 == 0:
 		orderer, survivor = nodes[0], nodes[1]
@@ -159,12 +159,12 @@ func TestACMEFleetTakeover(t *testing.T) {
 	close(release)
 	start := time.Now()
 	h := waitStateSkipFailed(t, nodes[2].client, name, hostnames.Active, 60*time.Second)
-	ok, _, _ := survivor.acme.Orders()
+	ok, _, _ := survivor.ACME().Orders()
 	if ok != 1 || ca.Orders() != 2 {
 		t.Errorf("survivor completed %d orders, CA saw %d; want 1 and 2 (the abandoned one and the completed one)", ok, ca.Orders())
 	}
 	roots, _ := ca.Roots()
-	if _, err := verifiedHandshake(survivor.srv.Addr("https"), name, roots); err != nil {
+	if _, err := verifiedHandshake(survivor.Addr("https"), name, roots); err != nil {
 		t.Errorf("survivor does not serve %s: %v", name, err)
 	}
 	t.Logf("taken over and active %v after the ordering node stopped (serial %s)", time.Since(start).Round(time.Millisecond), h.Serial)
@@ -179,7 +179,7 @@ func waitFleet(t *testing.T, want int, nodes ...*testNode) []string {
 		ok := true
 		var ids []string
 		for _, n := range nodes {
-			self, live := n.acme.Fleet()
+			self, live := n.ACME().Fleet()
 			ids = append(ids, self)
 			ok = ok && len(live) == want
 		}
@@ -221,10 +221,10 @@ func TestACMEFleetSpread(t *testing.T) {
 			want0++
 		}
 	}
-	ok0, _, _ := nodes[0].acme.Orders()
-	ok1, _, _ := nodes[1].acme.Orders()
-	def0, _ := nodes[0].acme.Deferred()
-	def1, _ := nodes[1].acme.Deferred()
+	ok0, _, _ := nodes[0].ACME().Orders()
+	ok1, _, _ := nodes[1].ACME().Orders()
+	def0, _ := nodes[0].ACME().Deferred()
+	def1, _ := nodes[1].ACME().Deferred()
 	t.Logf("12 names: node 0 ordered %d (owns %d), node 1 %d; left to the owner: %d, %d times", ok0, want0, ok1, def0, def1)
 	if ok0 != uint64(want0) || ok1 != uint64(len(names)-want0) || ca.Orders() != int64(len(names)) {
 		t.Errorf("node 0 ordered %d, node 1 %d, the CA saw %d; want %d and %d (each its own names), %d", ok0, ok1, ca.Orders(), want0, len(names)-want0, len(names))
@@ -249,7 +249,7 @@ func TestACMEFleetSpread(t *testing.T) {
 			share0++
 		}
 	}
-	ok1b, _, _ := nodes[1].acme.Orders()
+	ok1b, _, _ := nodes[1].ACME().Orders()
 	t.Logf("after node 0 stopped: node 1 ordered %d of 12 more names, %d of them node 0's share", ok1b-ok1, share0)
 	if ok1b-ok1 != uint64(len(more)) || share0 == 0 {
 		t.Errorf("node 1 ordered %d of %d names after node 0 stopped (node 0 would have owned %d); want all, and some of node 0's", ok1b-ok1, len(more), share0)

@@ -20,6 +20,7 @@ import (
 	"gatehouse/internal/admin"
 	"gatehouse/internal/config"
 	"gatehouse/internal/hostnames"
+	"gatehouse/internal/node"
 	"gatehouse/internal/webhook"
 )
 
@@ -180,7 +181,7 @@ func startACMELog(t *testing.T, w io.Writer, acmeTail string) (*testNode, *acmet
 		t.Fatal(err)
 	}
 	tn := startTestNodeLog(t, twoPools(t)+fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n%s", ca.URL(), caFile, acmeTail), w)
-	ca.SetPorts(portOf(t, tn.srv.Addr("http")), portOf(t, tn.srv.Addr("https")))
+	ca.SetPorts(portOf(t, tn.Addr("http")), portOf(t, tn.Addr("https")))
 	return tn, ca
 }
 
@@ -198,10 +199,10 @@ func startNodeErr(t *testing.T, yamlTail string) error {
 	if err != nil {
 		return err
 	}
-	n, err := startNode(context.Background(), cfg, slog.New(slog.DiscardHandler), nil)
+	n, err := node.New(context.Background(), cfg, node.Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
 	}
-	_ = n.shutdown()
+	_ = n.Shutdown(context.Background())
 	return nil
 }

@@ -35,15 +35,6 @@ const lockTTL = 10 * time.Second
 // trying the name again: the lock's lease plus a margin.
 const inProgressFor = lockTTL + 5*time.Second
 
-// OrderLease is the lease of an order's lock on a fleet, and TakeoverAfter
-// how long after an order starts another node may take the name over if the
-// ordering node is gone: a dead node's order is finished by another within
-// TakeoverAfter plus one order.
-const (
-	OrderLease    = lockTTL
-	TakeoverAfter = inProgressFor
-)
-
 func newLocker(st store.Store) locker {
 	if e, ok := st.(*etcd.Store); ok {
 		return etcdLocker{e}

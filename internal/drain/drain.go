@@ -9,14 +9,15 @@ package drain
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"gatehouse/internal/fault"
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/store"
 )
@@ -27,11 +28,12 @@ const Prefix = "drain/"
 // Errors of Drain and Undrain.
 var (
 	// ErrNoMatch: the request names no member of any pool.
-	ErrNoMatch = errors.New("drain: no member matches")
-	// ErrUnsafe: the drain would leave a pool without a healthy member.
-	ErrUnsafe = errors.New("drain: refused")
+	ErrNoMatch = fault.New(fault.ErrNotFound, "drain: no member matches")
+	// ErrUnsafe: the drain would leave a pool without a healthy member
+	// (answered 409 unsafe).
+	ErrUnsafe = fault.WithAnswer(fault.ErrConflict, "drain: refused", http.StatusConflict, "unsafe")
 	// ErrBadRequest: the request is malformed.
-	ErrBadRequest = errors.New("drain: bad request")
+	ErrBadRequest = fault.New(fault.ErrInvalid, "drain: bad request")
 )
 
 // Record is the drain of one member, as stored.
@@ -90,10 +92,10 @@ type Manager struct {
 	log  *slog.Logger
 	opts Options
 
-	mu       sync.Mutex
-	recs     map[string]Record // by key
-	rev      int64
-	advanced chan struct{}
+	mu   sync.Mutex
+	recs map[string]Record // by key
+	// applied is the store revision recs reflect.
+	applied store.Applied
 
 	cancel context.CancelFunc
 	done   <-chan struct{}
@@ -108,7 +110,7 @@ func New(st store.Store, opts Options) *Manager {
 		opts.Now = time.Now
 	}
 	return &Manager{st: st, log: opts.Logger.With("component", "drain"), opts: opts,
-		recs: map[string]Record{}, advanced: make(chan struct{})}
+		recs: map[string]Record{}}
 }
 
 // Start loads the drains, hands them to OnChange and follows changes by
@@ -328,23 +330,10 @@ func (m *Manager) write(ctx context.Context, ops []store.Op) error {
 	if rev == 0 || m.cancel == nil {
 		return nil
 	}
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	for {
-		m.mu.Lock()
-		cur, ch := m.rev, m.advanced
-		m.mu.Unlock()
-		if cur >= rev {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			return nil
-		}
-	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m.applied.Wait(wctx, rev)
+	return nil
 }
 
 // feed is the Manager as the store.Handler of the drain keys.
@@ -408,15 +397,7 @@ func (m *Manager) notify(set map[string]map[string]proxy.Drain) {
 	}
 }
 
-func (m *Manager) advance(rev int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rev > m.rev {
-		m.rev = rev
-		close(m.advanced)
-		m.advanced = make(chan struct{})
-	}
-}
+func (m *Manager) advance(rev int64) { m.applied.Advance(rev) }
 
 // Progress is the work left on a drained member of this node.
 type Progress struct {

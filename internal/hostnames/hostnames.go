@@ -26,6 +26,7 @@ import (
 	"unicode"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/fault"
 	"gatehouse/internal/routes"
 	"gatehouse/internal/store"
 )
@@ -101,6 +102,15 @@ type InputError struct{ Field, Problem string }
 
 func (e *InputError) Error() string { return e.Field + ": " + e.Problem }
 
+// Is makes an InputError a fault.ErrInvalid.
+func (e *InputError) Is(target error) bool { return target == fault.ErrInvalid }
+
+// FieldName is the field (fault.Field).
+func (e *InputError) FieldName() string { return e.Field }
+
+// Is makes a ConflictError a fault.ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == fault.ErrConflict }
+
 // ConflictError refuses an addition of a name that is already registered.
 type ConflictError struct{ Name string }
 
@@ -165,14 +175,13 @@ type Manager struct {
 	opts Options
 	now  func() time.Time
 
-	// mu guards names, certs and rev.
+	// mu guards names and certs.
 	mu    sync.RWMutex
 	names map[string]entry
 	// certs maps the bundle id of each ACME certificate to its hostname.
 	certs map[string]string
-	rev   int64
-	// advanced is closed and replaced whenever rev advances.
-	advanced chan struct{}
+	// applied is the store revision the index reflects.
+	applied store.Applied
 
 	// transitions counts state changes made by this node, by new state.
 	transitions [5]atomic.Uint64
@@ -194,7 +203,7 @@ func New(st store.Store, opts Options) *Manager {
 		now = time.Now
 	}
 	return &Manager{st: st, log: log.With("component", "hostnames"), opts: opts, now: now,
-		names: map[string]entry{}, certs: map[string]string{}, advanced: make(chan struct{})}
+		names: map[string]entry{}, certs: map[string]string{}}
 }
 
 // Start lists the hostnames and follows changes until Close.
@@ -299,34 +308,17 @@ func (m *Manager) event(ev store.Event) {
 	}
 }
 
-func (m *Manager) synced(rev int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rev > m.rev {
-		m.rev = rev
-		close(m.advanced)
-		m.advanced = make(chan struct{})
-	}
-}
+func (m *Manager) synced(rev int64) { m.applied.Advance(rev) }
 
 // waitApplied waits until the in-memory index reflects rev (or ctx ends),
 // so that a write through the admin API is visible on return.
 func (m *Manager) waitApplied(ctx context.Context, rev int64) {
+	if !m.started.Load() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for {
-		m.mu.RLock()
-		cur, ch := m.rev, m.advanced
-		m.mu.RUnlock()
-		if cur >= rev || !m.started.Load() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return
-		}
-	}
+	m.applied.Wait(ctx, rev)
 }
 
 func newEntry(h Hostname) entry {

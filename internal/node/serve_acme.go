@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 
 // startHostnames follows the customer hostnames and, with an acme:
 // section, starts the ACME manager that certifies them.
-func (n *node) startHostnames(ctx context.Context, cfg *config.Config, kek *certs.KEK) error {
+func (n *Node) startHostnames(ctx context.Context, cfg *config.Config, kek *certs.KEK) error {
 	var onChange func(hostnames.Hostname, bool)
 	if cfg.ACME != nil {
 		hc, eab, err := acmeClientFiles(cfg.ACME)
@@ -69,7 +69,7 @@ func (n *node) startHostnames(ctx context.Context, cfg *config.Config, kek *cert
 // reconfigureNotifier applies a reloaded acme.webhook; one that cannot be
 // applied (its secret file unreadable, its URL refused) keeps the running
 // one, and adding or removing the section takes a restart.
-func (n *node) reconfigureNotifier(cfg *config.Config) {
+func (n *Node) reconfigureNotifier(cfg *config.Config) {
 	var w *config.ACMEWebhook
 	if cfg.ACME != nil {
 		w = cfg.ACME.Webhook
@@ -120,7 +120,7 @@ func acmeClientFiles(a *config.ACME) (*http.Client, string, error) {
 
 // acmeTLS adds the ACME handshake paths (TLS-ALPN-01, on-demand) to the
 // public TLS config.
-func (n *node) acmeTLS(c *tls.Config) *tls.Config {
+func (n *Node) acmeTLS(c *tls.Config) *tls.Config {
 	if n.acme == nil {
 		return n.challenges.TLSConfig(c)
 	}
@@ -128,7 +128,7 @@ func (n *node) acmeTLS(c *tls.Config) *tls.Config {
 }
 
 // acmeHTTP answers HTTP-01 challenges before the plain listener's redirect.
-func (n *node) acmeHTTP() func(http.Handler) http.Handler {
+func (n *Node) acmeHTTP() func(http.Handler) http.Handler {
 	if n.acme == nil {
 		return n.challenges.HTTPHandler
 	}
@@ -137,7 +137,7 @@ func (n *node) acmeHTTP() func(http.Handler) http.Handler {
 
 // runACME orders and renews until ctx is done. Every node with an acme:
 // section runs it; the names are spread over the live ones.
-func (n *node) runACME(ctx context.Context) {
+func (n *Node) runACME(ctx context.Context) {
 	if n.acme != nil {
 		n.acme.Run(ctx)
 	}
@@ -145,7 +145,7 @@ func (n *node) runACME(ctx context.Context) {
 
 // registerACMEResources puts the CA budgets and the renewal queue in the
 // capacity registry.
-func (n *node) registerACMEResources() {
+func (n *Node) registerACMEResources() {
 	if n.acme == nil {
 		return
 	}
@@ -166,7 +166,7 @@ func (n *node) registerACMEResources() {
 
 // hostnameCollector exposes hostnames by state, the state changes this
 // node made, and the ACME orders.
-type hostnameCollector struct{ n *node }
+type hostnameCollector struct{ n *Node }
 
 var (
 	hostnamesDesc       = prometheus.NewDesc("gatehouse_hostnames", "Customer hostnames by state.", []string{"state"}, nil)
