@@ -159,7 +159,7 @@ func TestACMEFleetTakeover(t *testing.T) {
 	close(release)
 	start := time.Now()
 	h := waitStateSkipFailed(t, nodes[2].client, name, hostnames.Active, 60*time.Second)
-	ok, _, _ := survivor.ACME().Orders()
+	ok := waitOrders(survivor.ACME(), 1)
 	if ok != 1 || ca.Orders() != 2 {
 		t.Errorf("survivor completed %d orders, CA saw %d; want 1 and 2 (the abandoned one and the completed one)", ok, ca.Orders())
 	}
@@ -221,6 +221,7 @@ func TestACMEFleetSpread(t *testing.T) {
 			want0++
 		}
 	}
+	waitOrders(nil, len(names), nodes[0].ACME(), nodes[1].ACME())
 	ok0, _, _ := nodes[0].ACME().Orders()
 	ok1, _, _ := nodes[1].ACME().Orders()
 	def0, _ := nodes[0].ACME().Deferred()
@@ -249,9 +250,33 @@ func TestACMEFleetSpread(t *testing.T) {
 			share0++
 		}
 	}
-	ok1b, _, _ := nodes[1].ACME().Orders()
+	ok1b := waitOrders(nodes[1].ACME(), int(ok1)+len(more))
 	t.Logf("after node 0 stopped: node 1 ordered %d of 12 more names, %d of them node 0's share", ok1b-ok1, share0)
 	if ok1b-ok1 != uint64(len(more)) || share0 == 0 {
 		t.Errorf("node 1 ordered %d of %d names after node 0 stopped (node 0 would have owned %d); want all, and some of node 0's", ok1b-ok1, len(more), share0)
 	}
+}
+
+// waitOrders waits (up to 10 s) until m, or the nodes together, have
+// completed want orders: a node counts an order just after it writes the
+// hostname's new state. It returns m's count.
+func waitOrders(m *acme.Manager, want int, nodes ...*acme.Manager) uint64 {
+	if m != nil {
+		nodes = append(nodes, m)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var sum uint64
+		for _, n := range nodes {
+			ok, _, _ := n.Orders()
+			sum += ok
+		}
+		if sum >= uint64(want) {
+			break
+		}
+	}
+	if m == nil {
+		return 0
+	}
+	ok, _, _ := m.Orders()
+	return ok
 }
