@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"gatehouse/internal/store"
-	"gatehouse/internal/store/etcd"
 	"gatehouse/internal/store/etcd/etcdtest"
 )
 
@@ -91,16 +90,6 @@ func TestMembersStale(t *testing.T) {
 // other sees itself alone.
 func TestMembersFleet(t *testing.T) {
 	c := etcdtest.Start(t, 3)
-	open := func(endpoints []string) store.Store {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s, err := etcd.Open(ctx, etcd.Options{Endpoints: endpoints, Prefix: "/gh", RequestTimeout: 5 * time.Second, HealthInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
 	start := func(st store.Store) (*Manager, context.CancelFunc, chan struct{}) {
 		m := &Manager{st: st, log: slog.New(slog.DiscardHandler), now: time.Now, members: newMembers(st, time.Now)}
 		if m.members == nil {
@@ -112,8 +101,8 @@ func TestMembersFleet(t *testing.T) {
 		t.Cleanup(func() { cancel(); <-done })
 		return m, cancel, done
 	}
-	a, stopA, doneA := start(open(c.Endpoints()[:1]))
-	b, _, _ := start(open(c.Endpoints()[1:]))
+	a, stopA, doneA := start(openEtcd(t, c.Endpoints()[:1]))
+	b, _, _ := start(openEtcd(t, c.Endpoints()[1:]))
 	waitLive := func(m *Manager, want int) {
 		t.Helper()
 		deadline := time.Now().Add(20 * time.Second)
