@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -233,6 +234,12 @@ func TestACMEFleetSpread(t *testing.T) {
 	if ok0 == 0 || ok1 == 0 {
 		t.Errorf("one node ordered nothing (%d, %d)", ok0, ok1)
 	}
+	if got := nodes[0].metric("gatehouse_acme_ordering_nodes"); got != "2" {
+		t.Errorf("gatehouse_acme_ordering_nodes on node 0: %q, want 2", got)
+	}
+	if got := nodes[1].metric("gatehouse_acme_left_to_owner_total"); got == "" || mustAtoi(t, got) < int(def1) {
+		t.Errorf("gatehouse_acme_left_to_owner_total on node 1: %q, want at least %d", got, def1)
+	}
 
 	// Node 0 stops: node 1 orders every name, node 0's share included.
 	nodes[0].cancel()
@@ -279,4 +286,13 @@ func waitOrders(m *acme.Manager, want int, nodes ...*acme.Manager) uint64 {
 	}
 	ok, _, _ := m.Orders()
 	return ok
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%q is not a count: %v", s, err)
+	}
+	return n
 }
