@@ -29,6 +29,11 @@ var acmeIssueN = flag.Int("acme-issue-n", 20, "hostnames TestACMEIssueMany regis
 func TestACMEIssueMany(t *testing.T) {
 	n := *acmeIssueN
 	tn, ca := startACME(t, 0, "  challenges: [tls-alpn-01]\n  workers: 8\n  rate_limits: {orders_per_3h: 1000000, certs_per_domain_per_7d: 1000000}\n")
+	// The CA's validations and the handshake loop all come from 127.0.0.1:
+	// exempt it from the public listener's per-address limits (100 new
+	// connections a second), as an operator allows a known client; the
+	// counts of refusals by the remaining limits are reported.
+	tn.reloadHTTPS(`{address: "127.0.0.1:0", per_client: {allow: [127.0.0.1/32]}}`)
 	ctx := context.Background()
 	roots, _ := ca.Roots()
 	if _, err := tn.client.AddHostname(ctx, admin.HostnameRequest{Name: "steady.bench.test", Pool: "a"}); err != nil {
@@ -57,6 +62,15 @@ func TestACMEIssueMany(t *testing.T) {
 	if err, _ := addErr.Load().(error); err != nil {
 		t.Fatal(err)
 	}
+	// Every client here is 127.0.0.1: the public listener's limits apply
+	// to the CA's validations and the handshake loop together.
+	logRefused := func() {
+		for _, reason := range []string{"max_connections", "queue_timeout", "per_client_connections", "per_client_rate"} {
+			if v := tn.metric(`gatehouse_listener_connections_refused_total{listener="https",reason="` + reason + `"}`); v != "" && v != "0" {
+				t.Logf("HTTPS listener refused %s connections: %s", reason, v)
+			}
+		}
+	}
 	retried, retriedAt := 0, map[string]int{} // name → attempt count retried
 	for {
 		c := tn.Hostnames().Counts()
@@ -70,6 +84,7 @@ func TestACMEIssueMany(t *testing.T) {
 			hs, _ := tn.client.ListHostnames(ctx, "failed")
 			for _, h := range hs {
 				if h.Attempts >= 3 {
+					logRefused()
 					t.Fatalf("%s failed %d times: %s", h.Name, h.Attempts, h.Reason)
 				}
 				if retriedAt[h.Name] == h.Attempts {
@@ -91,6 +106,7 @@ func TestACMEIssueMany(t *testing.T) {
 	<-done
 	t.Logf("%d hostnames issued in %v: %.1f orders/s, %.1f ms CPU per certificate (CA included), %d store bytes per hostname; %d handshakes of an active name meanwhile, %d failed; %d failed attempts retried",
 		n, wall.Round(time.Millisecond), float64(n)/wall.Seconds(), cpu.Seconds()*1000/float64(n), (storeBytes(tn)-size0)/int64(n), ok.Load(), failed.Load(), retried)
+	logRefused()
 	if failed.Load() != 0 {
 		t.Errorf("%d handshakes of an active name failed during issuance", failed.Load())
 	}
