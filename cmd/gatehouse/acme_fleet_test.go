@@ -6,11 +6,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"gatehouse/internal/acme"
 	"gatehouse/internal/acmetest"
 	"gatehouse/internal/admin"
 	"gatehouse/internal/hostnames"
@@ -132,24 +134,17 @@ func TestACMEFleetTakeover(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("no order reached finalize")
 	}
-	// The node that found the name locked is the survivor.
+	// The node with the open order is the orderer, the other the survivor.
 	var orderer, survivor *testNode
-	deadline := time.Now().Add(20 * time.Second)
-	for orderer == nil && time.Now().Before(deadline) {
-		_, _, busy0 := nodes[0].ACME().Orders()
-		_, _, busy1 := nodes[1].ACME().Orders()
-		switch {
-		case busy0 > 0 && busy1 == 0:
-			survivor, orderer = nodes[0], nodes[1]
-		case busy1 > 0 && busy0 == 0:
-			survivor, orderer = nodes[1], nodes[0]
-		case busy0 > 0 && busy1 > 0:
-			t.Fatalf("both nodes found the name locked (%d, %d)", busy0, busy1)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if orderer == nil {
-		t.Fatal("no node found the name locked")
+	_, open0 := nodes[0].ACME().Deferred()
+	_, open1 := nodes[1].ACME().Deferred()
+	switch {
+	case open0 == 1 && open1 == 0:
+		orderer, survivor = nodes[0], nodes[1]
+	case open1 == 1 && open0 == 0:
+		orderer, survivor = nodes[1], nodes[0]
+	default:
+		t.Fatalf("open orders: node 0 %d, node 1 %d; want one on one node", open0, open1)
 	}
 	if h, _ := nodes[2].client.GetHostname(ctx, name); h.State != hostnames.Issuing {
 		t.Errorf("state while the order is held: %q, want issuing", h.State)
@@ -165,7 +160,7 @@ func TestACMEFleetTakeover(t *testing.T) {
 	close(release)
 	start := time.Now()
 	h := waitStateSkipFailed(t, nodes[2].client, name, hostnames.Active, 60*time.Second)
-	ok, _, _ := survivor.ACME().Orders()
+	ok := waitOrders(survivor.ACME(), 1)
 	if ok != 1 || ca.Orders() != 2 {
 		t.Errorf("survivor completed %d orders, CA saw %d; want 1 and 2 (the abandoned one and the completed one)", ok, ca.Orders())
 	}
@@ -174,4 +169,130 @@ func TestACMEFleetTakeover(t *testing.T) {
 		t.Errorf("survivor does not serve %s: %v", name, err)
 	}
 	t.Logf("taken over and active %v after the ordering node stopped (serial %s)", time.Since(start).Round(time.Millisecond), h.Serial)
+}
+
+// waitFleet waits until each of nodes sees want live ordering nodes and
+// returns their ids.
+func waitFleet(t *testing.T, want int, nodes ...*testNode) []string {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok := true
+		var ids []string
+		for _, n := range nodes {
+			self, live := n.ACME().Fleet()
+			ids = append(ids, self)
+			ok = ok && len(live) == want
+		}
+		if ok {
+			return ids
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the nodes do not each see %d live ordering nodes within 20s", want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestACMEFleetSpread: the ordering nodes share the names by rendezvous
+// hashing over their live records, each ordering exactly the names it
+// owns; once a node stops, the other orders its share too.
+func TestACMEFleetSpread(t *testing.T) {
+	nodes, ca := startACMEFleet(t)
+	ids := waitFleet(t, 2, nodes[0], nodes[1])
+	ctx := context.Background()
+	add := func(prefix string, n int) []string {
+		var names []string
+		for i := range n {
+			name := fmt.Sprintf("%s%d.uni-s.test", prefix, i)
+			names = append(names, name)
+			if _, err := nodes[2].client.AddHostname(ctx, admin.HostnameRequest{Name: name, Pool: "a"}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, name := range names {
+			waitState(t, nodes[2].client, name, hostnames.Active, 60*time.Second)
+		}
+		return names
+	}
+	names := add("spread", 12)
+	want0 := 0
+	for _, name := range names {
+		if acme.Owner(ids, name) == ids[0] {
+			want0++
+		}
+	}
+	waitOrders(nil, len(names), nodes[0].ACME(), nodes[1].ACME())
+	ok0, _, _ := nodes[0].ACME().Orders()
+	ok1, _, _ := nodes[1].ACME().Orders()
+	def0, _ := nodes[0].ACME().Deferred()
+	def1, _ := nodes[1].ACME().Deferred()
+	t.Logf("12 names: node 0 ordered %d (owns %d), node 1 %d; left to the owner: %d, %d times", ok0, want0, ok1, def0, def1)
+	if ok0 != uint64(want0) || ok1 != uint64(len(names)-want0) || ca.Orders() != int64(len(names)) {
+		t.Errorf("node 0 ordered %d, node 1 %d, the CA saw %d; want %d and %d (each its own names), %d", ok0, ok1, ca.Orders(), want0, len(names)-want0, len(names))
+	}
+	if ok0 == 0 || ok1 == 0 {
+		t.Errorf("one node ordered nothing (%d, %d)", ok0, ok1)
+	}
+	if got := nodes[0].metric("gatehouse_acme_ordering_nodes"); got != "2" {
+		t.Errorf("gatehouse_acme_ordering_nodes on node 0: %q, want 2", got)
+	}
+	if got := nodes[1].metric("gatehouse_acme_left_to_owner_total"); got == "" || mustAtoi(t, got) < int(def1) {
+		t.Errorf("gatehouse_acme_left_to_owner_total on node 1: %q, want at least %d", got, def1)
+	}
+
+	// Node 0 stops: node 1 orders every name, node 0's share included.
+	nodes[0].cancel()
+	select {
+	case err := <-nodes[0].done:
+		nodes[0].done <- err // for the cleanup's stop
+	case <-time.After(30 * time.Second):
+		t.Fatal("node 0 did not stop")
+	}
+	waitFleet(t, 1, nodes[1])
+	more := add("after", 12)
+	share0 := 0
+	for _, name := range more {
+		if acme.Owner(ids, name) == ids[0] {
+			share0++
+		}
+	}
+	ok1b := waitOrders(nodes[1].ACME(), int(ok1)+len(more))
+	t.Logf("after node 0 stopped: node 1 ordered %d of 12 more names, %d of them node 0's share", ok1b-ok1, share0)
+	if ok1b-ok1 != uint64(len(more)) || share0 == 0 {
+		t.Errorf("node 1 ordered %d of %d names after node 0 stopped (node 0 would have owned %d); want all, and some of node 0's", ok1b-ok1, len(more), share0)
+	}
+}
+
+// waitOrders waits (up to 10 s) until m, or the nodes together, have
+// completed want orders: a node counts an order just after it writes the
+// hostname's new state. It returns m's count.
+func waitOrders(m *acme.Manager, want int, nodes ...*acme.Manager) uint64 {
+	if m != nil {
+		nodes = append(nodes, m)
+	}
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		var sum uint64
+		for _, n := range nodes {
+			ok, _, _ := n.Orders()
+			sum += ok
+		}
+		if sum >= uint64(want) {
+			break
+		}
+	}
+	if m == nil {
+		return 0
+	}
+	ok, _, _ := m.Orders()
+	return ok
+}
+
+func mustAtoi(t *testing.T, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("%q is not a count: %v", s, err)
+	}
+	return n
 }

@@ -123,6 +123,7 @@ tls:
 
 	// Node B joins while A holds the name's lock: it must wait.
 	nb := startTestNode(t, base+acmeSection)
+	waitFleet(t, 2, nb) // node B sees node A's ordering record, live
 	time.Sleep(2 * time.Second)
 	if _, _, busy := nb.ACME().Orders(); busy == 0 {
 		t.Log("node B has not met the lock yet (it schedules the name at its next attempt)")
@@ -141,6 +142,9 @@ tls:
 	t.Logf("node B completed the name %v after node A was killed (lock lease 10 s)", took.Round(time.Millisecond))
 	if took > 40*time.Second {
 		t.Errorf("takeover took %v, want within the 10 s lease plus the retry margin", took)
+	}
+	if _, live := nb.ACME().Fleet(); len(live) != 1 {
+		t.Errorf("node B sees %d live ordering nodes after node A was killed, want itself only", len(live))
 	}
 	if ok, _, _ := nb.ACME().Orders(); ok != 1 || ca.Orders() != 2 {
 		t.Errorf("node B completed %d orders, the CA saw %d; want 1 and 2 (A's abandoned one and B's)", ok, ca.Orders())

@@ -475,7 +475,7 @@ func TestACMEOnDemand(t *testing.T) {
 		t.Errorf("hostname registered on demand: %+v %v", h, err)
 	}
 	waitState(t, tn.client, "allowed-1.uni-d.test", hostnames.Active, 30*time.Second)
-	if ok, _, _ := tn.ACME().Orders(); ok != 2 || ca.Orders() != before+1 {
+	if ok := waitOrders(tn.ACME(), 2); ok != 2 || ca.Orders() != before+1 {
 		t.Errorf("issuances after ask = %d (CA orders %d), want 2 (%d)", ok, ca.Orders(), before+1)
 	}
 	t.Logf("ask endpoint asked %d times for %d unknown names", asked.Load(), 302)

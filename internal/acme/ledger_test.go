@@ -168,18 +168,8 @@ func TestLedgerUnreadableRecordSkipped(t *testing.T) {
 // node's next order.
 func TestLedgerFleet(t *testing.T) {
 	c := etcdtest.Start(t, 3)
-	open := func(endpoints []string) store.Store {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		s, err := etcd.Open(ctx, etcd.Options{Endpoints: endpoints, Prefix: "/gh", RequestTimeout: 5 * time.Second, HealthInterval: 100 * time.Millisecond})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
-	}
-	a := startLedger(t, open(c.Endpoints()[:1]), time.Now)
-	b := startLedger(t, open(c.Endpoints()[1:]), time.Now)
+	a := startLedger(t, openEtcd(t, c.Endpoints()[:1]), time.Now)
+	b := startLedger(t, openEtcd(t, c.Endpoints()[1:]), time.Now)
 	ctx := context.Background()
 	for range 6 {
 		a.led.spend(ctx, ledgerOrder, time.Now(), ledgerEvent{Account: ledgerAccount})
@@ -207,4 +197,18 @@ func TestLedgerFleet(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// openEtcd opens the store on endpoints of a test cluster, closed at the
+// test's end.
+func openEtcd(t *testing.T, endpoints []string) store.Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := etcd.Open(ctx, etcd.Options{Endpoints: endpoints, Prefix: "/gh", RequestTimeout: 5 * time.Second, HealthInterval: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -4,8 +4,10 @@
 //
 // Every node follows the hostnames and keeps, in memory, the time each is
 // next due (first issuance, renewal, or retry after a failure: the
-// NextAttempt of its record, so a restart asks the CA nothing). When a name
-// is due, a node takes its lock (an etcd lease on a fleet, so exactly one
+// NextAttempt of its record, so a restart asks the CA nothing). A due name
+// is ordered by its owner among the fleet's live ordering nodes (rendezvous
+// hashing, see members.go; the others take over a stopped or dead node's
+// share once its record is stale). The owner takes the name's lock (an etcd lease on a fleet, so exactly one
 // node orders a name and a node that dies mid-order loses it within the
 // lease), re-reads the record, orders, installs the certificate through the
 // certificate manager (the same validation, index and fleet propagation as
@@ -116,6 +118,16 @@ type Manager struct {
 	expiring map[string]time.Time
 
 	ordersOK, ordersFailed, lockBusy atomic.Uint64
+	// deferred counts due names left to their owner on another node;
+	// inflight the orders this node has open.
+	deferred atomic.Uint64
+	inflight atomic.Int64
+
+	// members spreads the names over the fleet's ordering nodes (nil on
+	// the embedded store); urgent (under qmu) are names triggered by a
+	// handshake, ordered here whoever owns them.
+	members *members
+	urgent  map[string]struct{}
 
 	asker     asker
 	askClient *http.Client
@@ -133,7 +145,8 @@ func New(opts Options) *Manager {
 	}
 	m := &Manager{opts: opts, st: opts.Store, kek: opts.KEK, log: log.With("component", "acme"), now: now, hn: opts.Hostnames,
 		q: schedule.New(), rnd: mrand.New(mrand.NewPCG(uint64(time.Now().UnixNano()), 0x9e3779b97f4a7c15)), wake: make(chan struct{}, 1),
-		accounts: map[string]acmeproto.Account{}, expiring: map[string]time.Time{}, lock: newLocker(opts.Store)}
+		accounts: map[string]acmeproto.Account{}, expiring: map[string]time.Time{}, lock: newLocker(opts.Store),
+		members: newMembers(opts.Store, now), urgent: map[string]struct{}{}}
 	m.chal = NewChallenges(opts.Store, opts.KEK, log, now)
 	m.askClient = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	rl := opts.Config().RateLimits
@@ -228,8 +241,34 @@ func (m *Manager) poke() {
 func (m *Manager) Trigger(name string) {
 	m.qmu.Lock()
 	m.q.Set(name, m.now())
+	m.urgent[name] = struct{}{}
 	m.qmu.Unlock()
 	m.poke()
+}
+
+// takeUrgent reports whether name was triggered by a handshake, and clears
+// the mark.
+func (m *Manager) takeUrgent(name string) bool {
+	m.qmu.Lock()
+	defer m.qmu.Unlock()
+	_, ok := m.urgent[name]
+	delete(m.urgent, name)
+	return ok
+}
+
+// Fleet returns this node's id among the ordering nodes and the live
+// ones it sees (itself included); empty on the embedded store.
+func (m *Manager) Fleet() (self string, live []string) {
+	if m.members == nil {
+		return "", nil
+	}
+	return m.members.self, m.members.live()
+}
+
+// Deferred returns how often this node left a due name to its owner, and
+// how many orders it has open now.
+func (m *Manager) Deferred() (deferred uint64, inflight int64) {
+	return m.deferred.Load(), m.inflight.Load()
 }
 
 // Queued returns the names this node has scheduled, and how many wait for
@@ -280,6 +319,9 @@ func (m *Manager) Run(ctx context.Context) {
 	lastLedgerSweep := time.Time{}
 	ledgerFollow := m.followLedger(ctx)
 	defer ledgerFollow.Stop()
+	if m.members != nil {
+		wg.Go(func() { m.runMembers(ctx) })
+	}
 	var buf []string
 	for ctx.Err() == nil {
 		free := cap(sem) - len(sem)
@@ -337,6 +379,15 @@ func (m *Manager) jitter(d time.Duration) time.Duration {
 
 // process orders name if it is still due and no other node is ordering it.
 func (m *Manager) process(ctx context.Context, name string) {
+	if m.members != nil && !m.takeUrgent(name) {
+		if owner := m.members.owner(name); owner != m.members.self {
+			// Its owner orders it; if the owner goes, this node looks
+			// again once the owner's record is stale.
+			m.deferred.Add(1)
+			m.requeue(name, m.now().Add(memberStale+m.jitter(memberBeat)))
+			return
+		}
+	}
 	l, err := m.lock.tryLock(ctx, name)
 	if errors.Is(err, errLocked) {
 		// Another node orders it: its result arrives through the watch;
@@ -424,7 +475,9 @@ func (m *Manager) process(ctx context.Context, name string) {
 		}()
 	}
 	start := m.now()
+	m.inflight.Add(1)
 	res, err := m.order(octx, h, ari)
+	m.inflight.Add(-1)
 	if ctx.Err() != nil {
 		return // shutting down: the record stays due, another node or the next start picks it up
 	}

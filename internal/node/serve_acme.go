@@ -135,8 +135,8 @@ func (n *Node) acmeHTTP() func(http.Handler) http.Handler {
 	return n.acme.Challenges().HTTPHandler
 }
 
-// runACME orders and renews until ctx is done. Every node runs it: the
-// per-name lock spreads the work over the live nodes.
+// runACME orders and renews until ctx is done. Every node with an acme:
+// section runs it; the names are spread over the live ones.
 func (n *Node) runACME(ctx context.Context) {
 	if n.acme != nil {
 		n.acme.Run(ctx)
@@ -175,10 +175,12 @@ var (
 	acmeExpiringDesc    = prometheus.NewDesc("gatehouse_acme_expiring_unrenewed", "ACME certificates past their emergency renewal point whose renewal failed.", nil, nil)
 	acmeScheduledDesc   = prometheus.NewDesc("gatehouse_acme_scheduled", "Hostnames in this node's renewal schedule.", nil, nil)
 	acmeWaitBudgetsDesc = prometheus.NewDesc("gatehouse_acme_waiting_budget", "Orders waiting for a CA rate-limit budget.", nil, nil)
+	acmeNodesDesc       = prometheus.NewDesc("gatehouse_acme_ordering_nodes", "Live ordering nodes this node shares the ACME work with, itself included (0 on the embedded store).", nil, nil)
+	acmeDeferredDesc    = prometheus.NewDesc("gatehouse_acme_left_to_owner_total", "Due names this node left to their owner on another node.", nil, nil)
 )
 
 func (c hostnameCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{hostnamesDesc, hostnameTransDesc, acmeOrdersDesc, acmeExpiringDesc, acmeScheduledDesc, acmeWaitBudgetsDesc} {
+	for _, d := range []*prometheus.Desc{hostnamesDesc, hostnameTransDesc, acmeOrdersDesc, acmeExpiringDesc, acmeScheduledDesc, acmeWaitBudgetsDesc, acmeNodesDesc, acmeDeferredDesc} {
 		ch <- d
 	}
 }
@@ -198,5 +200,9 @@ func (c hostnameCollector) Collect(ch chan<- prometheus.Metric) {
 		s, w := a.Queued()
 		ch <- prometheus.MustNewConstMetric(acmeScheduledDesc, prometheus.GaugeValue, float64(s))
 		ch <- prometheus.MustNewConstMetric(acmeWaitBudgetsDesc, prometheus.GaugeValue, float64(w))
+		_, live := a.Fleet()
+		deferred, _ := a.Deferred()
+		ch <- prometheus.MustNewConstMetric(acmeNodesDesc, prometheus.GaugeValue, float64(len(live)))
+		ch <- prometheus.MustNewConstMetric(acmeDeferredDesc, prometheus.CounterValue, float64(deferred))
 	}
 }
