@@ -380,10 +380,13 @@ func (p *Portal) renderSubscribeLocked(b *siteBuilder) {
 			origin = "'self' " + u.Scheme + "://" + u.Host
 		}
 	}
-	var buf bytes.Buffer
-	if err := subscribeFormTmpl.Execute(&buf, map[string]any{"Title": p.title, "Action": action, "Components": comps}); err != nil && b.err == nil {
-		b.err = err
-	}
-	b.add("subscribe.html", "text/html; charset=utf-8", buf.Bytes())
-	b.files["subscribe.html"].csp = []string{"default-src 'none'; style-src 'self'; base-uri 'none'; form-action " + origin + "; frame-ancestors 'none'"}
+	data := map[string]any{"Title": p.title, "Action": action, "Components": comps}
+	b.do(func(b *siteBuilder) {
+		var buf bytes.Buffer
+		if err := subscribeFormTmpl.Execute(&buf, data); err != nil && b.err == nil {
+			b.err = err
+		}
+		b.add("subscribe.html", "text/html; charset=utf-8", buf.Bytes())
+		b.files["subscribe.html"].csp = []string{"default-src 'none'; style-src 'self'; base-uri 'none'; form-action " + origin + "; frame-ancestors 'none'"}
+	})
 }
