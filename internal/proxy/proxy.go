@@ -447,10 +447,9 @@ type forwarded struct {
 	forIP, host, proto [1]string
 }
 
-// rewrite is the ReverseProxy.Rewrite of every pool; it has the semantics
-// of ProxyRequest.SetXForwarded without its per-header allocations, and
-// sets X-Real-Ip to the client's address as well. The outbound body is
-// the clientBody itself (it does not close the inbound body).
+// rewrite is the ReverseProxy.Rewrite of every pool: setForwarded on
+// the outbound header. The outbound body is the clientBody itself (it
+// does not close the inbound body).
 func rewrite(pr *httputil.ProxyRequest) {
 	var f *forwarded
 	if cb, ok := pr.In.Body.(*clientBody); ok {
@@ -461,17 +460,28 @@ func rewrite(pr *httputil.ProxyRequest) {
 	} else {
 		f = new(forwarded)
 	}
-	h := pr.Out.Header
+	setForwarded(pr.Out.Header, pr.In, f)
+}
+
+// setForwarded is the forwarded-header rewrite of both paths: it drops
+// the forwarding headers the client sent (Forwarded, X-Forwarded-*,
+// X-Real-Ip) and sets X-Forwarded-For and X-Real-Ip to the client's
+// address, X-Forwarded-Host to the inbound Host and X-Forwarded-Proto to
+// the inbound scheme. It has the semantics of ProxyRequest.SetXForwarded
+// without its per-header allocations; the values live in f.
+func setForwarded(h http.Header, in *http.Request, f *forwarded) {
+	delete(h, "Forwarded")
+	delete(h, "X-Forwarded-For")
 	delete(h, "X-Real-Ip")
-	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		f.forIP[0] = ip
 		h["X-Forwarded-For"] = f.forIP[:]
 		h["X-Real-Ip"] = f.forIP[:]
 	}
-	f.host[0] = pr.In.Host
+	f.host[0] = in.Host
 	h["X-Forwarded-Host"] = f.host[:]
 	f.proto[0] = "http"
-	if pr.In.TLS != nil {
+	if in.TLS != nil {
 		f.proto[0] = "https"
 	}
 	h["X-Forwarded-Proto"] = f.proto[:]
