@@ -23,7 +23,9 @@ import (
 // else (request bodies, WebSockets and other upgrades, TE: trailers,
 // pools with MaxConnsPerMember) goes through httputil.ReverseProxy and
 // http.Transport. Both paths send the same headers and map failures to the
-// same answers.
+// same answers: they rewrite the forwarding headers with setForwarded,
+// retry with pool.withRetries and answer failures with answerError
+// (TestOneForwardingBehaviour compares them byte for byte).
 
 // max1xxResponses bounds the informational responses forwarded before
 // the final one (http.Transport's limit).
@@ -340,10 +342,15 @@ func (p *pool) exchange(bc *backendConn, req *http.Request, now time.Time, w htt
 
 // forward1xx sends the informational response res to the client with
 // its end-to-end fields, then takes them out of w's header again (the
-// server writes the whole header map with a 1xx and keeps it). Fields
-// already set for the final response (X-Request-Id) stay as they are.
+// server writes the whole header map with a 1xx and keeps it). The
+// X-Request-Id already set for the final response is left out of the 1xx,
+// as on the ReverseProxy path.
 func forward1xx(w http.ResponseWriter, res *http.Response) {
 	h := w.Header()
+	if ids, ok := h[headerRequestID]; ok {
+		delete(h, headerRequestID)
+		defer func() { h[headerRequestID] = ids }()
+	}
 	var addedBuf [8]string
 	added := addedBuf[:0]
 	for k, vv := range res.Header {
