@@ -224,6 +224,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(), hostnameCollector{n},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerClientErrors(metrics, n)
+	metrics.MustRegister(proxy.Collector(n.edge.Load)) // requests and upstream connections per pool
 	// Response cache answers by result; its bytes are a capacity resource.
 	for result, get := range map[string]func(proxy.CacheStats) uint64{
 		"hit":         func(s proxy.CacheStats) uint64 { return s.Hits },

@@ -211,6 +211,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		}
 		p.rebuild()
 		for _, m := range p.members {
+			m.live.opened = &p.stats.upstreamConns
 			m.tr = newTransport(pc, &m.live)
 		}
 		p.transport = &poolTransport{pool: p}
@@ -599,6 +600,10 @@ type PoolStatus struct {
 	// connection failure, no healthy member, timeout). Requests whose
 	// client went away before the answer count in neither.
 	Requests, Failures uint64
+	// UpstreamConns counts the connections opened to the pool's members
+	// since the process started (reloads keep counting): per request, the
+	// share of requests that did not reuse a kept-alive connection.
+	UpstreamConns uint64
 }
 
 // Pools returns the state of every pool, in config order.
@@ -606,7 +611,8 @@ func (px *Proxy) Pools() []PoolStatus {
 	out := make([]PoolStatus, 0, len(px.pools))
 	for _, p := range px.pools {
 		ps := PoolStatus{Name: p.name, Algorithm: p.algo, Members: make([]MemberStatus, 0, len(p.members)),
-			Requests: p.stats.requests.Load(), Failures: p.stats.failures.Load()}
+			Requests: p.stats.requests.Load(), Failures: p.stats.failures.Load(),
+			UpstreamConns: p.stats.upstreamConns.Load()}
 		ps.Failover, ps.ActiveZone = config.FailoverSpread, p.activeZoneName()
 		if p.priority {
 			ps.Failover = config.FailoverPriority
