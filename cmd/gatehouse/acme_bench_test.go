@@ -37,7 +37,7 @@ func TestACMEIssueMany(t *testing.T) {
 	waitState(t, tn.client, "steady.bench.test", hostnames.Active, time.Minute)
 	size0 := storeBytes(tn)
 	stop := make(chan struct{})
-	ok, failed, done := handshakeLoop(tn.srv.Addr("https"), "steady.bench.test", roots, stop)
+	ok, failed, done := handshakeLoop(tn.Addr("https"), "steady.bench.test", roots, stop)
 	cpu0 := cpuTime()
 	start := time.Now()
 	var wg sync.WaitGroup
@@ -58,7 +58,7 @@ func TestACMEIssueMany(t *testing.T) {
 		t.Fatal(err)
 	}
 	for {
-		c := tn.hostnames.Counts()
+		c := tn.Hostnames().Counts()
 		if c[hostnames.Active] == n+1 {
 			break
 		}
@@ -80,7 +80,7 @@ func TestACMEIssueMany(t *testing.T) {
 }
 
 func storeBytes(tn *testNode) int64 {
-	u, err := tn.store.(store.Sizer).Usage(context.Background())
+	u, err := tn.Store().(store.Sizer).Usage(context.Background())
 	if err != nil {
 		return 0
 	}

@@ -48,7 +48,7 @@ tls:
 %s`, strings.Join(eps, ", "), filepath.Join(shared, "kek"), twoPools(t))
 	acmeSection := fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n  challenges: [http-01, tls-alpn-01]\n", ca.URL(), caFile)
 	nodes := []*testNode{startTestNode(t, base+acmeSection), startTestNode(t, base+acmeSection), startTestNode(t, base)}
-	ca.SetPorts(portOf(t, nodes[2].srv.Addr("http")), portOf(t, nodes[2].srv.Addr("https")))
+	ca.SetPorts(portOf(t, nodes[2].Addr("http")), portOf(t, nodes[2].Addr("https")))
 	return nodes, ca
 }
 
@@ -75,7 +75,7 @@ func TestACMEFleet(t *testing.T) {
 			deadline := time.Now().Add(10 * time.Second)
 			var err error
 			for time.Now().Before(deadline) {
-				if _, err = verifiedHandshake(n.srv.Addr("https"), name, roots); err == nil {
+				if _, err = verifiedHandshake(n.Addr("https"), name, roots); err == nil {
 					break
 				}
 				time.Sleep(20 * time.Millisecond)
@@ -85,13 +85,13 @@ func TestACMEFleet(t *testing.T) {
 			}
 		}
 	}
-	ok0, failed0, busy0 := nodes[0].acme.Orders()
-	ok1, failed1, busy1 := nodes[1].acme.Orders()
+	ok0, failed0, busy0 := nodes[0].ACME().Orders()
+	ok1, failed1, busy1 := nodes[1].ACME().Orders()
 	if ca.Orders() != int64(len(names)) || ok0+ok1 != uint64(len(names)) || failed0+failed1 != 0 {
 		t.Errorf("CA orders %d, node 0 ordered %d (failed %d), node 1 %d (failed %d); want exactly one order per name (%d)",
 			ca.Orders(), ok0, failed0, ok1, failed1, len(names))
 	}
-	if nodes[2].acme != nil {
+	if nodes[2].ACME() != nil {
 		t.Error("node 2 has an ACME manager")
 	}
 	t.Logf("orders: node 0 %d, node 1 %d; found locked by the other node: %d, %d", ok0, ok1, busy0, busy1)
@@ -136,8 +136,8 @@ func TestACMEFleetTakeover(t *testing.T) {
 	var orderer, survivor *testNode
 	deadline := time.Now().Add(20 * time.Second)
 	for orderer == nil && time.Now().Before(deadline) {
-		_, _, busy0 := nodes[0].acme.Orders()
-		_, _, busy1 := nodes[1].acme.Orders()
+		_, _, busy0 := nodes[0].ACME().Orders()
+		_, _, busy1 := nodes[1].ACME().Orders()
 		switch {
 		case busy0 > 0 && busy1 == 0:
 			survivor, orderer = nodes[0], nodes[1]
@@ -165,12 +165,12 @@ func TestACMEFleetTakeover(t *testing.T) {
 	close(release)
 	start := time.Now()
 	h := waitStateSkipFailed(t, nodes[2].client, name, hostnames.Active, 60*time.Second)
-	ok, _, _ := survivor.acme.Orders()
+	ok, _, _ := survivor.ACME().Orders()
 	if ok != 1 || ca.Orders() != 2 {
 		t.Errorf("survivor completed %d orders, CA saw %d; want 1 and 2 (the abandoned one and the completed one)", ok, ca.Orders())
 	}
 	roots, _ := ca.Roots()
-	if _, err := verifiedHandshake(survivor.srv.Addr("https"), name, roots); err != nil {
+	if _, err := verifiedHandshake(survivor.Addr("https"), name, roots); err != nil {
 		t.Errorf("survivor does not serve %s: %v", name, err)
 	}
 	t.Logf("taken over and active %v after the ordering node stopped (serial %s)", time.Since(start).Round(time.Millisecond), h.Serial)

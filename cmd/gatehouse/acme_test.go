@@ -43,7 +43,7 @@ func startACME(t *testing.T, validity uint64, acmeTail string) (*testNode, *acme
   ca_file: %s
   email: ops@example.com
 %s`, ca.URL(), caFile, acmeTail))
-	ca.SetPorts(portOf(t, tn.srv.Addr("http")), portOf(t, tn.srv.Addr("https")))
+	ca.SetPorts(portOf(t, tn.Addr("http")), portOf(t, tn.Addr("https")))
 	return tn, ca
 }
 
@@ -130,7 +130,7 @@ func TestACMEIssueEndToEnd(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			leaf, err := verifiedHandshake(tn.srv.Addr("https"), name, roots)
+			leaf, err := verifiedHandshake(tn.Addr("https"), name, roots)
 			if err != nil {
 				t.Fatalf("handshake with the issued certificate: %v", err)
 			}
@@ -141,7 +141,7 @@ func TestACMEIssueEndToEnd(t *testing.T) {
 				t.Errorf("CA orders = %d, want 1", ca.Orders())
 			}
 			// Routed to its pool.
-			if code, body := routedGet(t, tn.srv.Addr("https"), name, roots); code != 200 || (body != "a1" && body != "a2") {
+			if code, body := routedGet(t, tn.Addr("https"), name, roots); code != 200 || (body != "a1" && body != "a2") {
 				t.Errorf("GET https://%s/ = %d %q, want pool a", name, code, body)
 			}
 			// gatehouse limits shows the CA budgets and the schedule.
@@ -172,7 +172,7 @@ func TestACMEIssueEndToEnd(t *testing.T) {
 			}
 			// Challenge records are gone after the order.
 			for _, p := range []string{"acme/challenges/"} {
-				kvs, _, err := tn.store.List(ctx, p, "", 0)
+				kvs, _, err := tn.Store().List(ctx, p, "", 0)
 				if err != nil || len(kvs) != 0 {
 					t.Errorf("challenge records left: %d (%v)", len(kvs), err)
 				}
@@ -181,7 +181,7 @@ func TestACMEIssueEndToEnd(t *testing.T) {
 			if err := tn.client.RemoveHostname(ctx, name); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := verifiedHandshake(tn.srv.Addr("https"), name, roots); err == nil {
+			if _, err := verifiedHandshake(tn.Addr("https"), name, roots); err == nil {
 				t.Error("removed hostname still served")
 			}
 			var apiErr *admin.APIError
@@ -238,7 +238,7 @@ func TestACMERenewal(t *testing.T) {
 	roots, _ := ca.Roots()
 	stop := make(chan struct{})
 	var lastErr atomic.Value
-	ok, failed, done := handshakeLoopErr(tn.srv.Addr("https"), name, roots, stop, &lastErr)
+	ok, failed, done := handshakeLoopErr(tn.Addr("https"), name, roots, stop, &lastErr)
 	deadline := time.Now().Add(60 * time.Second)
 	var h hostnames.Hostname
 	for time.Now().Before(deadline) {
@@ -267,7 +267,7 @@ func TestACMERenewal(t *testing.T) {
 	if h.NotBefore.Before(first.WindowStart.Truncate(time.Second)) {
 		t.Errorf("renewed certificate issued at %v, before the ARI window start %v", h.NotBefore, first.WindowStart)
 	}
-	leaf, err := verifiedHandshake(tn.srv.Addr("https"), name, roots)
+	leaf, err := verifiedHandshake(tn.Addr("https"), name, roots)
 	if err != nil || leaf.SerialNumber.Text(16) != h.Serial {
 		t.Errorf("served %v (%v), want the new serial %s", leaf, err, h.Serial)
 	}
@@ -332,7 +332,7 @@ func TestACMEFailureBackoffRetry(t *testing.T) {
 		t.Errorf("after success: %+v", h)
 	}
 	roots, _ := ca.Roots()
-	if _, err := verifiedHandshake(tn.srv.Addr("https"), name, roots); err != nil {
+	if _, err := verifiedHandshake(tn.Addr("https"), name, roots); err != nil {
 		t.Errorf("handshake: %v", err)
 	}
 	// hostname list --state failed is empty again.
@@ -405,7 +405,7 @@ func TestACMEOnDemand(t *testing.T) {
 	tn, ca := startACME(t, 0, fmt.Sprintf("  challenges: [tls-alpn-01]\n  on_demand: {enabled: true, wait: 20s, ask_url: %q, ask_timeout: 200ms, pool: a, tenant: ondemand}\n", ask.URL))
 	ctx := context.Background()
 	roots, _ := ca.Roots()
-	addr := tn.srv.Addr("https")
+	addr := tn.Addr("https")
 
 	// A registered hostname: handshakes right after the add wait for its
 	// first certificate and share one order.
@@ -428,11 +428,11 @@ func TestACMEOnDemand(t *testing.T) {
 	waitState(t, tn.client, name, hostnames.Active, 30*time.Second)
 	// The node counts the issuance just after it records the state.
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
-		if ok, _, _ := tn.acme.Orders(); ok > 0 {
+		if ok, _, _ := tn.ACME().Orders(); ok > 0 {
 			break
 		}
 	}
-	if ok, failed, _ := tn.acme.Orders(); ok != 1 || failed != 0 || ca.Orders() != 1 {
+	if ok, failed, _ := tn.ACME().Orders(); ok != 1 || failed != 0 || ca.Orders() != 1 {
 		t.Errorf("10 concurrent first handshakes: %d issuances (%d failed), CA orders %d; want one", ok, failed, ca.Orders())
 	}
 
@@ -472,7 +472,7 @@ func TestACMEOnDemand(t *testing.T) {
 		t.Errorf("hostname registered on demand: %+v %v", h, err)
 	}
 	waitState(t, tn.client, "allowed-1.uni-d.test", hostnames.Active, 30*time.Second)
-	if ok, _, _ := tn.acme.Orders(); ok != 2 || ca.Orders() != before+1 {
+	if ok, _, _ := tn.ACME().Orders(); ok != 2 || ca.Orders() != before+1 {
 		t.Errorf("issuances after ask = %d (CA orders %d), want 2 (%d)", ok, ca.Orders(), before+1)
 	}
 	t.Logf("ask endpoint asked %d times for %d unknown names", asked.Load(), 302)

@@ -32,6 +32,7 @@ type clientFlags struct {
 	tokenFile string
 	caFile    string
 	jsonOut   bool
+	output    string // -o of list commands: table or json
 }
 
 func (cf *clientFlags) register(cmd *cobra.Command) {
@@ -44,6 +45,11 @@ func (cf *clientFlags) register(cmd *cobra.Command) {
 	f.BoolVar(&cf.jsonOut, "json", false, "print JSON")
 }
 
+// outputFlag gives a list command -o/--output table|json; json is --json.
+func (cf *clientFlags) outputFlag(cmd *cobra.Command) {
+	cmd.Flags().StringVarP(&cf.output, "output", "o", "table", "output format: table or json (snake_case fields, as the admin API answers)")
+}
+
 func envOr(k, def string) string {
 	if v := os.Getenv(k); v != "" {
 		return v
@@ -52,6 +58,13 @@ func envOr(k, def string) string {
 }
 
 func (cf *clientFlags) client() (*admin.Client, error) {
+	switch cf.output {
+	case "", "table":
+	case "json":
+		cf.jsonOut = true
+	default:
+		return nil, fmt.Errorf("--output: %q is not an output format (want table or json)", cf.output)
+	}
 	token := cf.token
 	if token == "" {
 		token = os.Getenv("GATEHOUSE_TOKEN")
@@ -153,6 +166,7 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		},
 	}
+	cf.outputFlag(list)
 	list.Flags().IntVar(&limit, "limit", 0, "show at most this many (0: all)")
 
 	show := &cobra.Command{
@@ -261,6 +275,7 @@ load before the node starts (the node must not be running).`,
 			return nil
 		},
 	}
+	cf.outputFlag(expiring)
 	expiring.Flags().StringVar(&within, "within", "30d", "horizon: 30d, 72h, ...")
 	expiring.Flags().IntVar(&expLimit, "limit", 1000, "show at most this many")
 
@@ -482,17 +497,44 @@ func newPoolsCmd(cf *clientFlags) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			raw, err := c.Pools(cmd.Context())
+			pools, err := c.Pools(cmd.Context())
 			if err != nil {
 				return err
 			}
-			var v any
-			_ = json.Unmarshal(raw, &v)
-			return printJSON(cmd.OutOrStdout(), v)
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), pools)
+			}
+			printPools(cmd.OutOrStdout(), pools)
+			return nil
 		},
 	}
+	cf.outputFlag(cmd)
 	cf.register(cmd)
 	return cmd
+}
+
+// printPools writes one line per member under its pool's line.
+func printPools(w io.Writer, pools []admin.Pool) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "POOL\tMEMBER\tSTATE\tWEIGHT\tZONE\tIN-FLIGHT\tCONNS\tREQUESTS\tFAILURES")
+	for _, p := range pools {
+		policy := p.Algorithm + ", " + p.Failover
+		if p.ActiveZone != "" {
+			policy += " (zone " + p.ActiveZone + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t\t\t\t\t\t%d\t%d\n", p.Name, policy, p.Requests, p.Failures)
+		for _, m := range p.Members {
+			state := "down"
+			if m.Up {
+				state = "up"
+			}
+			if m.Drained {
+				state += ", drained"
+			}
+			fmt.Fprintf(tw, "\t%s\t%s\t%d\t%s\t%d\t%d\t\t\n", m.Address, state, m.Weight, orDash(m.Zone), m.InFlight, m.OpenConns)
+		}
+	}
+	tw.Flush()
 }
 
 func newReloadCmd(cf *clientFlags) *cobra.Command {
@@ -537,6 +579,7 @@ func newLimitsCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		},
 	}
+	cf.outputFlag(cmd)
 	cf.register(cmd)
 	return cmd
 }

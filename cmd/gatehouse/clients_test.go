@@ -89,7 +89,7 @@ func TestOpenSSLClient(t *testing.T) {
 		{"deep.uni-c.test", "CN = *.uni-c.test"},
 	} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		cmd := exec.CommandContext(ctx, openssl, "s_client", "-connect", tn.srv.Addr("https"), "-servername", tt.sni,
+		cmd := exec.CommandContext(ctx, openssl, "s_client", "-connect", tn.Addr("https"), "-servername", tt.sni,
 			"-CAfile", caFile, "-verify_return_error", "-brief")
 		cmd.Stdin = strings.NewReader("")
 		out, err := cmd.CombinedOutput()
@@ -99,7 +99,7 @@ func TestOpenSSLClient(t *testing.T) {
 		}
 	}
 	// Unknown name: the handshake fails with unrecognized_name.
-	cmd := exec.Command(openssl, "s_client", "-connect", tn.srv.Addr("https"), "-servername", "unknown.test", "-brief")
+	cmd := exec.Command(openssl, "s_client", "-connect", tn.Addr("https"), "-servername", "unknown.test", "-brief")
 	cmd.Stdin = strings.NewReader("")
 	out, _ := cmd.CombinedOutput()
 	if !strings.Contains(string(out), "unrecognized name") {
@@ -115,9 +115,9 @@ func TestH2Load(t *testing.T) {
 	tn.addCert("app.uni-a.test")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	_, port, _ := strings.Cut(tn.srv.Addr("https"), ":")
+	_, port, _ := strings.Cut(tn.Addr("https"), ":")
 	out, err := exec.CommandContext(ctx, h2load, "-n", "400", "-c", "4", "-m", "10",
-		"--connect-to="+tn.srv.Addr("https"), "https://app.uni-a.test:"+port+"/").CombinedOutput()
+		"--connect-to="+tn.Addr("https"), "https://app.uni-a.test:"+port+"/").CombinedOutput()
 	if err != nil {
 		t.Fatalf("h2load: %v\n%s", err, out)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"gatehouse/internal/config"
 	"gatehouse/internal/demo"
+	"gatehouse/internal/node"
 )
 
 func newDemoCmd() *cobra.Command {
@@ -68,31 +69,31 @@ func runDemoWith(ctx context.Context, dataDir string, addrs demo.Addrs, out io.W
 		defer acmeDemo.close()
 	}
 	log := newLogger(cfg.Log, os.Stderr)
-	n, err := startNode(ctx, cfg, log, nil)
+	n, err := node.New(ctx, cfg, node.Options{Logger: log})
 	if err != nil {
 		return err
 	}
 	// Install a certificate for each tenant unless one is already served.
 	for _, t := range demo.Tenants {
-		if len(n.certs.Lookup(t.Example)) > 0 {
+		if len(n.Certs().Lookup(t.Example)) > 0 {
 			continue
 		}
 		certPEM, keyPEM, err := ca.Issue(t.Host)
 		if err != nil {
 			return err
 		}
-		info, _, err := n.certs.Add(ctx, certPEM, keyPEM)
+		info, _, err := n.Certs().Add(ctx, certPEM, keyPEM)
 		if err != nil {
 			return fmt.Errorf("installing the demo certificate for %s: %w", t.Host, err)
 		}
 		log.Info("installed demo certificate", "host", t.Host, "id", info.ID)
 	}
 	printDemoHelp(out, n, ca.Path, abs, acmeDemo)
-	return n.wait(ctx)
+	return n.Run(ctx)
 }
 
-func printDemoHelp(out io.Writer, n *node, caPath, dataDir string, acmeDemo *demoACME) {
-	https := n.srv.Addr("https")
+func printDemoHelp(out io.Writer, n *node.Node, caPath, dataDir string, acmeDemo *demoACME) {
+	https := n.Addr("https")
 	host, port, _ := strings.Cut(https, ":")
 	var b strings.Builder
 	fmt.Fprintf(&b, "\nGatehouse demo is running. Try:\n\n")
@@ -103,8 +104,8 @@ func printDemoHelp(out io.Writer, n *node, caPath, dataDir string, acmeDemo *dem
 	if acmeDemo != nil {
 		acmeDemo.run(&b, n)
 	}
-	fmt.Fprintf(&b, "\nStatus page:  http://%s/\n", n.srv.Addr("status"))
-	fmt.Fprintf(&b, "Admin API:    https://%s/ (token in %s)\n", n.srv.Addr("admin"), filepath.Join(dataDir, "admin.token"))
+	fmt.Fprintf(&b, "\nStatus page:  http://%s/\n", n.Addr("status"))
+	fmt.Fprintf(&b, "Admin API:    https://%s/ (token in %s)\n", n.Addr("admin"), filepath.Join(dataDir, "admin.token"))
 	fmt.Fprintf(&b, "CLI:          go run ./cmd/gatehouse cert list --data %s\n", dataDir)
 	fmt.Fprintf(&b, "\nPress Ctrl-C to stop.\n")
 	fmt.Fprint(out, b.String())

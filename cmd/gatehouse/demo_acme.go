@@ -13,6 +13,7 @@ import (
 	"gatehouse/internal/acmetest"
 	"gatehouse/internal/config"
 	"gatehouse/internal/hostnames"
+	"gatehouse/internal/node"
 )
 
 // demoACMEHost is the customer hostname gatehouse demo --acme certifies.
@@ -54,23 +55,23 @@ func (d *demoACME) close() { d.ca.Close() }
 
 // run points the CA at the node's HTTPS listener, registers the demo
 // hostname and writes its states until it is active, then how to reach it.
-func (d *demoACME) run(w io.Writer, n *node) {
-	https := n.srv.Addr("https")
+func (d *demoACME) run(w io.Writer, n *node.Node) {
+	https := n.Addr("https")
 	host, p, _ := net.SplitHostPort(https)
 	port, _ := strconv.Atoi(p)
 	d.ca.SetPorts(0, port)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// The CA is new on every run: certify the hostname afresh.
-	_ = n.hostnames.Remove(ctx, demoACMEHost)
+	_ = n.Hostnames().Remove(ctx, demoACMEHost)
 	fmt.Fprintf(w, "\nACME: gatehouse hostname add %s --tenant uni-d --pool uni-a (through an in-process test CA)\n", demoACMEHost)
-	if _, err := n.hostnames.Add(ctx, hostnames.Hostname{Name: demoACMEHost, Tenant: "uni-d", Pool: "uni-a"}); err != nil {
+	if _, err := n.Hostnames().Add(ctx, hostnames.Hostname{Name: demoACMEHost, Tenant: "uni-d", Pool: "uni-a"}); err != nil {
 		fmt.Fprintf(w, "  adding the hostname failed: %v\n", err)
 		return
 	}
 	last := hostnames.State("")
 	for ctx.Err() == nil {
-		h, err := n.hostnames.Get(ctx, demoACMEHost)
+		h, err := n.Hostnames().Get(ctx, demoACMEHost)
 		if err == nil && h.State != last {
 			fmt.Fprintf(w, "  %s: %s", demoACMEHost, h.State)
 			if h.Reason != "" {

@@ -19,7 +19,7 @@ import (
 
 // drained reports whether tn's proxy has pool's member addr drained.
 func drained(tn *testNode, pool, addr string) bool {
-	for _, p := range tn.edge.Load().Pools() {
+	for _, p := range tn.Proxy().Pools() {
 		if p.Name == pool {
 			for _, m := range p.Members {
 				if m.Address == addr {
@@ -32,7 +32,7 @@ func drained(tn *testNode, pool, addr string) bool {
 }
 
 func poolMembers(tn *testNode, pool string) []proxy.MemberStatus {
-	for _, p := range tn.edge.Load().Pools() {
+	for _, p := range tn.Proxy().Pools() {
 		if p.Name == pool {
 			return p.Members
 		}
@@ -227,7 +227,7 @@ func TestDrainCLITimeoutAndBadInput(t *testing.T) {
 		{map[string]any{"member": "10.9.9.9:1"}, "no member matches"},
 	} {
 		b, _ := json.Marshal(tt.body)
-		req, _ := http.NewRequest(http.MethodPost, "https://"+tn.srv.Addr("admin")+"/v1/drain", bytes.NewReader(b))
+		req, _ := http.NewRequest(http.MethodPost, "https://"+tn.Addr("admin")+"/v1/drain", bytes.NewReader(b))
 		req.Header.Set("Authorization", "Bearer "+token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(req)

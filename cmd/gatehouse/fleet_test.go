@@ -153,7 +153,7 @@ func TestFleetPropagation(t *testing.T) {
 // client session cache and reports whether the handshake resumed a session.
 func (tn *testNode) resumes(t *testing.T, sni string, cache tls.ClientSessionCache, maxVersion uint16) bool {
 	t.Helper()
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tn.srv.Addr("https"), &tls.Config{
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tn.Addr("https"), &tls.Config{
 		ServerName: sni, RootCAs: tn.roots, ClientSessionCache: cache, MaxVersion: maxVersion, NextProtos: []string{"http/1.1"},
 	})
 	if err != nil {

@@ -80,7 +80,7 @@ status:
 	tn.addCert("app.uni-a.test")
 	tn.addCert("app.uni-b.test")
 	tn.addCert("shop.uni-a.test", "www.uni-a.test")
-	addr := tn.srv.Addr("https")
+	addr := tn.Addr("https")
 	dial := func(sni string) *tls.Conn {
 		c, err := tls.Dial("tcp", addr, &tls.Config{ServerName: sni, RootCAs: tn.roots, NextProtos: []string{"http/1.1"}})
 		if err != nil {
@@ -190,7 +190,7 @@ status:
 		t.Errorf("tenant B: %d", code)
 	}
 
-	for _, p := range tn.edge.Load().Pools() {
+	for _, p := range tn.Proxy().Pools() {
 		for _, m := range p.Members {
 			if !m.Up {
 				t.Errorf("pool %s: member %s is down", p.Name, m.Address)
@@ -200,7 +200,7 @@ status:
 			t.Errorf("pool %s: %d failures counted for the status page, want 0", p.Name, p.Failures)
 		}
 	}
-	errs := tn.edge.Load().ClientErrors()
+	errs := tn.Proxy().ClientErrors()
 	if errs["bad_body"] != 40 || errs["reset"]+errs["aborted"] < 20 || errs["misdirected"] != 3 || errs["body_timeout"] != 1 {
 		t.Errorf("client errors %v, want bad_body 40, reset+aborted ≥ 20, misdirected 3, body_timeout 1", errs)
 	}
@@ -217,7 +217,7 @@ status:
 	// The metric is exposed.
 	tok, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.token"))
 	adminCA, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.crt"))
-	mreq, _ := http.NewRequest("GET", "https://"+tn.srv.Addr("admin")+"/metrics", nil)
+	mreq, _ := http.NewRequest("GET", "https://"+tn.Addr("admin")+"/metrics", nil)
 	mreq.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	mres, err := tn.adminHTTP(adminCA).Do(mreq)
 	if err != nil {

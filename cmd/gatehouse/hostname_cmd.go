@@ -75,6 +75,7 @@ active…, or failed with the CA's reason, the attempt count and the next retry.
 			return nil
 		},
 	}
+	cf.outputFlag(list)
 	list.Flags().StringVar(&state, "state", "", "only this state: pending_validation, issuing, active, renewing, failed")
 
 	show := &cobra.Command{

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,7 +20,6 @@ import (
 
 	"gatehouse/internal/admin"
 	"gatehouse/internal/capacity"
-	"gatehouse/internal/config"
 	"gatehouse/internal/demo"
 	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
@@ -131,7 +132,7 @@ func (tn *testNode) metric(sample string) string {
 	tn.t.Helper()
 	adminCA, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.crt"))
 	tok, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.token"))
-	req, _ := http.NewRequest("GET", "https://"+tn.srv.Addr("admin")+"/metrics", nil)
+	req, _ := http.NewRequest("GET", "https://"+tn.Addr("admin")+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	resp, err := tn.adminHTTP(adminCA).Do(req)
 	if err != nil {
@@ -338,7 +339,7 @@ func TestSoftLimitsFollowReload(t *testing.T) {
 			},
 			check: func(t *testing.T, tn *testNode, want int64) {
 				r := tn.resource("certificate_cache")
-				b, l, _, _, _ := tn.certs.CacheStats()
+				b, l, _, _, _ := tn.Certs().CacheStats()
 				if r.Limit != want || l != want || b > l {
 					t.Errorf("certificate_cache %+v, cache holds %d of %d; want limit %d shown and enforced", r, b, l, want)
 				}
@@ -350,7 +351,7 @@ func TestSoftLimitsFollowReload(t *testing.T) {
 			wantLimit: [3]int64{4 << 20, 16 << 20, 1 << 20},
 			check: func(t *testing.T, tn *testNode, want int64) {
 				r := tn.resource("response_cache")
-				s := tn.edge.Load().CacheStats()
+				s := tn.Proxy().CacheStats()
 				if r.Limit != want || s.Limit != want || s.Bytes > s.Limit {
 					t.Errorf("response_cache %+v, cache %d of %d; want limit %d shown and enforced", r, s.Bytes, s.Limit, want)
 				}
@@ -362,10 +363,10 @@ func TestSoftLimitsFollowReload(t *testing.T) {
 			wantLimit: [3]int64{300 << 20, 400 << 20, 100 << 20},
 			check: func(t *testing.T, tn *testNode, want int64) {
 				if os.Getenv("GOMEMLIMIT") != "" {
-					want = goMemoryLimit() // GOMEMLIMIT wins, by design
+					want = runtimeMemoryLimit() // GOMEMLIMIT wins, by design
 				}
-				if r := tn.resource("go_heap"); r.Limit != want || goMemoryLimit() != want {
-					t.Errorf("go_heap %+v, runtime limit %d; want %d shown and enforced", r, goMemoryLimit(), want)
+				if r := tn.resource("go_heap"); r.Limit != want || runtimeMemoryLimit() != want {
+					t.Errorf("go_heap %+v, runtime limit %d; want %d shown and enforced", r, runtimeMemoryLimit(), want)
 				}
 			},
 		},
@@ -382,7 +383,7 @@ func TestSoftLimitsFollowReload(t *testing.T) {
 				if want < 50 {
 					wantLevel = capacity.LevelWarning
 				}
-				if got := tn.capacity.Settings().WarnPercent; got != float64(want) {
+				if got := tn.Capacity().Settings().WarnPercent; got != float64(want) {
 					t.Errorf("warn percent in force = %v, want %d", got, want)
 				}
 				if r := tn.resource("certificates"); r.Level != wantLevel {
@@ -395,7 +396,7 @@ func TestSoftLimitsFollowReload(t *testing.T) {
 			low: "check_interval: 15s", high: "check_interval: 2s", below: "check_interval: 1m",
 			wantLimit: [3]int64{int64(15 * time.Second), int64(2 * time.Second), int64(time.Minute)},
 			check: func(t *testing.T, tn *testNode, want int64) {
-				if got := tn.capacity.Settings().CheckInterval; got != time.Duration(want) {
+				if got := tn.Capacity().Settings().CheckInterval; got != time.Duration(want) {
 					t.Errorf("check interval in force = %v, want %v", got, time.Duration(want))
 				}
 			},
@@ -559,7 +560,7 @@ func TestFleetCapsExact(t *testing.T) {
 	wg.Wait()
 	t.Logf("outcomes: %v", outcome)
 	ctx := context.Background()
-	st := f.nodes[1].store
+	st := f.nodes[1].Store()
 	for _, c := range []struct {
 		kind, counter, prefix string
 		limit                 int64
@@ -622,29 +623,6 @@ func TestCounterAcrossOfflineImportAndMigrate(t *testing.T) {
 	}
 }
 
-// TestRestartOnlyLimitRefusesReload checks the refusal of a reload that
-// changes a limit listed as needing a restart: the answer names the field
-// and why, and nothing of the new file is in force. (No limit is listed
-// today; the test lists one for its duration.)
-func TestRestartOnlyLimitRefusesReload(t *testing.T) {
-	saved := restartOnly
-	t.Cleanup(func() { restartOnly = saved })
-	restartOnly = append(restartOnly, struct {
-		field, why string
-		get        func(*config.Config) any
-	}{"limits.max_routes", "a test says so", func(c *config.Config) any { return c.Limits.MaxRoutes }})
-
-	tn := startTestNode(t, twoPools(t)+"limits: {max_certificates: 3, max_routes: 3}\n")
-	tn.rewrite("max_certificates: 3, max_routes: 3", "max_certificates: 9, max_routes: 4")
-	err := tn.client.Reload(context.Background())
-	if err == nil || !strings.Contains(err.Error(), "limits.max_routes: changing it from 3 to 4 needs a restart (a test says so)") {
-		t.Fatalf("reload changing a restart-only limit: %v, want a refusal naming it", err)
-	}
-	if c, r := tn.resource("certificates").Limit, tn.resource("routes").Limit; c != 3 || r != 3 {
-		t.Errorf("after the refused reload: certificates limit %d, routes limit %d; want 3 and 3 (nothing applied)", c, r)
-	}
-}
-
 // TestEtcdLimitsFollowReload checks store.etcd.local_cache_bytes, the
 // bound of a fleet node's local bundle cache, and limits.store_quota, which
 // on etcd lowers etcd's own quota, on reload.
@@ -665,7 +643,7 @@ func TestEtcdLimitsFollowReload(t *testing.T) {
 	if got := tn.resource("local_bundle_cache").Limit; got != 8<<20 {
 		t.Fatalf("local_bundle_cache limit after reload = %d, want 8MiB", got)
 	}
-	if _, l, _ := tn.certs.LocalCacheStats(); l != 8<<20 {
+	if _, l, _ := tn.Certs().LocalCacheStats(); l != 8<<20 {
 		t.Fatalf("local cache enforces %d, want 8MiB", l)
 	}
 }
@@ -681,4 +659,12 @@ func TestPrintLimitsShowsRefusals(t *testing.T) {
 	if !strings.HasSuffix(strings.TrimSpace(lines[0]), "REFUSED 24H") || last(lines[1]) != "7" || last(lines[2]) != "-" {
 		t.Errorf("gatehouse limits prints:\n%s", buf.String())
 	}
+}
+
+// runtimeMemoryLimit is the Go runtime's soft memory limit, 0 for none.
+func runtimeMemoryLimit() int64 {
+	if l := debug.SetMemoryLimit(-1); l != math.MaxInt64 {
+		return l
+	}
+	return 0
 }

@@ -82,7 +82,7 @@ func TestMetricsNeedToken(t *testing.T) {
 	adminCA, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.crt"))
 	tok, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.token"))
 	hc := tn.adminHTTP(adminCA)
-	req, _ := http.NewRequest("GET", "https://"+tn.srv.Addr("admin")+"/metrics", nil)
+	req, _ := http.NewRequest("GET", "https://"+tn.Addr("admin")+"/metrics", nil)
 	resp, err := hc.Do(req)
 	if err != nil {
 		t.Fatal(err)

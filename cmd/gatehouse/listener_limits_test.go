@@ -47,7 +47,7 @@ func (tn *testNode) tlsFrom(local string) (*tls.Conn, error) {
 	if local != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(local)}
 	}
-	raw, err := d.Dial("tcp", tn.srv.Addr("https"))
+	raw, err := d.Dial("tcp", tn.Addr("https"))
 	if err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func (tn *testNode) waitOpen(n int64) {
 	tn.t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		open, _ := tn.srv.Connections("https")
+		open, _ := tn.Connections("https")
 		if open == n {
 			return
 		}
@@ -141,7 +141,7 @@ func TestConnectionLimitFollowsReload(t *testing.T) {
 	tn.waitOpen(2)
 	tn.wantRefusedFrom("")
 	openssl := requireTool(t, "openssl")
-	cmd := exec.Command(openssl, "s_client", "-connect", tn.srv.Addr("https"), "-servername", "app.uni-a.test", "-brief")
+	cmd := exec.Command(openssl, "s_client", "-connect", tn.Addr("https"), "-servername", "app.uni-a.test", "-brief")
 	cmd.Stdin = strings.NewReader("")
 	out, _ := cmd.CombinedOutput()
 	if !strings.Contains(string(out), "alert internal error") {
@@ -209,7 +209,7 @@ func (tn *testNode) metrics() string {
 	tn.t.Helper()
 	adminCA, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.crt"))
 	tok, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.token"))
-	req, _ := http.NewRequest("GET", "https://"+tn.srv.Addr("admin")+"/metrics", nil)
+	req, _ := http.NewRequest("GET", "https://"+tn.Addr("admin")+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	resp, err := tn.adminHTTP(adminCA).Do(req)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 // publicJSON reads a document of tn's public status API.
 func publicJSON(t *testing.T, tn *testNode, path string, v any) {
 	t.Helper()
-	resp, err := http.Get("http://" + tn.srv.Addr("status") + path)
+	resp, err := http.Get("http://" + tn.Addr("status") + path)
 	if err != nil {
 		t.Fatal(err)
 	}

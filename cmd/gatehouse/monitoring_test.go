@@ -34,7 +34,7 @@ func TestMonitoringExamplesMatchMetrics(t *testing.T) {
 	tn := startTestNode(t, twoPools(t))
 	adminCA, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.crt"))
 	tok, _ := os.ReadFile(filepath.Join(tn.cfg.DataDir, "admin.token"))
-	req, _ := http.NewRequest("GET", "https://"+tn.srv.Addr("admin")+"/metrics", nil)
+	req, _ := http.NewRequest("GET", "https://"+tn.Addr("admin")+"/metrics", nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	resp, err := tn.adminHTTP(adminCA).Do(req)
 	if err != nil {

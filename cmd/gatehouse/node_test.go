@@ -22,12 +22,13 @@ import (
 	"gatehouse/internal/admin"
 	"gatehouse/internal/config"
 	"gatehouse/internal/demo"
+	"gatehouse/internal/node"
 )
 
 // testNode is a whole Gatehouse process (in this test binary) on loopback
 // ports, with real backends.
 type testNode struct {
-	*node
+	*node.Node
 	t       *testing.T
 	cfg     *config.Config
 	cfgPath string
@@ -91,20 +92,20 @@ listeners:
 		w = io.MultiWriter(w, logTo)
 	}
 	log := slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := startNode(ctx, cfg, log, func() (*config.Config, error) { return config.Load(path) })
+	n, err := node.New(ctx, cfg, node.Options{Logger: log, Reload: func() (*config.Config, error) { return config.Load(path) }})
 	if err != nil {
 		cancel()
 		t.Fatalf("startNode: %v", err)
 	}
-	tn := &testNode{node: n, t: t, cfg: cfg, cfgPath: path, ca: ca, cancel: cancel, done: make(chan error, 1)}
-	go func() { tn.done <- n.wait(ctx) }()
+	tn := &testNode{Node: n, t: t, cfg: cfg, cfgPath: path, ca: ca, cancel: cancel, done: make(chan error, 1)}
+	go func() { tn.done <- n.Run(ctx) }()
 	t.Cleanup(tn.stop)
 	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	adminCA, _ := os.ReadFile(filepath.Join(dir, "admin.crt"))
-	tn.client, err = admin.NewClient("https://"+n.srv.Addr("admin"), strings.TrimSpace(string(tok)), adminCA)
+	tn.client, err = admin.NewClient("https://"+n.Addr("admin"), strings.TrimSpace(string(tok)), adminCA)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +149,7 @@ func (tn *testNode) addCert(names ...string) admin.CertResponse {
 
 // handshake connects to the HTTPS listener with SNI and returns the served leaf.
 func (tn *testNode) handshake(sni string) (*x509.Certificate, error) {
-	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tn.srv.Addr("https"),
+	conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", tn.Addr("https"),
 		&tls.Config{ServerName: sni, RootCAs: tn.roots})
 	if err != nil {
 		return nil, err
@@ -160,7 +161,7 @@ func (tn *testNode) handshake(sni string) (*x509.Certificate, error) {
 // httpClient returns a client that sends every request to the HTTPS
 // listener, whatever the URL's host (like curl --resolve).
 func (tn *testNode) httpClient(h2 bool) *http.Client {
-	addr := tn.srv.Addr("https")
+	addr := tn.Addr("https")
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -208,7 +209,7 @@ func TestAdminRequiresToken(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c, err := admin.NewClient("https://"+tn.srv.Addr("admin"), tt.token, adminCA)
+			c, err := admin.NewClient("https://"+tn.Addr("admin"), tt.token, adminCA)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -340,14 +341,14 @@ func TestRoutingBalancingAndHTTP2(t *testing.T) {
 func TestRedirectListener(t *testing.T) {
 	tn := startTestNode(t, twoPools(t))
 	c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest("GET", "http://"+tn.srv.Addr("http")+"/a/b?x=1", nil)
+	req, _ := http.NewRequest("GET", "http://"+tn.Addr("http")+"/a/b?x=1", nil)
 	req.Host = "app.uni-a.test"
 	resp, err := c.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	_, port, _ := net.SplitHostPort(tn.srv.Addr("https"))
+	_, port, _ := net.SplitHostPort(tn.Addr("https"))
 	want := "https://app.uni-a.test:" + port + "/a/b?x=1"
 	if resp.StatusCode != http.StatusPermanentRedirect || resp.Header.Get("Location") != want {
 		t.Fatalf("redirect: %d %q, want 308 %q", resp.StatusCode, resp.Header.Get("Location"), want)
@@ -378,7 +379,7 @@ func TestGracefulDrain(t *testing.T) {
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		var inflight int64
-		for _, p := range tn.edge.Load().Pools() {
+		for _, p := range tn.Proxy().Pools() {
 			for _, m := range p.Members {
 				inflight += m.InFlight
 			}
@@ -400,7 +401,7 @@ func TestGracefulDrain(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 	tn.done <- nil // for the cleanup
-	if _, err := net.DialTimeout("tcp", tn.srv.Addr("https"), time.Second); err == nil {
+	if _, err := net.DialTimeout("tcp", tn.Addr("https"), time.Second); err == nil {
 		t.Fatal("listener still accepts after shutdown")
 	}
 }

@@ -76,6 +76,7 @@ cannot be redefined here.`,
 			return nil
 		},
 	}
+	cf.outputFlag(list)
 
 	rm := &cobra.Command{
 		Use:   "rm ID",

@@ -16,6 +16,7 @@ import (
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
 	"gatehouse/internal/demo"
+	"gatehouse/internal/node"
 	"gatehouse/internal/store/bolt"
 )
 
@@ -76,13 +77,13 @@ func TestRestartWithBackgroundIndexLoad(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := startNode(ctx, cfg, log, nil)
+	n, err := node.New(ctx, cfg, node.Options{Logger: log})
 	if err != nil {
 		cancel()
 		t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- n.wait(ctx) }()
+	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -91,11 +92,11 @@ func TestRestartWithBackgroundIndexLoad(t *testing.T) {
 			t.Error("node did not stop")
 		}
 	})
-	loadingAtFirst := n.certs.Loading()
+	loadingAtFirst := n.Certs().Loading()
 	roots := x509.NewCertPool()
 	roots.AddCert(ca.Cert)
 	hs := func(sni string) (*x509.Certificate, error) {
-		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n.srv.Addr("https"),
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", n.Addr("https"),
 			&tls.Config{ServerName: sni, RootCAs: roots})
 		if err != nil {
 			return nil, err
@@ -117,14 +118,14 @@ func TestRestartWithBackgroundIndexLoad(t *testing.T) {
 	}
 	t.Logf("index still loading at the first handshake: %v", loadingAtFirst)
 	select {
-	case <-n.certs.Loaded():
+	case <-n.Certs().Loaded():
 	case <-time.After(30 * time.Second):
 		t.Fatal("the certificate index did not load")
 	}
-	if got, want := n.certs.Count(), int64(len(names)); got != want {
+	if got, want := n.Certs().Count(), int64(len(names)); got != want {
 		t.Errorf("Count after the load = %d, want %d", got, want)
 	}
-	for _, r := range n.capacity.Snapshot() {
+	for _, r := range n.Capacity().Snapshot() {
 		if r.Name == "certificates" && r.Usage != int64(len(names)) {
 			t.Errorf("limits: certificates usage %d, want %d", r.Usage, len(names))
 		}

@@ -39,7 +39,7 @@ status:
     - {name: Web app, region: EU01, pools: [web]}
     - {name: Mobile app, region: EU01, pools: [mobile]}
 `, addrOf(a), addrOf(b)))
-	url := "http://" + tn.srv.Addr("status") + "/"
+	url := "http://" + tn.Addr("status") + "/"
 
 	read := func() (banner, web, mobile string) {
 		ctx, cancel := context.WithTimeout(bctx, 15*time.Second)

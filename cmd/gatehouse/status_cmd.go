@@ -120,6 +120,7 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cf.outputFlag(listCmd)
 
 	var pmOut, pmPublish string
 	pmCmd := &cobra.Command{
@@ -271,6 +272,7 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		},
 	}
+	cf.outputFlag(listCmd)
 	cmd.AddCommand(schedCmd, advance("start", "start", "Start a maintenance (its components show under maintenance)"),
 		advance("verify", "verify", "Mark a maintenance as verifying"),
 		advance("complete", "complete", "Complete a maintenance"), listCmd)
@@ -366,6 +368,7 @@ func newComponentCmd(cf *clientFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cf.outputFlag(listCmd)
 	cmd.AddCommand(setCmd, clearCmd, listCmd)
 	return cmd
 }
@@ -471,6 +474,7 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
+	cf.outputFlag(listCmd)
 	listCmd.Flags().BoolVar(&emailList, "email", false, "list email subscribers (of one address if given)")
 	var rmEmail bool
 	rmCmd := &cobra.Command{

@@ -26,7 +26,7 @@ func statusCLI(t *testing.T, tn *testNode, args ...string) (string, error) {
 	root := newRoot()
 	root.SetOut(&out)
 	root.SetErr(&out)
-	root.SetArgs(append(args, "--data", tn.cfg.DataDir, "--admin", "https://"+tn.srv.Addr("admin")))
+	root.SetArgs(append(args, "--data", tn.cfg.DataDir, "--admin", "https://"+tn.Addr("admin")))
 	err := root.ExecuteContext(context.Background())
 	return out.String(), err
 }
@@ -47,7 +47,7 @@ status:
     - {name: Web app, region: EU01, pools: [web]}
     - {name: Mobile app, region: EU01, pools: [web]}
 `)
-	public := "http://" + tn.srv.Addr("status")
+	public := "http://" + tn.Addr("status")
 	summary := func() map[string]any {
 		t.Helper()
 		resp, err := http.Get(public + "/api/v2/summary.json")
@@ -179,7 +179,7 @@ func jsonEqual(a, b any) bool {
 // components.json.
 func componentStatuses(t *testing.T, tn *testNode) map[string]string {
 	t.Helper()
-	resp, err := http.Get("http://" + tn.srv.Addr("status") + "/api/v2/components.json")
+	resp, err := http.Get("http://" + tn.Addr("status") + "/api/v2/components.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -370,8 +370,8 @@ func TestStatusSubscribersCLI(t *testing.T) {
 		{"unknown component", []string{"status", "subscribers", "add", "--url", recv.URL, "--component", "EU09/Nothing"}, `components[0]: "EU09/Nothing" is not a configured component`},
 		{"cloud metadata", []string{"status", "subscribers", "add", "--url", "http://169.254.169.254/latest/"}, "url: http://169.254.169.254/latest/: 169.254.169.254 is a link-local address"},
 		// Loopback is allowed here, but not the node's own listeners.
-		{"own admin listener", []string{"status", "subscribers", "add", "--url", "https://" + tn.srv.Addr("admin") + "/v1/certs"}, tn.srv.Addr("admin") + " is this node's own admin listener"},
-		{"own status listener", []string{"status", "subscribers", "add", "--url", "http://" + tn.srv.Addr("status") + "/"}, "own status listener"},
+		{"own admin listener", []string{"status", "subscribers", "add", "--url", "https://" + tn.Addr("admin") + "/v1/certs"}, tn.Addr("admin") + " is this node's own admin listener"},
+		{"own status listener", []string{"status", "subscribers", "add", "--url", "http://" + tn.Addr("status") + "/"}, "own status listener"},
 		{"rm unknown", []string{"status", "subscribers", "rm", "nosuchsubscr"}, "not found"},
 		{"deliveries of unknown", []string{"status", "subscribers", "deliveries", "nosuchsubscr"}, "not found"},
 	}

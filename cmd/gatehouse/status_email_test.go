@@ -28,6 +28,7 @@ import (
 	"gatehouse/internal/config"
 	"gatehouse/internal/demo"
 	"gatehouse/internal/mailer/smtptest"
+	"gatehouse/internal/node"
 	"gatehouse/internal/status"
 )
 
@@ -85,20 +86,20 @@ status:
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := startNode(ctx, cfg, log, func() (*config.Config, error) { return config.Load(path) })
+	n, err := node.New(ctx, cfg, node.Options{Logger: log, Reload: func() (*config.Config, error) { return config.Load(path) }})
 	if err != nil {
 		cancel()
 		t.Fatalf("startNode: %v", err)
 	}
-	tn := &testNode{node: n, t: t, cfg: cfg, cfgPath: path, ca: ca, cancel: cancel, done: make(chan error, 1)}
-	go func() { tn.done <- n.wait(ctx) }()
+	tn := &testNode{Node: n, t: t, cfg: cfg, cfgPath: path, ca: ca, cancel: cancel, done: make(chan error, 1)}
+	go func() { tn.done <- n.Run(ctx) }()
 	t.Cleanup(tn.stop)
 	tok, err := os.ReadFile(filepath.Join(dir, "admin.token"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	adminCA, _ := os.ReadFile(filepath.Join(dir, "admin.crt"))
-	tn.client, err = admin.NewClient("https://"+n.srv.Addr("admin"), strings.TrimSpace(string(tok)), adminCA)
+	tn.client, err = admin.NewClient("https://"+n.Addr("admin"), strings.TrimSpace(string(tok)), adminCA)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,20 +9,21 @@ import (
 	"testing"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/node"
 )
 
 // restart starts a node again from cfg; on success it is stopped at cleanup.
-func restart(t *testing.T, cfg *config.Config, opts ...nodeOption) (*node, error) {
+func restart(t *testing.T, cfg *config.Config, newStore bool) (*node.Node, error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	n, err := startNode(ctx, cfg, log, nil, opts...)
+	n, err := node.New(ctx, cfg, node.Options{Logger: log, NewStore: newStore})
 	if err != nil {
 		cancel()
 		return nil, err
 	}
 	done := make(chan error, 1)
-	go func() { done <- n.wait(ctx) }()
+	go func() { done <- n.Run(ctx) }()
 	t.Cleanup(func() { cancel(); <-done })
 	return n, nil
 }
@@ -56,9 +57,9 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 			if err := os.Truncate(db, tt.size); err != nil {
 				t.Fatal(err)
 			}
-			n, err := restart(t, tn.cfg)
+			n, err := restart(t, tn.cfg, false)
 			if err == nil {
-				t.Fatalf("node started on a %s store file with %d certificates", tt.name, n.certs.Count())
+				t.Fatalf("node started on a %s store file with %d certificates", tt.name, n.Certs().Count())
 			}
 			t.Logf("refusal:\n%v", err)
 			for _, want := range []string{db, tt.want, "restore gatehouse.db", "from your latest backup", "gatehouse serve --new-store"} {
@@ -70,11 +71,11 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 	}
 
 	// --new-store: starts empty, the old file kept aside.
-	n, err := restart(t, tn.cfg, withNewStore(true))
+	n, err := restart(t, tn.cfg, true)
 	if err != nil {
 		t.Fatalf("start with --new-store: %v", err)
 	}
-	if c := n.certs.Count(); c != 0 {
+	if c := n.Certs().Count(); c != 0 {
 		t.Fatalf("new store holds %d certificates", c)
 	}
 	if aside, _ := filepath.Glob(db + ".damaged-*"); len(aside) != 1 {
@@ -84,7 +85,7 @@ func TestDamagedStoreRefusesToStart(t *testing.T) {
 	// A fresh data directory starts normally.
 	fresh := *tn.cfg
 	fresh.DataDir = t.TempDir()
-	if _, err := restart(t, &fresh); err != nil {
+	if _, err := restart(t, &fresh, false); err != nil {
 		t.Fatalf("fresh data directory: %v", err)
 	}
 }
@@ -98,12 +99,12 @@ func TestDataDirWritableByOthersRefused(t *testing.T) {
 	if err := os.Chmod(tn.cfg.DataDir, 0o777); err != nil {
 		t.Fatal(err)
 	}
-	_, err := restart(t, tn.cfg)
+	_, err := restart(t, tn.cfg, false)
 	if err == nil || !strings.Contains(err.Error(), tn.cfg.DataDir) || !strings.Contains(err.Error(), "chmod 700") {
 		t.Fatalf("start on a world-writable data directory: %v; want a refusal naming it", err)
 	}
 	os.Chmod(tn.cfg.DataDir, 0o700)
-	if _, err := restart(t, tn.cfg); err != nil {
+	if _, err := restart(t, tn.cfg, false); err != nil {
 		t.Fatalf("start after chmod 700: %v", err)
 	}
 }

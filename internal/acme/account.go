@@ -102,8 +102,14 @@ func (m *Manager) account(ctx context.Context, client *acmeproto.Client, dir str
 		}
 	}
 	// With a known key, newAccount returns the existing account.
+	withEAB := acct.ExternalAccountBinding != nil
 	acct, err = client.NewAccount(ctx, acct)
 	if err != nil {
+		if withEAB && isProblem(err) {
+			// The CA refused the binding (wrong key id or HMAC key): name
+			// the configuration to fix.
+			return acct, fmt.Errorf("acme.eab: the CA at %s refused the external account binding of key id %q (check acme.eab.key_id and acme.eab.hmac_file): %w", dir, m.cfg().EAB.KeyID, err)
+		}
 		return acct, fmt.Errorf("registering the ACME account at %s: %w", dir, err)
 	}
 	if rec.Location != acct.Location {

@@ -94,6 +94,7 @@ type Manager struct {
 	chal *Challenges
 	lock locker
 	bud  *budget.Budgets
+	led  *ledger // spends bud through the store
 	// rate is acme.rate_limits.orders_per_minute on this node (nil: none).
 	rate *rate.Limiter
 	http *http.Client
@@ -147,6 +148,7 @@ func New(opts Options) *Manager {
 		}
 	}
 	m.bud = budget.New(l, now)
+	m.led = &ledger{st: opts.Store, bud: m.bud, log: m.log, now: now}
 	if pm := rl.OrdersPerMinute; pm > 0 {
 		m.rate = rate.NewLimiter(rate.Limit(float64(pm)/60), pm)
 	}
@@ -275,6 +277,9 @@ func (m *Manager) Run(ctx context.Context) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	lastSweep := m.now()
+	lastLedgerSweep := time.Time{}
+	ledgerFollow := m.followLedger(ctx)
+	defer ledgerFollow.Stop()
 	var buf []string
 	for ctx.Err() == nil {
 		free := cap(sem) - len(sem)
@@ -293,6 +298,14 @@ func (m *Manager) Run(ctx context.Context) {
 			lastSweep = m.now()
 			if n, err := m.chal.Sweep(ctx); err == nil && n > 0 {
 				m.log.Info("removed stale challenge records", "count", n)
+			}
+		}
+		if m.now().Sub(lastLedgerSweep) > ledgerSweepEvery {
+			lastLedgerSweep = m.now()
+			if n, err := m.led.sweep(ctx); err != nil && ctx.Err() == nil {
+				m.log.Warn("removing expired CA budget records", "err", err, "removed", n)
+			} else if n > 0 {
+				m.log.Info("removed expired CA budget records", "count", n)
 			}
 		}
 		wait := time.Minute
@@ -471,7 +484,7 @@ func (m *Manager) order(ctx context.Context, h hostnames.Hostname, ari bool) (or
 				params.Replaces = &x509.Certificate{SerialNumber: serial, AuthorityKeyId: h.AuthorityKeyID}
 			}
 		}
-		m.bud.RecordOrder(m.budgetAccount(), m.now())
+		m.led.spend(ctx, ledgerOrder, m.now(), ledgerEvent{Account: m.budgetAccount()})
 		chains, err := client.ObtainCertificate(ctx, params)
 		if err != nil {
 			lastErr = err
@@ -551,7 +564,7 @@ func (m *Manager) install(ctx context.Context, h hostnames.Hostname, res orderRe
 	if err != nil {
 		return fmt.Errorf("installing the issued certificate: %w", err)
 	}
-	m.bud.RecordCertificate(m.budgetAccount(), []string{h.Name}, m.now())
+	m.led.spend(ctx, ledgerCertificate, m.now(), ledgerEvent{Account: m.budgetAccount(), Names: []string{h.Name}})
 	// A draw seeded by the name and the certificate: every node, and this
 	// one after a restart, computes the same time.
 	at := schedule.RenewAt(info.NotBefore, info.NotAfter, res.ari, schedule.Seeded(h.Name, info.NotBefore))
@@ -595,7 +608,7 @@ func (m *Manager) failed(ctx context.Context, h hostnames.Hostname, oerr error) 
 		}
 		if strings.HasSuffix(p.Type, ":unauthorized") || strings.HasSuffix(p.Type, ":connection") || strings.HasSuffix(p.Type, ":dns") ||
 			strings.HasSuffix(p.Type, ":incorrectResponse") || strings.HasSuffix(p.Type, ":tls") {
-			m.bud.RecordFailedValidation(h.Name, now)
+			m.led.spend(ctx, ledgerFailure, now, ledgerEvent{Names: []string{h.Name}})
 		}
 	}
 	if strings.Contains(reason, "rateLimited") {
@@ -605,7 +618,8 @@ func (m *Manager) failed(ctx context.Context, h hostnames.Hostname, oerr error) 
 	next := now.Add(schedule.Backoff(h.Attempts+1, m.rnd))
 	m.qmu.Unlock()
 	if ra := time.Unix(0, m.retryAfter.Swap(0)); isRate && ra.After(now) {
-		m.bud.RateLimited(m.budgetAccount(), ra)
+		m.bud.RateLimited(m.budgetAccount(), ra) // at once here; the fleet through the ledger
+		m.led.spend(ctx, ledgerRateLimited, now, ledgerEvent{Account: m.budgetAccount(), Until: ra.Unix() + 1})
 		next = ra
 	}
 	if len(reason) > 1000 {

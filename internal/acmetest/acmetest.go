@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -38,6 +39,14 @@ type Options struct {
 	Validity uint64
 	// Log receives Pebble's log (nil: discarded).
 	Log io.Writer
+	// TXTDir, if set, holds the DNS answerer's TXT records for dns-01: a
+	// question for NAME is answered with the lines of the file TXTDir/NAME
+	// (lower case, no trailing dot). An operator's dns01 hook in a test
+	// writes and removes these files.
+	TXTDir string
+	// EAB, if not empty, makes the CA require External Account Binding
+	// with these key ids and their base64url HMAC keys.
+	EAB map[string]string
 }
 
 // CA is an in-process ACME CA.
@@ -95,8 +104,9 @@ func Start(opts Options) (*CA, error) {
 		return nil, fmt.Errorf("dns answerer: %w", err)
 	}
 	c.dnsAddr = ln.Addr().String()
-	c.dns = &dns.Server{PacketConn: pc, Handler: dns.HandlerFunc(answerLoopback)}
-	c.dnsTCP = &dns.Server{Listener: ln, Handler: dns.HandlerFunc(answerLoopback)}
+	answer := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) { answerLoopback(w, r, opts.TXTDir) })
+	c.dns = &dns.Server{PacketConn: pc, Handler: answer}
+	c.dnsTCP = &dns.Server{Listener: ln, Handler: answer}
 	for _, s := range []*dns.Server{c.dns, c.dnsTCP} {
 		started := make(chan struct{})
 		s.NotifyStartedFunc = func() { close(started) }
@@ -104,6 +114,11 @@ func Start(opts Options) (*CA, error) {
 		<-started
 	}
 	c.db = db.NewMemoryStore()
+	for kid, key := range opts.EAB {
+		if err := c.db.AddExternalAccountKeyByID(kid, key); err != nil {
+			return nil, fmt.Errorf("external account key %q: %w", kid, err)
+		}
+	}
 	// One profile: Pebble picks any of its profiles for an order that
 	// names none, so a second one would make lifetimes random.
 	profiles := map[string]ca.Profile{
@@ -116,14 +131,28 @@ func Start(opts Options) (*CA, error) {
 	return c, nil
 }
 
-// answerLoopback answers every A question with 127.0.0.1 and nothing else.
-func answerLoopback(w dns.ResponseWriter, r *dns.Msg) {
+// answerLoopback answers every A question with 127.0.0.1, and TXT
+// questions from the files in txtDir (if set).
+func answerLoopback(w dns.ResponseWriter, r *dns.Msg, txtDir string) {
 	m := new(dns.Msg)
 	m.SetReply(r)
 	m.Authoritative = true
 	for _, q := range r.Question {
-		if q.Qtype == dns.TypeA {
+		switch q.Qtype {
+		case dns.TypeA:
 			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 0}, A: net.IPv4(127, 0, 0, 1)})
+		case dns.TypeTXT:
+			name := strings.ToLower(strings.TrimSuffix(q.Name, "."))
+			if txtDir == "" || strings.ContainsAny(name, "/\\") {
+				continue
+			}
+			b, err := os.ReadFile(filepath.Join(txtDir, name))
+			if err != nil {
+				continue
+			}
+			for _, v := range strings.Fields(string(b)) {
+				m.Answer = append(m.Answer, &dns.TXT{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 0}, Txt: []string{v}})
+			}
 		}
 	}
 	_ = w.WriteMsg(m)
@@ -135,7 +164,7 @@ func (c *CA) SetPorts(httpPort, tlsPort int) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v := va.New(c.log, httpPort, tlsPort, true, c.dnsAddr, c.db)
-	f := wfe.New(c.log, c.db, v, c.ca, nil, true, false, 0, 0)
+	f := wfe.New(c.log, c.db, v, c.ca, nil, true, len(c.opts.EAB) > 0, 0, 0)
 	h := f.Handler()
 	c.handler.Store(&h)
 }

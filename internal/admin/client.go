@@ -155,11 +155,13 @@ func (c *Client) RemoveCert(ctx context.Context, id string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/certs/"+url.PathEscape(id), nil, nil)
 }
 
-// Pools returns the live pool state as JSON.
-func (c *Client) Pools(ctx context.Context) (json.RawMessage, error) {
-	var out json.RawMessage
+// Pools returns the live state of the backend pools.
+func (c *Client) Pools(ctx context.Context) ([]Pool, error) {
+	var out struct {
+		Pools []Pool `json:"pools"`
+	}
 	err := c.do(ctx, http.MethodGet, "/v1/pools", nil, &out)
-	return out, err
+	return out.Pools, err
 }
 
 // Reload asks the node to re-read its configuration.

@@ -59,7 +59,7 @@ type Options struct {
 	// ones ("uploaded") in certificate answers (nil: not told).
 	CertSource func(id string) string
 	// Pools returns the live state of the backend pools.
-	Pools func() any
+	Pools func() []Pool
 	// Reload re-reads the static configuration and swaps it in.
 	Reload func(ctx context.Context) error
 	// Upgrade starts the binary at the node's path and hands it the
@@ -67,7 +67,7 @@ type Options struct {
 	// drains and exits) or with the reason it is not.
 	Upgrade func(ctx context.Context) error
 	// Limits returns every finite resource with usage and limit.
-	Limits func() any
+	Limits func() []capacity.Resource
 	// Metrics serves Prometheus metrics at /metrics (token required too).
 	Metrics http.Handler
 	// Status serves the status portal's management API under /v1/status/
@@ -122,7 +122,7 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	if opts.Pools != nil {
 		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
-			writeJSON(w, http.StatusOK, opts.Pools())
+			writeJSON(w, http.StatusOK, map[string]any{"pools": opts.Pools()})
 		})
 	}
 	if opts.Limits != nil {

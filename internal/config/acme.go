@@ -48,6 +48,21 @@ type ACME struct {
 	// RateLimits are the CA's limits, kept as budgets in the capacity
 	// registry (defaults: Let's Encrypt's published limits).
 	RateLimits ACMERateLimits `yaml:"rate_limits"`
+	// Webhook sends every hostname state change (added, issuing, active,
+	// renewing, failed, removed) to an operator's endpoint.
+	Webhook *ACMEWebhook `yaml:"webhook"`
+}
+
+// ACMEWebhook is the operator's endpoint for hostname state changes. Each
+// POST carries X-Gatehouse-Signature: sha256=HMAC-SHA256(body) keyed with
+// the secret in SecretFile, as the status portal's webhooks do.
+type ACMEWebhook struct {
+	URL string `yaml:"url"`
+	// SecretFile holds the signing secret (at least 16 characters).
+	SecretFile string `yaml:"secret_file"`
+	// AllowHosts permits endpoints the webhook policy refuses (loopback,
+	// link-local, …), as status.webhooks.allow_hosts does.
+	AllowHosts []string `yaml:"allow_hosts"`
 }
 
 // EAB is an External Account Binding: the key id the CA gave and the file
@@ -258,6 +273,20 @@ func (c *Config) validateACME(v *validator, pools map[string]bool) {
 	} {
 		if f.v < 0 || f.v > 1_000_000 {
 			v.add("acme.rate_limits."+f.name, "%d must be between 0 (the default) and 1000000", f.v)
+		}
+	}
+	if w := a.Webhook; w != nil {
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			v.add("acme.webhook.url", "%q is not an absolute http(s) URL", w.URL)
+		}
+		if w.SecretFile == "" {
+			v.add("acme.webhook.secret_file", "is required with acme.webhook: a file holding the secret that signs each delivery")
+		}
+		for i, h := range w.AllowHosts {
+			if _, _, err := ParseAllowHost(h); err != nil {
+				v.add(fmt.Sprintf("acme.webhook.allow_hosts[%d]", i), "%v", err)
+			}
 		}
 	}
 }

@@ -90,10 +90,10 @@ type Manager struct {
 	log  *slog.Logger
 	opts Options
 
-	mu       sync.Mutex
-	recs     map[string]Record // by key
-	rev      int64
-	advanced chan struct{}
+	mu   sync.Mutex
+	recs map[string]Record // by key
+	// applied is the store revision recs reflect.
+	applied store.Applied
 
 	cancel context.CancelFunc
 	done   <-chan struct{}
@@ -108,7 +108,7 @@ func New(st store.Store, opts Options) *Manager {
 		opts.Now = time.Now
 	}
 	return &Manager{st: st, log: opts.Logger.With("component", "drain"), opts: opts,
-		recs: map[string]Record{}, advanced: make(chan struct{})}
+		recs: map[string]Record{}}
 }
 
 // Start loads the drains, hands them to OnChange and follows changes by
@@ -328,23 +328,10 @@ func (m *Manager) write(ctx context.Context, ops []store.Op) error {
 	if rev == 0 || m.cancel == nil {
 		return nil
 	}
-	t := time.NewTimer(5 * time.Second)
-	defer t.Stop()
-	for {
-		m.mu.Lock()
-		cur, ch := m.rev, m.advanced
-		m.mu.Unlock()
-		if cur >= rev {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil
-		case <-t.C:
-			return nil
-		}
-	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m.applied.Wait(wctx, rev)
+	return nil
 }
 
 // feed is the Manager as the store.Handler of the drain keys.
@@ -408,15 +395,7 @@ func (m *Manager) notify(set map[string]map[string]proxy.Drain) {
 	}
 }
 
-func (m *Manager) advance(rev int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rev > m.rev {
-		m.rev = rev
-		close(m.advanced)
-		m.advanced = make(chan struct{})
-	}
-}
+func (m *Manager) advance(rev int64) { m.applied.Advance(rev) }
 
 // Progress is the work left on a drained member of this node.
 type Progress struct {

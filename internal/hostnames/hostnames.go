@@ -134,7 +134,22 @@ type Options struct {
 	// written or removed (removed: h.Name set, ok false), and for every
 	// hostname after a full listing. It must not block.
 	OnChange func(h Hostname, ok bool)
+	// OnTransition is called by the node that made a change of state
+	// (added, a new state, removed), once per change, after the store took
+	// it. It must not block.
+	OnTransition func(Transition)
 }
+
+// Transition is one change of a hostname's state, as made by this node.
+// From is empty for an added hostname; To is Removed for a removed one.
+type Transition struct {
+	Hostname Hostname
+	From, To State
+	At       time.Time
+}
+
+// Removed is Transition.To for a removed hostname (not a stored state).
+const Removed State = "removed"
 
 // entry is what a node keeps in memory per hostname.
 type entry struct {
@@ -150,14 +165,13 @@ type Manager struct {
 	opts Options
 	now  func() time.Time
 
-	// mu guards names, certs and rev.
+	// mu guards names and certs.
 	mu    sync.RWMutex
 	names map[string]entry
 	// certs maps the bundle id of each ACME certificate to its hostname.
 	certs map[string]string
-	rev   int64
-	// advanced is closed and replaced whenever rev advances.
-	advanced chan struct{}
+	// applied is the store revision the index reflects.
+	applied store.Applied
 
 	// transitions counts state changes made by this node, by new state.
 	transitions [5]atomic.Uint64
@@ -179,7 +193,7 @@ func New(st store.Store, opts Options) *Manager {
 		now = time.Now
 	}
 	return &Manager{st: st, log: log.With("component", "hostnames"), opts: opts, now: now,
-		names: map[string]entry{}, certs: map[string]string{}, advanced: make(chan struct{})}
+		names: map[string]entry{}, certs: map[string]string{}}
 }
 
 // Start lists the hostnames and follows changes until Close.
@@ -284,34 +298,17 @@ func (m *Manager) event(ev store.Event) {
 	}
 }
 
-func (m *Manager) synced(rev int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rev > m.rev {
-		m.rev = rev
-		close(m.advanced)
-		m.advanced = make(chan struct{})
-	}
-}
+func (m *Manager) synced(rev int64) { m.applied.Advance(rev) }
 
 // waitApplied waits until the in-memory index reflects rev (or ctx ends),
 // so that a write through the admin API is visible on return.
 func (m *Manager) waitApplied(ctx context.Context, rev int64) {
+	if !m.started.Load() {
+		return
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	for {
-		m.mu.RLock()
-		cur, ch := m.rev, m.advanced
-		m.mu.RUnlock()
-		if cur >= rev || !m.started.Load() {
-			return
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return
-		}
-	}
+	m.applied.Wait(ctx, rev)
 }
 
 func newEntry(h Hostname) entry {
@@ -462,6 +459,7 @@ func (m *Manager) Add(ctx context.Context, in Hostname) (Hostname, error) {
 	}
 	m.transitions[stateIndex(h.State)].Add(1)
 	m.log.Info("hostname added", "name", h.Name, "tenant", h.Tenant, "pool", h.Pool, "source", h.Source, "state", h.State)
+	m.transition(h, "", h.State)
 	m.waitApplied(ctx, rev)
 	return h, nil
 }
@@ -552,6 +550,7 @@ func (m *Manager) Remove(ctx context.Context, name string) error {
 		}
 	}
 	m.log.Info("hostname removed", "name", name, "state", h.State)
+	m.transition(h, h.State, Removed)
 	m.waitApplied(ctx, nrev)
 	return nil
 }
@@ -598,11 +597,18 @@ func (m *Manager) Update(ctx context.Context, name string, fn func(h *Hostname) 
 			} else {
 				m.log.Info("hostname state", attrs...)
 			}
+			m.transition(h, old, h.State)
 		}
 		m.waitApplied(ctx, nrev)
 		return h, nil
 	}
 	return Hostname{}, fmt.Errorf("updating hostname %q: gave up after 5 conflicting concurrent changes: %w", name, store.ErrConflict)
+}
+
+func (m *Manager) transition(h Hostname, from, to State) {
+	if m.opts.OnTransition != nil {
+		m.opts.OnTransition(Transition{Hostname: h, From: from, To: to, At: m.now().UTC()})
+	}
 }
 
 func stateIndex(s State) int {

@@ -70,14 +70,12 @@ type Manager struct {
 	// sees the results of the writes before it.
 	writeMu sync.Mutex
 
-	// mu guards routes, rev and advanced.
+	// mu guards routes.
 	mu     sync.Mutex
 	routes map[string]Route // by ID
-	// rev is the store revision the routes reflect.
-	rev int64
-	// advanced is closed, and replaced, whenever rev advances.
-	advanced chan struct{}
-	count    atomic.Int64
+	// applied is the store revision the routes reflect.
+	applied store.Applied
+	count   atomic.Int64
 
 	started  atomic.Bool
 	runMu    sync.Mutex // guards follower
@@ -103,7 +101,7 @@ func NewManager(st store.Store, opts Options) *Manager {
 	}
 	m := &Manager{
 		st: st, log: log.With("component", "routes"), opts: opts, now: now,
-		routes: map[string]Route{}, advanced: make(chan struct{}),
+		routes: map[string]Route{},
 	}
 	if m.opts.Admission == nil {
 		r := capacity.New(capacity.Options{Logger: m.log})
@@ -296,15 +294,7 @@ func (m *Manager) notify(snap []Route) {
 }
 
 // advance records that the routes (and OnChange) reflect the store up to rev.
-func (m *Manager) advance(rev int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if rev > m.rev {
-		m.rev = rev
-		close(m.advanced)
-		m.advanced = make(chan struct{})
-	}
-}
+func (m *Manager) advance(rev int64) { m.applied.Advance(rev) }
 
 // applyLocked applies one watched transaction and reports whether the
 // routes changed.
@@ -337,23 +327,10 @@ func (m *Manager) waitApplied(ctx context.Context, rev int64) {
 	if !m.started.Load() {
 		return
 	}
-	t := time.NewTimer(m.opts.ApplyTimeout)
-	defer t.Stop()
-	for {
-		m.mu.Lock()
-		cur, ch := m.rev, m.advanced
-		m.mu.Unlock()
-		if cur >= rev {
-			return
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			m.log.Warn("a route change is stored but this node's watch has not applied it yet", "rev", rev, "applied", cur, "waited", m.opts.ApplyTimeout)
-			return
-		}
+	wctx, cancel := context.WithTimeout(ctx, m.opts.ApplyTimeout)
+	defer cancel()
+	if !m.applied.Wait(wctx, rev) && ctx.Err() == nil {
+		m.log.Warn("a route change is stored but this node's watch has not applied it yet", "rev", rev, "applied", m.applied.Rev(), "waited", m.opts.ApplyTimeout)
 	}
 }
 

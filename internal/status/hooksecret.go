@@ -88,4 +88,4 @@ func (p *Portal) sealSecretsLocked() {
 
 // SetListeners tells the portal the addresses this node listens on, by
 // listener name ("https", "admin", …): webhooks to them are refused.
-func (p *Portal) SetListeners(addrs map[string]string) { p.guard.setListeners(addrs) }
+func (p *Portal) SetListeners(addrs map[string]string) { p.guard.SetListeners(addrs) }

@@ -533,8 +533,8 @@ func (p *Portal) AddSubscriber(ctx context.Context, req SubscriberRequest) (Subs
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return Subscriber{}, inputErr("url", "%q is not an absolute http(s) URL", req.URL)
 	}
-	if err := p.guard.checkURL(ctx, u); err != nil {
-		return Subscriber{}, err
+	if err := p.guard.CheckURL(ctx, u); err != nil {
+		return Subscriber{}, inputErr("url", "%v", err)
 	}
 	secret := req.Secret
 	if secret == "" {

@@ -45,6 +45,7 @@ import (
 	"gatehouse/internal/config"
 	"gatehouse/internal/loop"
 	"gatehouse/internal/store"
+	"gatehouse/internal/webhook"
 )
 
 // Member is one backend's health.
@@ -177,8 +178,8 @@ type Portal struct {
 	st        store.Store
 	tmpl      *templates
 	hooks     *dispatcher
-	guard     *hookGuard // webhook URL policy (hookguard.go)
-	secrets   Sealer     // nil: webhook secrets in clear
+	guard     *webhook.Guard // webhook URL policy
+	secrets   Sealer         // nil: webhook secrets in clear
 	node      string
 	publishEv time.Duration
 	started   time.Time
@@ -265,7 +266,7 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 		maints:    map[string]*MaintenanceWindow{},
 		overrides: map[string]Override{},
 		subs:      map[string]Subscriber{},
-		guard:     newHookGuard(),
+		guard:     webhook.NewGuard("status.webhooks.allow_hosts"),
 		secrets:   opts.Secrets,
 		revs:      map[string]int64{},
 		hist:      history{days: map[string]dayRecord{}, dirty: map[string]bool{}},
@@ -328,7 +329,7 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 		p.hold = DefaultHysteresis
 	}
 	p.errRate = cfg.ErrorRate.WithDefaults()
-	p.guard.setPolicy(cfg.Webhooks)
+	p.guard.SetAllowHosts(cfg.Webhooks.AllowHosts)
 	comps := cfg.Components
 	if len(comps) == 0 {
 		for _, pl := range pools {

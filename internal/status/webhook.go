@@ -1,17 +1,11 @@
 package status
 
 import (
-	"bytes"
+	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/url"
 	"slices"
 	"strings"
 	"sync"
@@ -19,23 +13,20 @@ import (
 	"time"
 
 	"gatehouse/internal/store"
+	"gatehouse/internal/webhook"
 )
 
 // Webhook headers.
 const (
 	// SignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the body
 	// keyed with the subscriber's secret.
-	SignatureHeader = "X-Gatehouse-Signature"
-	EventHeader     = "X-Gatehouse-Event"
-	DeliveryHeader  = "X-Gatehouse-Delivery"
+	SignatureHeader = webhook.SignatureHeader
+	EventHeader     = webhook.EventHeader
+	DeliveryHeader  = webhook.DeliveryHeader
 )
 
-// Limits of webhook delivery.
-const (
-	maxPendingDeliveries = 1000
-	deliveryLogSize      = 500
-	maxBackoff           = 5 * time.Minute
-)
+// deliveryLogSize is the number of delivery attempts kept.
+const deliveryLogSize = 500
 
 // Subscriber is a webhook endpoint that receives component and incident
 // updates.
@@ -89,11 +80,7 @@ type Delivery struct {
 }
 
 // Sign returns the signature header value of body under secret.
-func Sign(secret string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
+func Sign(secret string, body []byte) string { return webhook.Sign(secret, body) }
 
 // pendingEvent is a change to announce once the site is rendered.
 type pendingEvent struct {
@@ -103,46 +90,33 @@ type pendingEvent struct {
 	at       time.Time
 }
 
-// dispatcher delivers webhook events in the background: enqueueing never
-// blocks, and a failing subscriber only costs its own goroutine.
+// dispatcher delivers webhook events in the background through a
+// webhook.Sender (enqueueing never blocks, and a failing subscriber only
+// costs its own goroutine) and keeps every attempt in the delivery log.
 type dispatcher struct {
-	logger  *slog.Logger
-	client  *http.Client
-	backoff time.Duration
-	tries   int
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	pending atomic.Int64
-	now     func() time.Time
-	seq     atomic.Uint64 // orders attempts recorded at the same instant
-	log     deliveryLog
+	sender *webhook.Sender
+	seq    atomic.Uint64 // orders attempts recorded at the same instant
+	log    deliveryLog
 	// persist, if not nil, writes an attempt to the store with the keys
 	// that fell off the log.
 	persist func(key string, d Delivery, dropped []string)
 }
 
-func newDispatcher(log *slog.Logger, opts Options, guard *hookGuard, persist func(string, Delivery, []string)) *dispatcher {
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &dispatcher{logger: log, client: guard.client(10 * time.Second), backoff: opts.WebhookBackoff, tries: opts.WebhookTries,
-		ctx: ctx, cancel: cancel, persist: persist, now: opts.Now}
-	if d.now == nil {
-		d.now = time.Now
-	}
-	if d.backoff <= 0 {
-		d.backoff = DefaultWebhookBackoff
-	}
-	if d.tries <= 0 {
-		d.tries = DefaultWebhookTries
-	}
+func newDispatcher(log *slog.Logger, opts Options, guard *webhook.Guard, persist func(string, Delivery, []string)) *dispatcher {
+	d := &dispatcher{persist: persist}
+	d.sender = webhook.NewSender(webhook.SenderOptions{
+		Logger: log, Guard: guard, Timeout: 10 * time.Second,
+		Tries: cmp.Or(max(opts.WebhookTries, 0), DefaultWebhookTries), Backoff: cmp.Or(max(opts.WebhookBackoff, 0), DefaultWebhookBackoff),
+		UserAgent: "gatehouse-status", Now: opts.Now, NewID: newID,
+		OnAttempt: func(a webhook.Attempt) {
+			d.record(Delivery{ID: a.ID, Subscriber: a.Target.Name, Event: a.Event, Attempt: a.Attempt, StatusCode: a.StatusCode,
+				Error: a.Error, OK: a.OK, Final: a.Final, At: a.At})
+		},
+	})
 	return d
 }
 
-func (d *dispatcher) close() {
-	d.cancel()
-	d.wg.Wait()
-	d.client.CloseIdleConnections()
-}
+func (d *dispatcher) close() { d.sender.Close() }
 
 // record adds an attempt to the log and persists it.
 func (d *dispatcher) record(del Delivery) {
@@ -243,75 +217,8 @@ func (p *Portal) deliveryLogged(key string, d Delivery, dropped []string) {
 // send delivers body to every subscriber, each in its own goroutine.
 func (d *dispatcher) send(subs []Subscriber, event string, body []byte) {
 	for _, s := range subs {
-		if d.pending.Add(1) > maxPendingDeliveries {
-			d.pending.Add(-1)
-			d.logger.Warn("webhook queue full; event dropped", "subscriber", s, "event", event)
-			continue
-		}
-		d.wg.Go(func() {
-			defer d.pending.Add(-1)
-			d.deliver(s, event, body)
-		})
+		d.sender.Send(webhook.Target{Name: s.ID, URL: s.URL, Secret: s.Secret}, event, body)
 	}
-}
-
-func (d *dispatcher) deliver(s Subscriber, event string, body []byte) {
-	id := newID()
-	wait := d.backoff
-	for attempt := 1; attempt <= d.tries; attempt++ {
-		del := Delivery{ID: id, Subscriber: s.ID, Event: event, Attempt: attempt, At: d.now().UTC()}
-		code, err := d.post(s, event, id, body)
-		del.StatusCode = code
-		switch {
-		case err != nil:
-			del.Error = err.Error()
-		case code < 200 || code > 299:
-			del.Error = fmt.Sprintf("answered HTTP %d", code)
-		default:
-			del.OK = true
-		}
-		del.Final = del.OK || attempt == d.tries || d.ctx.Err() != nil
-		d.record(del)
-		if del.OK {
-			return
-		}
-		if del.Final {
-			d.logger.Warn("webhook delivery failed; giving up", "subscriber", s, "event", event, "attempts", attempt, "err", del.Error)
-			return
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-d.ctx.Done():
-			t.Stop()
-			return
-		case <-t.C:
-		}
-		wait = min(wait*2, maxBackoff)
-	}
-}
-
-func (d *dispatcher) post(s Subscriber, event, id string, body []byte) (int, error) {
-	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, s.URL, bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("User-Agent", "gatehouse-status")
-	req.Header.Set(EventHeader, event)
-	req.Header.Set(DeliveryHeader, id)
-	if s.Secret != "" {
-		req.Header.Set(SignatureHeader, Sign(s.Secret, body))
-	}
-	resp, err := d.client.Do(req)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // the URL is in the log already
-		}
-		return 0, err
-	}
-	defer resp.Body.Close()
-	return resp.StatusCode, nil
 }
 
 // Webhook payloads, in the shapes of the widely used status API's webhooks.

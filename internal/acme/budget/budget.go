@@ -346,3 +346,16 @@ func (b *Budgets) Forget(names []string) {
 	defer b.mu.Unlock()
 	delete(b.held, key)
 }
+
+// Reset forgets every recorded event and the CA's Retry-After answers (the
+// held orders stay listed until a Check decides again). A caller that keeps
+// the events elsewhere replays them after a Reset.
+func (b *Budgets) Reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.orders = newWindow(OrdersWindow, b.lim.OrdersPer3h)
+	b.domains = newWindow(CertsPerDomainWindow, b.lim.CertsPerDomainPer7d)
+	b.dups = newWindow(DuplicatesWindow, b.lim.DuplicatesPer7d)
+	b.fails = newWindow(FailedValidationsWindow, b.lim.FailedValidationsPerNameHour)
+	clear(b.limited)
+}

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -20,7 +20,7 @@ type drainState struct {
 
 // startDrains loads the fleet's drains from the store, applies them to the
 // proxy and follows every node's changes.
-func (n *node) startDrains(ctx context.Context) error {
+func (n *Node) startDrains(ctx context.Context) error {
 	n.drains = drain.New(n.store, drain.Options{
 		Logger:   n.log,
 		Pools:    func() []proxy.PoolStatus { return n.edge.Load().Pools() },
@@ -30,7 +30,7 @@ func (n *node) startDrains(ctx context.Context) error {
 }
 
 // applyDrains hands the drain set to the current proxy.
-func (n *node) applyDrains(set map[string]map[string]proxy.Drain) {
+func (n *Node) applyDrains(set map[string]map[string]proxy.Drain) {
 	n.drainMu.mu.Lock()
 	defer n.drainMu.mu.Unlock()
 	n.edge.Load().SetDrained(set)
@@ -38,7 +38,7 @@ func (n *node) applyDrains(set map[string]map[string]proxy.Drain) {
 
 // reapplyDrains hands the drain set to a proxy that replaced the previous
 // one (a reload).
-func (n *node) reapplyDrains() {
+func (n *Node) reapplyDrains() {
 	if n.drains != nil {
 		n.applyDrains(n.drains.Set())
 	}
@@ -47,7 +47,7 @@ func (n *node) reapplyDrains() {
 // registerPoolCapacity declares one capacity row per pool: its members
 // that take no traffic (down or drained) against its members; 100% means
 // no healthy member is left.
-func (n *node) registerPoolCapacity() {
+func (n *Node) registerPoolCapacity() {
 	for _, pc := range n.cfg.Load().Pools {
 		name := pc.Name
 		n.capacity.Register("pool_unavailable:"+name, "count",
@@ -65,7 +65,7 @@ func (n *node) registerPoolCapacity() {
 }
 
 // maintDrainer drains members for the status portal's maintenance windows.
-type maintDrainer struct{ n *node }
+type maintDrainer struct{ n *Node }
 
 func (d maintDrainer) request(id string, md status.MaintenanceDrain) drain.Request {
 	return drain.Request{Pool: md.Pool, Zone: md.Zone, Member: md.Member, Force: md.Force, Reason: "maintenance " + id}

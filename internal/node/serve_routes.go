@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -28,7 +28,7 @@ func maxRoutes(cfg *config.Config) int64 {
 
 // startRoutes loads the dynamic routes into the current proxy and follows
 // them until close.
-func (n *node) startRoutes(ctx context.Context, cfg *config.Config) error {
+func (n *Node) startRoutes(ctx context.Context, cfg *config.Config) error {
 	n.routes = routes.NewManager(n.store, routes.Options{
 		Logger:    n.log,
 		Config:    n.cfg.Load,
@@ -39,7 +39,7 @@ func (n *node) startRoutes(ctx context.Context, cfg *config.Config) error {
 }
 
 // applyRoutes hands the full set of dynamic routes to the current proxy.
-func (n *node) applyRoutes(rs []routes.Route) {
+func (n *Node) applyRoutes(rs []routes.Route) {
 	set := make([]proxy.DynamicRoute, len(rs))
 	for i, r := range rs {
 		set[i] = proxy.DynamicRoute{Host: r.Host, PathPrefix: r.PathPrefix, Pool: r.Pool}
@@ -51,7 +51,7 @@ func (n *node) applyRoutes(rs []routes.Route) {
 }
 
 // swapEdge makes p, with the current dynamic routes, the node's proxy.
-func (n *node) swapEdge(p *proxy.Proxy) {
+func (n *Node) swapEdge(p *proxy.Proxy) {
 	n.dyn.mu.Lock()
 	defer n.dyn.mu.Unlock()
 	p.SetDynamicRoutes(n.dyn.set)

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -20,7 +20,7 @@ import (
 
 // startHostnames follows the customer hostnames and, with an acme:
 // section, starts the ACME manager that certifies them.
-func (n *node) startHostnames(ctx context.Context, cfg *config.Config, kek *certs.KEK) error {
+func (n *Node) startHostnames(ctx context.Context, cfg *config.Config, kek *certs.KEK) error {
 	var onChange func(hostnames.Hostname, bool)
 	if cfg.ACME != nil {
 		hc, eab, err := acmeClientFiles(cfg.ACME)
@@ -48,11 +48,41 @@ func (n *node) startHostnames(ctx context.Context, cfg *config.Config, kek *cert
 	// acme: section of its own: the CA may ask any node behind the name.
 	n.challenges = acme.NewChallenges(n.store, kek, n.log, nil)
 	wildcards := cfg.ACME != nil && slices.Contains(cfg.ACME.Challenges, "dns-01")
-	n.hostnames = hostnames.New(n.store, hostnames.Options{Logger: n.log, Routes: n.routes, Certs: n.certs, Wildcards: wildcards, OnChange: onChange})
+	var onTransition func(hostnames.Transition)
+	if cfg.ACME != nil && cfg.ACME.Webhook != nil {
+		host, _ := os.Hostname()
+		nt, err := acme.NewNotifier(cfg.ACME.Webhook, acme.NotifierOptions{Logger: n.log, Node: host})
+		if err != nil {
+			return err
+		}
+		n.notifier = nt
+		onTransition = nt.OnTransition
+	}
+	n.hostnames = hostnames.New(n.store, hostnames.Options{Logger: n.log, Routes: n.routes, Certs: n.certs, Wildcards: wildcards,
+		OnChange: onChange, OnTransition: onTransition})
 	if n.acme != nil {
 		n.acme.SetHostnames(n.hostnames)
 	}
 	return n.hostnames.Start(ctx)
+}
+
+// reconfigureNotifier applies a reloaded acme.webhook; one that cannot be
+// applied (its secret file unreadable, its URL refused) keeps the running
+// one, and adding or removing the section takes a restart.
+func (n *Node) reconfigureNotifier(cfg *config.Config) {
+	var w *config.ACMEWebhook
+	if cfg.ACME != nil {
+		w = cfg.ACME.Webhook
+	}
+	switch {
+	case n.notifier == nil && w == nil:
+	case n.notifier == nil || w == nil:
+		n.log.Warn("reload: adding or removing acme.webhook takes effect at the next restart")
+	default:
+		if err := n.notifier.Configure(w); err != nil {
+			n.log.Error("reload: acme.webhook not changed", "err", err)
+		}
+	}
 }
 
 // acmeClientFiles reads acme.ca_file and acme.eab.hmac_file.
@@ -90,7 +120,7 @@ func acmeClientFiles(a *config.ACME) (*http.Client, string, error) {
 
 // acmeTLS adds the ACME handshake paths (TLS-ALPN-01, on-demand) to the
 // public TLS config.
-func (n *node) acmeTLS(c *tls.Config) *tls.Config {
+func (n *Node) acmeTLS(c *tls.Config) *tls.Config {
 	if n.acme == nil {
 		return n.challenges.TLSConfig(c)
 	}
@@ -98,7 +128,7 @@ func (n *node) acmeTLS(c *tls.Config) *tls.Config {
 }
 
 // acmeHTTP answers HTTP-01 challenges before the plain listener's redirect.
-func (n *node) acmeHTTP() func(http.Handler) http.Handler {
+func (n *Node) acmeHTTP() func(http.Handler) http.Handler {
 	if n.acme == nil {
 		return n.challenges.HTTPHandler
 	}
@@ -107,7 +137,7 @@ func (n *node) acmeHTTP() func(http.Handler) http.Handler {
 
 // runACME orders and renews until ctx is done. Every node runs it: the
 // per-name lock spreads the work over the live nodes.
-func (n *node) runACME(ctx context.Context) {
+func (n *Node) runACME(ctx context.Context) {
 	if n.acme != nil {
 		n.acme.Run(ctx)
 	}
@@ -115,7 +145,7 @@ func (n *node) runACME(ctx context.Context) {
 
 // registerACMEResources puts the CA budgets and the renewal queue in the
 // capacity registry.
-func (n *node) registerACMEResources() {
+func (n *Node) registerACMEResources() {
 	if n.acme == nil {
 		return
 	}
@@ -136,7 +166,7 @@ func (n *node) registerACMEResources() {
 
 // hostnameCollector exposes hostnames by state, the state changes this
 // node made, and the ACME orders.
-type hostnameCollector struct{ n *node }
+type hostnameCollector struct{ n *Node }
 
 var (
 	hostnamesDesc       = prometheus.NewDesc("gatehouse_hostnames", "Customer hostnames by state.", []string{"state"}, nil)

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"errors"
@@ -56,7 +56,7 @@ type quotaSetter interface{ SetQuota(bytes int64) error }
 
 // prepareLimits does the part of applying cfg's limits that can fail, so
 // that a reload fails before anything of it is swapped in.
-func (n *node) prepareLimits(cfg *config.Config) error {
+func (n *Node) prepareLimits(cfg *config.Config) error {
 	if q, ok := n.store.(quotaSetter); ok {
 		return q.SetQuota(int64(cfg.Limits.StoreQuota))
 	}
@@ -67,7 +67,7 @@ func (n *node) prepareLimits(cfg *config.Config) error {
 // configuration) the one in force. It is called on reload after the new
 // proxy, which carries response_cache.max_bytes and max_object_bytes and
 // the pools' limits, is swapped in.
-func (n *node) applyLimits(cfg *config.Config) {
+func (n *Node) applyLimits(cfg *config.Config) {
 	n.certs.SetCacheBytes(int64(cfg.TLS.CacheBytes))
 	n.certs.SetLocalCacheBytes(localCacheBytes(cfg))
 	n.applyMemoryLimit()
@@ -82,7 +82,7 @@ func (n *node) applyLimits(cfg *config.Config) {
 // limits.memory_soft_limit when set, else the automatic one
 // (memorySoftLimit plus the response cache), moved only on a change of
 // more than 1/16 to keep the log quiet. GOMEMLIMIT, when set, wins.
-func (n *node) applyMemoryLimit() {
+func (n *Node) applyMemoryLimit() {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return
 	}

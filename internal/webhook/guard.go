@@ -1,4 +1,8 @@
-package status
+// Package webhook sends signed webhooks to operators' endpoints without
+// letting an endpoint URL reach what it should not (Guard), with retries
+// and backoff (Sender). The status portal's subscribers and the
+// hostnames' state-change notifications use it.
+package webhook
 
 import (
 	"context"
@@ -17,8 +21,8 @@ import (
 	"gatehouse/internal/config"
 )
 
-// Webhook subscriber URLs are a way for whoever holds the admin token, or
-// controls a subscriber's DNS, to make the node send requests. The guard
+// Webhook URLs are a way for whoever holds the admin token, or controls an
+// endpoint's DNS, to make the node send requests. The guard
 // refuses the addresses through which that reaches what it should not:
 //   - loopback, link-local (cloud metadata at 169.254.169.254 among them),
 //     unspecified (0.0.0.0/8, ::) and multicast or broadcast addresses;
@@ -27,14 +31,19 @@ import (
 //
 // Private ranges (10/8, 172.16/12, 192.168/16, fc00::/7, 100.64/10) are
 // allowed: chat and incident tools inside the operator's network are the
-// usual subscribers. status.webhooks.allow_hosts permits refused hosts by
+// usual subscribers. An allow-list (status.webhooks.allow_hosts, or the
+// field the Guard was made for) permits refused hosts by
 // address, CIDR or name. Both the subscription (the URL's literal address,
 // or every address its name resolves to) and every delivery (the address
 // actually dialled, in the dialer's Control hook, after DNS) are checked,
 // so a name that later resolves somewhere refused is caught.
 
-// hookGuard holds the current policy and this node's listeners.
-type hookGuard struct {
+// Guard holds the current policy and this node's listeners. It is safe
+// for concurrent use; the policy and listeners may change at any time.
+type Guard struct {
+	// field is the configuration field of the allow-list, named in
+	// refusals.
+	field     string
 	policy    atomic.Pointer[hookPolicy]
 	listeners atomic.Pointer[map[string]netip.AddrPort] // listener name → address
 	resolver  *net.Resolver
@@ -49,19 +58,22 @@ type hookPolicy struct {
 	names map[string]bool
 }
 
-func newHookGuard() *hookGuard {
-	g := &hookGuard{resolver: net.DefaultResolver, localAddrs: interfaceAddrs}
-	g.setPolicy(config.StatusWebhooks{})
+// NewGuard returns a guard with an empty allow-list; field is the
+// configuration field of its allow-list (e.g. "status.webhooks.allow_hosts"),
+// named in its refusals.
+func NewGuard(field string) *Guard {
+	g := &Guard{field: field, resolver: net.DefaultResolver, localAddrs: InterfaceAddrs}
+	g.SetAllowHosts(nil)
 	m := map[string]netip.AddrPort{}
 	g.listeners.Store(&m)
 	return g
 }
 
-// setPolicy applies status.webhooks; config validation has refused bad
-// entries, any left are ignored.
-func (g *hookGuard) setPolicy(w config.StatusWebhooks) {
+// SetAllowHosts applies an allow-list of addresses, CIDRs and host names;
+// config validation has refused bad entries, any left are ignored.
+func (g *Guard) SetAllowHosts(hosts []string) {
 	pol := &hookPolicy{names: map[string]bool{}}
-	for _, h := range w.AllowHosts {
+	for _, h := range hosts {
 		prefix, name, err := config.ParseAllowHost(h)
 		switch {
 		case err != nil:
@@ -74,8 +86,8 @@ func (g *hookGuard) setPolicy(w config.StatusWebhooks) {
 	g.policy.Store(pol)
 }
 
-// setListeners records the addresses this node listens on, by name.
-func (g *hookGuard) setListeners(addrs map[string]string) {
+// SetListeners records the addresses this node listens on, by name.
+func (g *Guard) SetListeners(addrs map[string]string) {
 	m := make(map[string]netip.AddrPort, len(addrs))
 	for name, a := range addrs {
 		if ap, err := netip.ParseAddrPort(a); err == nil {
@@ -91,13 +103,13 @@ func (g *hookGuard) setListeners(addrs map[string]string) {
 
 // allowedName reports whether host (as written in the URL) is allow-listed
 // by name.
-func (g *hookGuard) allowedName(host string) bool {
+func (g *Guard) allowedName(host string) bool {
 	return g.policy.Load().names[strings.ToLower(strings.TrimSuffix(host, "."))]
 }
 
-// check returns why a webhook to ap (for a URL naming host) is refused, or
+// Check returns why a webhook to ap (for a URL naming host) is refused, or
 // nil.
-func (g *hookGuard) check(host string, ap netip.AddrPort) error {
+func (g *Guard) Check(host string, ap netip.AddrPort) error {
 	a := ap.Addr().Unmap()
 	if name := g.ownListener(netip.AddrPortFrom(a, ap.Port())); name != "" {
 		return fmt.Errorf("%s is this node's own %s listener", netip.AddrPortFrom(a, ap.Port()), name)
@@ -123,11 +135,11 @@ func (g *hookGuard) check(host string, ap netip.AddrPort) error {
 	default:
 		return nil
 	}
-	return fmt.Errorf("%s is %s; allow it in status.webhooks.allow_hosts if it is really meant", a, kind)
+	return fmt.Errorf("%s is %s; allow it in %s if it is really meant", a, kind, g.field)
 }
 
 // ownListener names the listener of this node at ap, or "".
-func (g *hookGuard) ownListener(ap netip.AddrPort) string {
+func (g *Guard) ownListener(ap netip.AddrPort) string {
 	own := *g.listeners.Load()
 	names := make([]string, 0, len(own))
 	for name := range own {
@@ -158,9 +170,9 @@ func (g *hookGuard) ownListener(ap netip.AddrPort) string {
 	return ""
 }
 
-// checkURL checks a subscriber URL at subscription: a literal address, or
-// every address its host name resolves to.
-func (g *hookGuard) checkURL(ctx context.Context, u *url.URL) error {
+// CheckURL checks an endpoint URL when it is configured or subscribed: a
+// literal address, or every address its host name resolves to.
+func (g *Guard) CheckURL(ctx context.Context, u *url.URL) error {
 	host := u.Hostname()
 	port := u.Port()
 	if port == "" {
@@ -168,7 +180,7 @@ func (g *hookGuard) checkURL(ctx context.Context, u *url.URL) error {
 	}
 	p, err := netip.ParseAddrPort(net.JoinHostPort("0.0.0.0", port))
 	if err != nil {
-		return inputErr("url", "%q has no valid port", u.String())
+		return fmt.Errorf("%q has no valid port", u.String())
 	}
 	var addrs []netip.Addr
 	if a, err := netip.ParseAddr(host); err == nil {
@@ -181,21 +193,21 @@ func (g *hookGuard) checkURL(ctx context.Context, u *url.URL) error {
 			if g.allowedName(host) {
 				return nil // allow-listed by name; checked again at delivery
 			}
-			return inputErr("url", "host %q of %s does not resolve: %v", host, u.Redacted(), err)
+			return fmt.Errorf("host %q of %s does not resolve: %v", host, u.Redacted(), err)
 		}
 	}
 	for _, a := range addrs {
-		if err := g.check(host, netip.AddrPortFrom(a, p.Port())); err != nil {
-			return inputErr("url", "%s: %v", u.Redacted(), err)
+		if err := g.Check(host, netip.AddrPortFrom(a, p.Port())); err != nil {
+			return fmt.Errorf("%s: %v", u.Redacted(), err)
 		}
 	}
 	return nil
 }
 
-// client returns the HTTP client deliveries use: every connection is
+// Client returns the HTTP client deliveries use: every connection is
 // checked at the address dialled; no proxy from the environment (it would
 // dial for us), no redirects.
-func (g *hookGuard) client(timeout time.Duration) *http.Client {
+func (g *Guard) Client(timeout time.Duration) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           g.dialContext,
@@ -211,7 +223,7 @@ func (g *hookGuard) client(timeout time.Duration) *http.Client {
 
 // dialContext dials addr ("host:port", before resolution) and refuses, in
 // the dialer's Control hook, each address the guard refuses.
-func (g *hookGuard) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+func (g *Guard) dialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
@@ -222,7 +234,7 @@ func (g *hookGuard) dialContext(ctx context.Context, network, addr string) (net.
 			if err != nil {
 				return fmt.Errorf("webhook address %q: %w", address, err)
 			}
-			if err := g.check(host, ap); err != nil {
+			if err := g.Check(host, ap); err != nil {
 				return fmt.Errorf("webhook refused: %w", err)
 			}
 			return nil
@@ -230,8 +242,8 @@ func (g *hookGuard) dialContext(ctx context.Context, network, addr string) (net.
 	return d.DialContext(ctx, network, addr)
 }
 
-// interfaceAddrs lists the addresses of this machine's interfaces.
-func interfaceAddrs() []netip.Addr {
+// InterfaceAddrs lists the addresses of this machine's interfaces.
+func InterfaceAddrs() []netip.Addr {
 	ifas, err := net.InterfaceAddrs()
 	if err != nil {
 		return nil

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"crypto/tls"
@@ -14,7 +14,7 @@ import (
 // certificate does not cover (another tenant's session).
 // It runs only for a request whose Host differs from its session's server
 // name (HTTP/2 clients coalescing across one certificate's names).
-func (n *node) servedCertificate(serverName string) *tls.Certificate {
+func (n *Node) servedCertificate(serverName string) *tls.Certificate {
 	hello := helloPool.Get().(*tls.ClientHelloInfo)
 	hello.ServerName = serverName
 	cert, err := n.certs.GetCertificate(hello)
@@ -34,7 +34,7 @@ var helloPool = sync.Pool{New: func() any { return new(tls.ClientHelloInfo) }}
 // requests, malformed or stalled bodies, stalled readers, misdirected
 // requests), which count neither against members nor in the status
 // portal's error rates.
-func registerClientErrors(reg *prometheus.Registry, n *node) {
+func registerClientErrors(reg *prometheus.Registry, n *Node) {
 	for _, reason := range proxy.ClientErrorReasons {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "gatehouse_client_errors_total",

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"context"
@@ -9,13 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
-
-	"github.com/spf13/cobra"
 
 	"gatehouse/internal/config"
 	"gatehouse/internal/server"
@@ -41,17 +37,6 @@ import (
 // is killed), the old one reopens the file read-write and serves on. An
 // etcd store needs none of this.
 
-// upgradeFlags are serve's flags for binary upgrades.
-type upgradeFlags struct {
-	pidFile string
-	timeout time.Duration
-}
-
-func (f *upgradeFlags) register(cmd *cobra.Command) {
-	cmd.Flags().StringVar(&f.pidFile, "pid-file", "", "write the PID of the serving process to this file; a binary upgrade replaces it with the new process's")
-	cmd.Flags().DurationVar(&f.timeout, "upgrade-timeout", server.DefaultUpgradeTimeout, "how long a new binary has to become ready on SIGUSR2 before the upgrade is abandoned")
-}
-
 // upgrades is a node's part in binary upgrades. A nil *upgrades (a node
 // started in-process, as in tests) does none.
 type upgrades struct {
@@ -68,8 +53,8 @@ type upgrades struct {
 
 // newUpgrades creates the process's Upgrader. SIGUSR2 is caught from here
 // on, so that one arriving during start-up does not kill the process.
-func newUpgrades(f upgradeFlags, log *slog.Logger) (*upgrades, error) {
-	up, err := server.NewUpgrader(server.UpgradeOptions{Logger: log, PIDFile: f.pidFile, Timeout: f.timeout})
+func newUpgrades(f UpgradeOptions, log *slog.Logger) (*upgrades, error) {
+	up, err := server.NewUpgrader(server.UpgradeOptions{Logger: log, PIDFile: f.PIDFile, Timeout: f.Timeout})
 	if err != nil {
 		return nil, err
 	}
@@ -94,16 +79,6 @@ func (u *upgrades) statusNode() string {
 	}
 	return os.Getenv(statusNodeEnv)
 }
-
-// nodeOption changes how startNode builds a node; most callers pass none.
-type nodeOption func(*node)
-
-// withUpgrades makes the node take part in binary upgrades.
-func withUpgrades(u *upgrades) nodeOption { return func(n *node) { n.up = u } }
-
-// withNewStore starts with a new, empty store although the data directory
-// shows the old one held data (serve --new-store).
-func withNewStore(on bool) nodeOption { return func(n *node) { n.newStore = on } }
 
 // listen is the node's server.Options.Listen: nil binds new sockets.
 func (u *upgrades) listen() func(network, addr string) (net.Listener, error) {
@@ -174,29 +149,7 @@ func (u *upgrades) promoteAfter(st store.Store, ready <-chan struct{}) {
 		case <-ctx.Done():
 			return
 		}
-		if !bs.ReadOnly() {
-			return
-		}
-		start := time.Now()
-		wait := 50 * time.Millisecond
-		for attempt := 1; ; attempt++ {
-			err := bs.ReopenWritable()
-			if err == nil {
-				u.log.Info("store writable again: the binary upgrade is complete", "waited", time.Since(start).Round(time.Millisecond))
-				return
-			}
-			if attempt%10 == 1 {
-				u.log.Warn("store stays read-only: its file is still held", "err", err, "retry_in", wait)
-			}
-			t := time.NewTimer(wait)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
-				return
-			}
-			wait = min(2*wait, time.Second)
-		}
+		_ = bs.WaitWritable(ctx) // nil, or ctx ended: the promotion was cancelled
 	}()
 }
 
@@ -212,9 +165,9 @@ func (u *upgrades) cancelPromotion() {
 	}
 }
 
-// doUpgrade starts the new binary and hands it the listeners (steps 1-2).
+// Upgrade starts the new binary and hands it the listeners (steps 1-2).
 // On failure the store is made writable again and this process serves on.
-func (n *node) doUpgrade() error {
+func (n *Node) Upgrade() error {
 	u := n.up
 	if u == nil {
 		return errors.New("upgrade: this node was not started by gatehouse serve")
@@ -263,104 +216,4 @@ func (n *node) doUpgrade() error {
 	inFlight, _ = n.srv.Connections("https")
 	u.log.Info("upgrade: the new process is ready; this one stops accepting and drains", "took", took, "https_connections", inFlight)
 	return nil
-}
-
-func newUpgradeCmd(cf *clientFlags) *cobra.Command {
-	var (
-		pidFile string
-		timeout time.Duration
-	)
-	cmd := &cobra.Command{
-		Use:   "upgrade",
-		Short: "Replace the running server with the binary now at its path, without dropping a connection",
-		Long: `Asks the running node to start the binary at its own path again and hand it
-its listening sockets; the old process stops accepting once the new one is
-ready, then drains its connections and exits. A new binary that fails to start
-or to become ready leaves the old process serving, and the reason is printed.
-
-By default the request goes through the admin API (like reload). With
---pid-file the process named there is sent SIGUSR2 instead, and the command
-waits until the PID file names the new process (its log says why if not).`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			if pidFile != "" {
-				return runUpgrade(cmd.Context(), pidFile, timeout, cmd.OutOrStdout())
-			}
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), timeout)
-			defer cancel()
-			if err := c.Upgrade(ctx); err != nil {
-				return err
-			}
-			fmt.Fprintln(cmd.OutOrStdout(), "upgraded: the new process serves; the old one drains its connections and exits")
-			return nil
-		},
-	}
-	cmd.Flags().StringVar(&pidFile, "pid-file", "", "signal the process this PID file names (gatehouse serve --pid-file) instead of using the admin API")
-	cmd.Flags().DurationVar(&timeout, "timeout", server.DefaultUpgradeTimeout+5*time.Second, "how long to wait for the new process")
-	cf.register(cmd)
-	return cmd
-}
-
-// runUpgrade signals the process of pidFile and waits for the PID file to
-// name a new, live process.
-func runUpgrade(ctx context.Context, pidFile string, timeout time.Duration, out interface{ Write([]byte) (int, error) }) error {
-	old, err := readPIDFile(pidFile)
-	if err != nil {
-		return err
-	}
-	if err := syscall.Kill(old, syscall.SIGUSR2); err != nil {
-		return fmt.Errorf("signalling process %d of --pid-file %s: %w", old, pidFile, err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	t := time.NewTicker(50 * time.Millisecond)
-	defer t.Stop()
-	for {
-		if pid, err := readPIDFile(pidFile); err == nil && pid != old && alive(pid) {
-			fmt.Fprintf(out, "upgraded: process %d serves; process %d drains its connections and exits\n", pid, old)
-			return nil
-		}
-		if !alive(old) {
-			return fmt.Errorf("process %d exited during the upgrade and --pid-file %s names no new process: see its log", old, pidFile)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("no new process became ready within %s: process %d keeps serving (a failed upgrade leaves it in place); its log says why", timeout, old)
-		case <-t.C:
-		}
-	}
-}
-
-// readPIDFile reads the PID a PID file holds.
-func readPIDFile(path string) (int, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, fmt.Errorf("reading --pid-file: %w", err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 0 {
-		return 0, fmt.Errorf("--pid-file %s holds %q, not a process id", path, strings.TrimSpace(string(b)))
-	}
-	return pid, nil
-}
-
-// alive reports whether process pid exists (and is not a zombie).
-func alive(pid int) bool {
-	if syscall.Kill(pid, 0) != nil {
-		return false
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true // no procfs: trust the signal
-	}
-	// The state follows the command name in parentheses.
-	s := string(b)
-	if i := strings.LastIndexByte(s, ')'); i >= 0 && i+2 < len(s) {
-		return s[i+2] != 'Z'
-	}
-	return true
 }

@@ -1,4 +1,4 @@
-package main
+package node
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
@@ -9,7 +9,7 @@ import (
 // registerListenerResources declares the public listener's queue, its
 // refusals and the busiest client address as capacity resources, so that
 // `gatehouse limits` shows them beside https_connections.
-func (n *node) registerListenerResources() {
+func (n *Node) registerListenerResources() {
 	stats := func() server.ListenerStats {
 		if n.srv == nil {
 			return server.ListenerStats{}
@@ -40,7 +40,7 @@ func (n *node) registerListenerResources() {
 }
 
 // listenerCollector exposes the listeners' refusals by reason.
-func (n *node) listenerCollector() prometheus.Collector {
+func (n *Node) listenerCollector() prometheus.Collector {
 	return lazyCollector{func() prometheus.Collector {
 		if n.srv == nil {
 			return nil

@@ -1,11 +1,10 @@
-package main
+package node
 
 import (
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -20,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/spf13/cobra"
 
 	"gatehouse/internal/acme"
 	"gatehouse/internal/admin"
@@ -38,52 +36,9 @@ import (
 	"gatehouse/internal/tickets"
 )
 
-func newServeCmd() *cobra.Command {
-	var path string
-	var newStore bool
-	var uf upgradeFlags
-	cmd := &cobra.Command{
-		Use:   "serve",
-		Short: "Run the edge from a configuration file",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := config.Load(path)
-			if err != nil {
-				return err
-			}
-			log := newLogger(cfg.Log, os.Stderr)
-			reload := func() (*config.Config, error) { return config.Load(path) }
-			up, err := newUpgrades(uf, log)
-			if err != nil {
-				return err
-			}
-			n, err := startNode(cmd.Context(), cfg, log, reload, withUpgrades(up), withNewStore(newStore))
-			if err != nil {
-				up.stop()
-				return err
-			}
-			return n.wait(cmd.Context())
-		},
-	}
-	cmd.Flags().StringVarP(&path, "config", "c", "gatehouse.yaml", "configuration file")
-	cmd.Flags().BoolVar(&newStore, "new-store", false, "start with a new, empty store although the data directory's store held data (it is missing, empty or damaged and will not be restored from a backup); the old file is kept as gatehouse.db.damaged-TIME")
-	uf.register(cmd)
-	return cmd
-}
-
-func newLogger(lc config.Log, w io.Writer) *slog.Logger {
-	var level slog.Level
-	_ = level.UnmarshalText([]byte(lc.Level))
-	opts := &slog.HandlerOptions{Level: level}
-	if lc.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
-}
-
-// node is one running Gatehouse process: store, certificates, proxy, status
+// Node is one running Gatehouse process: store, certificates, proxy, status
 // portal, admin API and their listeners.
-type node struct {
+type Node struct {
 	log     *slog.Logger
 	cfg     atomic.Pointer[config.Config]
 	store   store.Store
@@ -95,6 +50,7 @@ type node struct {
 	// (serve_acme.go); acme is nil without an acme: section.
 	hostnames  *hostnames.Manager
 	acme       *acme.Manager
+	notifier   *acme.Notifier // acme.webhook: hostname state changes
 	challenges *acme.Challenges
 	dyn        dynRoutes
 	srv        *server.Server
@@ -114,16 +70,32 @@ type node struct {
 	newStore bool           // serve --new-store
 	drains   *drain.Manager // drained pool members (serve_drain.go)
 	drainMu  drainState
+	// transitions counts member health transitions (proxy.go).
+	transitions *prometheus.CounterVec
 }
 
-// startNode wires every part from cfg and starts serving. reload, if not
-// nil, re-reads the configuration on SIGHUP or the admin API's reload.
-func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload func() (*config.Config, error), opts ...nodeOption) (*node, error) {
-	n := &node{log: log, reload: reload}
-	for _, o := range opts {
-		o(n)
+// New wires every part from cfg and starts serving; Run serves until its
+// context ends.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	n := &Node{log: log, reload: opts.Reload, newStore: opts.NewStore, transitions: newMemberTransitions()}
+	if opts.Upgrade != nil {
+		up, err := newUpgrades(*opts.Upgrade, log)
+		if err != nil {
+			return nil, err
+		}
+		n.up = up
 	}
 	n.cfg.Store(cfg)
+	started := false
+	defer func() {
+		if !started {
+			n.up.stop()
+		}
+	}()
 	soft, hard, err := server.RaiseFileLimit()
 	if err != nil {
 		log.Warn("could not raise the file descriptor limit", "soft", soft, "hard", hard, "err", err)
@@ -181,7 +153,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	}
 	log.Info("certificate manager started", "certificates", n.certs.Count(), "loading", n.certs.Loading(), "duration", time.Since(start).Round(time.Millisecond))
 
-	p, err := proxy.New(cfg, proxy.Options{Logger: log, AccessLog: cfg.Log.Access, Certificate: n.servedCertificate})
+	p, err := n.newProxy(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -224,6 +196,7 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(), hostnameCollector{n},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerClientErrors(metrics, n)
+	metrics.MustRegister(n.transitions)
 	metrics.MustRegister(proxy.Collector(n.edge.Load)) // requests and upstream connections per pool
 	// Response cache answers by result; its bytes are a capacity resource.
 	for result, get := range map[string]func(proxy.CacheStats) uint64{
@@ -253,10 +226,10 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		Routes:     n.routes,
 		Hostnames:  n.hostnames,
 		CertSource: n.hostnames.CertSource,
-		Pools:      func() any { return n.edge.Load().Pools() },
+		Pools:      n.adminPools,
 		Reload:     func(ctx context.Context) error { return n.doReload() },
-		Upgrade:    func(ctx context.Context) error { return n.doUpgrade() },
-		Limits:     func() any { return n.capacity.Snapshot() },
+		Upgrade:    func(ctx context.Context) error { return n.Upgrade() },
+		Limits:     n.capacity.Snapshot,
 		Metrics:    promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
 		Status:     n.portal.ManagementHandler(),
 		Drains:     n.drains,
@@ -297,6 +270,9 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		}
 	}
 	n.portal.SetListeners(own)
+	if n.notifier != nil {
+		n.notifier.SetListeners(own)
+	}
 	bg, cancel := context.WithCancel(context.Background())
 	n.stopBG = cancel
 	n.bgDone = make(chan struct{})
@@ -319,11 +295,12 @@ func startNode(ctx context.Context, cfg *config.Config, log *slog.Logger, reload
 		wg.Wait()
 	}()
 	ok = true
+	started = true
 	return n, nil
 }
 
 // registerResources declares every finite resource of the node.
-func (n *node) registerResources() {
+func (n *Node) registerResources() {
 	cfg := n.cfg.Load()
 	r := n.capacity
 	// The limits of certificates, routes and store come from the
@@ -419,7 +396,7 @@ func (n *node) registerResources() {
 }
 
 // poolHealth adapts the live proxy state for the status portal.
-func (n *node) poolHealth() []status.Pool {
+func (n *Node) poolHealth() []status.Pool {
 	ps := n.edge.Load().Pools()
 	out := make([]status.Pool, len(ps))
 	for i, p := range ps {
@@ -432,20 +409,25 @@ func (n *node) poolHealth() []status.Pool {
 	return out
 }
 
-// doReload re-reads the configuration and swaps in a new proxy. A config
-// that fails validation changes nothing. Listener addresses, the data
-// directory and TLS policy need a restart; a change to them is reported.
-func (n *node) doReload() error {
+// doReload re-reads the configuration (Options.Reload) and applies it.
+func (n *Node) doReload() error {
 	if n.reload == nil {
 		return errors.New("this node was not started from a configuration file")
 	}
-	n.reloadMu.Lock()
-	defer n.reloadMu.Unlock()
 	cfg, err := n.reload()
 	if err != nil {
 		n.log.Error("reload refused; the running configuration stays", "err", err)
 		return err
 	}
+	return n.Reload(cfg)
+}
+
+// Reload swaps in cfg: a new proxy, limits and status components. A config
+// that fails validation changes nothing. Listener addresses, the data
+// directory and TLS policy need a restart; a change to them is reported.
+func (n *Node) Reload(cfg *config.Config) error {
+	n.reloadMu.Lock()
+	defer n.reloadMu.Unlock()
 	old := n.cfg.Load()
 	if err := restartOnlyLimits(old, cfg); err != nil { // limits.go
 		n.log.Error("reload refused; the running configuration stays", "err", err)
@@ -456,7 +438,7 @@ func (n *node) doReload() error {
 		return err
 	}
 	prev := n.edge.Load()
-	p, err := proxy.New(cfg, proxy.Options{Logger: n.log, AccessLog: cfg.Log.Access, Previous: prev, Certificate: n.servedCertificate})
+	p, err := n.newProxy(cfg, prev)
 	if err != nil {
 		_ = n.prepareLimits(old) // back to the running store quota
 		return err
@@ -477,14 +459,15 @@ func (n *node) doReload() error {
 	// closing it stops only its health checks.
 	prev.Close()
 	n.portal.Reconfigure(cfg.Status, cfg.Pools) // status components follow the new config
+	n.reconfigureNotifier(cfg)                  // serve_acme.go
 	n.log.Info("configuration reloaded", "pools", len(cfg.Pools), "routes", len(cfg.Routes))
 	return nil
 }
 
-// wait serves until ctx is done, reloading on SIGHUP and upgrading the
+// Run serves until ctx is done, reloading on SIGHUP and upgrading the
 // binary on SIGUSR2 (upgrade.go), then shuts down gracefully, draining
 // in-flight requests. A node replaced by a new process drains the same way.
-func (n *node) wait(ctx context.Context) error {
+func (n *Node) Run(ctx context.Context) error {
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
@@ -498,7 +481,7 @@ func (n *node) wait(ctx context.Context) error {
 		case <-hup:
 			_ = n.doReload()
 		case <-usr2:
-			_ = n.doUpgrade()
+			_ = n.Upgrade()
 		case <-replaced:
 			n.log.Info("a new process serves: this one stops accepting")
 			return n.shutdown()
@@ -508,13 +491,17 @@ func (n *node) wait(ctx context.Context) error {
 	}
 }
 
-// shutdown stops accepting, drains in-flight requests and closes the node.
-func (n *node) shutdown() error {
+// shutdown is Shutdown with the default drain timeout.
+func (n *Node) shutdown() error { return n.Shutdown(context.Background()) }
+
+// Shutdown stops accepting, drains in-flight requests (until ctx ends, at
+// most server.ShutdownTimeout) and closes the node.
+func (n *Node) Shutdown(ctx context.Context) error {
 	n.up.stop()
 	https, _ := n.srv.Connections("https")
 	n.log.Info("shutting down: draining in-flight requests", "timeout", server.ShutdownTimeout, "https_connections", https)
 	start := time.Now()
-	sctx, cancel := context.WithTimeout(context.Background(), server.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(ctx, server.ShutdownTimeout)
 	defer cancel()
 	err := n.srv.Shutdown(sctx)
 	n.close()
@@ -522,13 +509,16 @@ func (n *node) shutdown() error {
 	return err
 }
 
-func (n *node) close() {
+func (n *Node) close() {
 	if n.stopBG != nil {
 		n.stopBG()
 		<-n.bgDone
 	}
 	if n.hostnames != nil {
 		n.hostnames.Close()
+	}
+	if n.notifier != nil {
+		n.notifier.Close()
 	}
 	if n.routes != nil {
 		n.routes.Close()
@@ -557,7 +547,7 @@ func (n *node) close() {
 
 // sweepChains deletes intermediate certificates no bundle uses any more,
 // once an interval.
-func (n *node) sweepChains(ctx context.Context, interval time.Duration) {
+func (n *Node) sweepChains(ctx context.Context, interval time.Duration) {
 	loop.Every(ctx, interval, func() {
 		if removed, err := n.certs.SweepChains(ctx); err != nil {
 			n.log.Warn("sweeping unused intermediate certificates", "err", err)
@@ -598,7 +588,7 @@ func memorySoftLimit(cacheBytes, certificates int64) int64 {
 // number of installed certificates, unless GOMEMLIMIT or
 // limits.memory_soft_limit fixes it (applyMemoryLimit; a reload applies a
 // changed limits.memory_soft_limit at once).
-func (n *node) tuneMemory(ctx context.Context, every time.Duration) {
+func (n *Node) tuneMemory(ctx context.Context, every time.Duration) {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		n.log.Info("Go memory soft limit from GOMEMLIMIT", "bytes", debug.SetMemoryLimit(-1))
 		return
