@@ -67,7 +67,7 @@ func main() {
 	flag.Parse()
 
 	ms := []*member{newMember("dc1"), newMember("dc1"), newMember("dc2"), newMember("dc2")}
-	pc := config.Pool{Name: "p", Algorithm: proxy.RoundRobin, Retries: *retries,
+	pc := config.Pool{Name: "p", Algorithm: config.RoundRobin, Retries: *retries,
 		HealthCheck: config.HealthCheck{Path: "/health", Interval: config.Duration(200 * time.Millisecond),
 			Timeout: config.Duration(200 * time.Millisecond), Rise: 2, Fall: 2},
 		Failover: config.Failover{Policy: config.FailoverPriority, Zones: []string{"dc1", "dc2"}, MinHealthyShare: 0.5,

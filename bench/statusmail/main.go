@@ -5,7 +5,7 @@
 // seconds and peak heap of the sending process and the store bytes per
 // subscriber.
 //
-//	go run ./bench/statusmail -n 100000 -rate 1000
+//	go run ./bench/statusmail -n 100000 -rate 1000 [-connections 4]
 package main
 
 import (
@@ -33,6 +33,7 @@ import (
 func main() {
 	n := flag.Int("n", 100000, "confirmed subscribers")
 	rate := flag.Float64("rate", 1000, "status.email.rate_per_second")
+	conns := flag.Int("connections", 0, "status.email.smtp.connections (0: the default)")
 	child := flag.Bool("smtp-child", false, "internal: run the SMTP server and report when n messages arrived")
 	flag.Parse()
 	if *child {
@@ -68,7 +69,7 @@ func main() {
 	defer st.Close()
 	cfg := config.Status{Title: "Bench", URL: "https://status.example.com/",
 		Components: []config.Component{{Name: "Web", Region: "EU01", Pools: []string{"p"}}, {Name: "API", Region: "EU01", Pools: []string{"p"}}},
-		Email: &config.StatusEmail{SMTP: config.SMTP{Host: "127.0.0.1", Port: port, CAFile: filepath.Join(dir, "ca.pem")},
+		Email: &config.StatusEmail{SMTP: config.SMTP{Host: "127.0.0.1", Port: port, CAFile: filepath.Join(dir, "ca.pem"), Connections: *conns},
 			From: "status@example.com", RatePerSecond: *rate}}
 	p := status.New(cfg, nil, nil, status.Options{Store: st, Interval: time.Hour})
 	ctx := context.Background()
@@ -138,6 +139,7 @@ func main() {
 	}
 	fmt.Printf("subscribers\t%d\n", *n)
 	fmt.Printf("rate_per_second\t%g\n", *rate)
+	fmt.Printf("connections\t%d\n", cfg.Email.WithDefaults().SMTP.Connections)
 	fmt.Printf("all accepted in\t%s\n", elapsed.Round(time.Millisecond))
 	fmt.Printf("messages/s\t%.0f\n", float64(*n)/elapsed.Seconds())
 	fmt.Printf("leader CPU s\t%.1f\n", cpu(ru1)-cpu(ru0))

@@ -405,15 +405,16 @@ func newStatusCmd(cf *clientFlags) *cobra.Command {
 func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "subscribers", Short: "Webhook and email subscribers of the status portal and their delivery log"}
 	var req status.SubscriberRequest
-	var email string   // add --email, rm --email (status_email_cmd.go)
-	var emailList bool // list --email
+	var email string     // add --email, rm --email (status_email_cmd.go)
+	var emailList bool   // list --email
+	var resubscribe bool // add --email --resubscribe
 	addCmd := &cobra.Command{
 		Use:   "add --url URL | --email ADDR",
 		Short: "Subscribe an endpoint (prints the signing secret once) or a confirmed email address to updates",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if email != "" {
-				return addEmailSubscriber(cmd, cf, email, req.Components)
+				return addEmailSubscriber(cmd, cf, email, req.Components, resubscribe)
 			}
 			if req.URL == "" {
 				return errors.New("--url: is required (or --email ADDR for an email subscriber)")
@@ -440,6 +441,7 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	addCmd.Flags().StringVar(&req.Secret, "secret", "", "signing secret, at least 16 characters (default: a generated one)")
 	addCmd.Flags().StringSliceVar(&req.Components, "component", nil, "only updates about this component (id, Region/Name or unique name); repeatable")
 	addCmd.Flags().StringVar(&email, "email", "", "email address to subscribe, confirmed by you")
+	addCmd.Flags().BoolVar(&resubscribe, "resubscribe", false, "with --email: add an address that unsubscribed (only with the person's consent)")
 
 	listCmd := &cobra.Command{
 		Use: "list [--email [ADDR]]", Short: "List webhook subscribers, or email subscribers with --email", Args: cobra.MaximumNArgs(1),
@@ -536,7 +538,7 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 		},
 	}
 	rmCmd.Flags().BoolVar(&rmEmail, "email", false, "the argument is an email address")
-	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd, newSubscribersExportCmd(cf), newSubscribersImportCmd(cf))
+	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd, newSubscribersExportCmd(cf), newSubscribersImportCmd(cf), newSubscribersBounceCmd(cf))
 	return cmd
 }
 

@@ -16,7 +16,8 @@ import (
 )
 
 // Email subscribers under `gatehouse status subscribers`: add --email,
-// list --email, rm --email, export (CSV) and import FILE (CSV).
+// list --email, rm --email, export (CSV), import FILE (CSV) and bounce
+// (--email ADDR or --dsn FILE).
 
 // emailState is how a subscriber shows in lists.
 func emailState(s status.EmailSubscriber) string {
@@ -33,13 +34,13 @@ func emailComps(s status.EmailSubscriber) string {
 	return strings.Join(s.Components, ";")
 }
 
-// addEmailSubscriber is `subscribers add --email ADDR [--component C]…`.
-func addEmailSubscriber(cmd *cobra.Command, cf *clientFlags, addr string, comps []string) error {
+// addEmailSubscriber is `subscribers add --email ADDR [--component C]… [--resubscribe]`.
+func addEmailSubscriber(cmd *cobra.Command, cf *clientFlags, addr string, comps []string, resubscribe bool) error {
 	c, err := cf.client()
 	if err != nil {
 		return err
 	}
-	s, err := c.AddEmailSubscriber(cmd.Context(), status.EmailSubscriberRequest{Email: addr, Components: comps})
+	s, err := c.AddEmailSubscriber(cmd.Context(), status.EmailSubscriberRequest{Email: addr, Components: comps, Resubscribe: resubscribe})
 	if err != nil {
 		return err
 	}
@@ -103,15 +104,11 @@ func newSubscribersImportCmd(cf *clientFlags) *cobra.Command {
 		Short: "Add confirmed email subscribers from CSV lines: email[,components separated by ;] (a header line is skipped; - reads stdin)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var in io.Reader = cmd.InOrStdin()
-			if args[0] != "-" {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				in = f
+			in, err := openInput(cmd, args[0])
+			if err != nil {
+				return err
 			}
+			defer in.Close()
 			c, err := cf.client()
 			if err != nil {
 				return err
@@ -154,4 +151,70 @@ func newSubscribersImportCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		},
 	}
+}
+
+func newSubscribersBounceCmd(cf *clientFlags) *cobra.Command {
+	var addr, dsn string
+	cmd := &cobra.Command{
+		Use:   "bounce (--email ADDR | --dsn FILE)",
+		Short: "Record a bounce that arrived after the mail server accepted a message: for an address, or for the failed recipients of a delivery status notification (- reads stdin); it counts toward status.email.max_failures",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req := status.BounceRequest{Email: addr}
+			if dsn != "" {
+				in, err := openInput(cmd, dsn)
+				if err != nil {
+					return err
+				}
+				defer in.Close()
+				b, err := io.ReadAll(io.LimitReader(in, status.MaxDSNBytes+1))
+				if err != nil {
+					return err
+				}
+				if len(b) > status.MaxDSNBytes {
+					return fmt.Errorf("--dsn: larger than %d bytes", status.MaxDSNBytes)
+				}
+				req.DSN = string(b)
+			}
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			res, err := c.RecordEmailBounce(cmd.Context(), req)
+			if err != nil {
+				return err
+			}
+			if cf.jsonOut {
+				return printJSON(cmd.OutOrStdout(), res)
+			}
+			w := cmd.OutOrStdout()
+			for _, s := range res.Recorded {
+				state := "confirmed"
+				if s.Suspended {
+					state = "suspended"
+				}
+				fmt.Fprintf(w, "%s: %d failure(s), %s\n", s.Email, s.Failures, state)
+			}
+			for _, a := range res.Unknown {
+				fmt.Fprintf(w, "%s: not a subscriber\n", a)
+			}
+			if res.Ignored > 0 {
+				fmt.Fprintf(w, "%d recipient(s) of the report did not fail for good (ignored)\n", res.Ignored)
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&addr, "email", "", "the address that bounced")
+	cmd.Flags().StringVar(&dsn, "dsn", "", "a delivery status notification as received (RFC 3464), - for stdin")
+	cmd.MarkFlagsMutuallyExclusive("email", "dsn")
+	cmd.MarkFlagsOneRequired("email", "dsn")
+	return cmd
+}
+
+// openInput opens the file name, or the command's input for "-".
+func openInput(cmd *cobra.Command, name string) (io.ReadCloser, error) {
+	if name == "-" {
+		return io.NopCloser(cmd.InOrStdin()), nil
+	}
+	return os.Open(name)
 }

@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"time"
 
@@ -56,7 +55,7 @@ func (s *Server) handleDrains() {
 		}
 		recs, caps, err := d.Drain(r.Context(), req)
 		if err != nil {
-			s.drainFail(w, r, err)
+			s.fail(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, DrainResponse{Members: recs, Capacities: caps})
@@ -68,7 +67,7 @@ func (s *Server) handleDrains() {
 		}
 		recs, err := d.Undrain(r.Context(), req)
 		if err != nil {
-			s.drainFail(w, r, err)
+			s.fail(w, r, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, DrainResponse{Members: recs})
@@ -93,19 +92,6 @@ func (s *Server) drainRequest(w http.ResponseWriter, r *http.Request) (drain.Req
 		req.UpgradeGrace = g
 	}
 	return req, true
-}
-
-func (s *Server) drainFail(w http.ResponseWriter, r *http.Request, err error) {
-	switch {
-	case errors.Is(err, drain.ErrBadRequest):
-		writeError(w, http.StatusBadRequest, "invalid_input", err.Error())
-	case errors.Is(err, drain.ErrNoMatch):
-		writeError(w, http.StatusNotFound, "not_found", err.Error())
-	case errors.Is(err, drain.ErrUnsafe):
-		writeError(w, http.StatusConflict, "unsafe", err.Error())
-	default:
-		s.fail(w, r, err)
-	}
 }
 
 // Drain drains the members req selects.

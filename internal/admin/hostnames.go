@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"errors"
 	"net/http"
 	"strconv"
 
@@ -40,21 +39,6 @@ func (s *Server) handleHostnames() {
 	s.mux.HandleFunc("POST /v1/hostnames/{name}/retry", s.retryHostname)
 }
 
-// failHostname answers a hostname error: input problems 400, a name
-// already registered 409, the rest as every other endpoint does.
-func (s *Server) failHostname(w http.ResponseWriter, r *http.Request, err error) {
-	var in *hostnames.InputError
-	var conf *hostnames.ConflictError
-	switch {
-	case errors.As(err, &in):
-		writeError(w, http.StatusBadRequest, "invalid_input", err.Error())
-	case errors.As(err, &conf):
-		writeError(w, http.StatusConflict, "conflict", err.Error())
-	default:
-		s.fail(w, r, err)
-	}
-}
-
 func (s *Server) listHostnames(w http.ResponseWriter, r *http.Request) {
 	limit := 0
 	if v := r.URL.Query().Get("limit"); v != "" {
@@ -68,7 +52,7 @@ func (s *Server) listHostnames(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	list, err := s.opts.Hostnames.List(r.Context(), hostnames.State(q.Get("state")), q.Get("after"), limit)
 	if err != nil {
-		s.failHostname(w, r, err)
+		s.fail(w, r, err)
 		return
 	}
 	if list == nil {
@@ -84,7 +68,7 @@ func (s *Server) addHostname(w http.ResponseWriter, r *http.Request) {
 	}
 	h, err := s.opts.Hostnames.Add(r.Context(), hostnames.Hostname{Name: req.Name, Tenant: req.Tenant, Pool: req.Pool, Source: req.Source})
 	if err != nil {
-		s.failHostname(w, r, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusCreated, h)
@@ -93,7 +77,7 @@ func (s *Server) addHostname(w http.ResponseWriter, r *http.Request) {
 func (s *Server) getHostname(w http.ResponseWriter, r *http.Request) {
 	h, err := s.opts.Hostnames.Get(r.Context(), r.PathValue("name"))
 	if err != nil {
-		s.failHostname(w, r, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, h)
@@ -102,7 +86,7 @@ func (s *Server) getHostname(w http.ResponseWriter, r *http.Request) {
 func (s *Server) removeHostname(w http.ResponseWriter, r *http.Request) {
 	name := r.PathValue("name")
 	if err := s.opts.Hostnames.Remove(r.Context(), name); err != nil {
-		s.failHostname(w, r, err)
+		s.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"removed": hostnames.Normalize(name)})
@@ -111,7 +95,7 @@ func (s *Server) removeHostname(w http.ResponseWriter, r *http.Request) {
 func (s *Server) retryHostname(w http.ResponseWriter, r *http.Request) {
 	h, err := s.opts.Hostnames.Retry(r.Context(), r.PathValue("name"))
 	if err != nil {
-		s.failHostname(w, r, err)
+		s.fail(w, r, err)
 		return
 	}
 	s.log.Info("hostname retry requested", "name", h.Name, "state", h.State)

@@ -16,14 +16,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
-	"gatehouse/internal/routes"
-	"gatehouse/internal/store"
+	"gatehouse/internal/fault"
 )
 
 // Request body limits.
@@ -287,7 +285,7 @@ func (s *Server) addCerts(w http.ResponseWriter, r *http.Request) {
 	for i, res := range results {
 		out[i] = BatchResult{Source: req.Items[i].Source, Warnings: res.Warnings}
 		if res.Err != nil {
-			out[i].Error = publicError(res.Err)
+			out[i].Error = fault.Public(res.Err)
 			var le *capacity.LimitError
 			if errors.As(res.Err, &le) {
 				out[i].Limit = le
@@ -415,15 +413,20 @@ func (s *Server) readJSON(w http.ResponseWriter, r *http.Request, limit int64, v
 	return true
 }
 
-// fail maps an error to a status and a message that is safe to show.
+// fail answers an error through the one mapper of error kinds
+// (internal/fault): the status, a code, a message that is safe to show,
+// the field of invalid input and the numbers of a limit.
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
-	status, code := classify(err)
+	status, code := fault.HTTP(err)
 	// Quota refusals are logged where they are decided; a full disk is not.
 	if status >= 500 && (status != http.StatusInsufficientStorage || code == "disk_full") {
 		s.log.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
 	var b ErrorBody
-	b.Error.Code, b.Error.Message = code, publicError(err)
+	b.Error.Code, b.Error.Message = code, fault.Public(err)
+	if status == http.StatusBadRequest {
+		b.Error.Field = fault.Field(err)
+	}
 	var le *capacity.LimitError
 	if errors.As(err, &le) {
 		b.Error.Limit = le
@@ -431,46 +434,15 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, status, b)
 }
 
-func classify(err error) (int, string) {
-	var in *certs.InputError
-	var lim *capacity.LimitError
-	var rin *routes.InputError
-	var rconf *routes.ConflictError
-	switch {
-	case errors.As(err, &in), errors.As(err, &rin):
-		return http.StatusBadRequest, "invalid_input"
-	case errors.As(err, &lim) && lim.Storage():
-		return http.StatusInsufficientStorage, "quota_exceeded"
-	case errors.As(err, &lim):
-		return http.StatusConflict, "limit_exceeded"
-	case errors.As(err, &rconf), errors.Is(err, store.ErrConflict):
-		return http.StatusConflict, "conflict"
-	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, "not_found"
-	case errors.Is(err, store.ErrTooLarge):
-		return http.StatusInsufficientStorage, "quota_exceeded"
-	case errors.Is(err, syscall.ENOSPC): // the store's disk is full
-		return http.StatusInsufficientStorage, "disk_full"
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrClosed):
-		return http.StatusServiceUnavailable, "store_unavailable"
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, "timeout"
-	}
-	return http.StatusInternalServerError, "internal"
-}
-
-func publicError(err error) string {
-	if status, _ := classify(err); status == http.StatusInternalServerError {
-		return "internal error (see the server log)"
-	}
-	return err.Error()
-}
+func classify(err error) (int, string) { return fault.HTTP(err) }
 
 // ErrorBody is the JSON body of every error answer.
 type ErrorBody struct {
 	Error struct {
 		Code    string `json:"code"`
 		Message string `json:"message"`
+		// Field is the input field a 400 answer is about, when it names one.
+		Field string `json:"field,omitempty"`
 		// Limit gives the numbers of a refusal by a limit.
 		Limit *capacity.LimitError `json:"limit,omitempty"`
 	} `json:"error"`

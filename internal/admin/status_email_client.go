@@ -62,3 +62,12 @@ func (c *Client) EmailSubscribers(ctx context.Context, addr string, f func(statu
 		}
 	}
 }
+
+// RecordEmailBounce records a bounce that arrived after the mail server
+// accepted a message: for req.Email, or for the permanently failed
+// recipients of the delivery status notification req.DSN.
+func (c *Client) RecordEmailBounce(ctx context.Context, req status.BounceRequest) (status.BounceResult, error) {
+	var out status.BounceResult
+	err := c.do(ctx, http.MethodPost, "/v1/status/email/bounces", req, &out)
+	return out, err
+}

@@ -20,10 +20,13 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"gatehouse/internal/fault"
 )
 
 // Probe reports a resource's current usage and limit (0: no limit).
@@ -130,6 +133,18 @@ func (e *LimitError) Error() string {
 // Storage reports whether the refusal is of store space (the admin API
 // answers 507 Insufficient Storage) rather than of a count (409).
 func (e *LimitError) Storage() bool { return e.Resource == Store }
+
+// Is makes a LimitError a fault.ErrLimit.
+func (e *LimitError) Is(target error) bool { return target == fault.ErrLimit }
+
+// HTTPStatus answers a full store 507 quota_exceeded, any other limit 409
+// limit_exceeded (fault.Answer).
+func (e *LimitError) HTTPStatus() (int, string) {
+	if e.Storage() {
+		return http.StatusInsufficientStorage, "quota_exceeded"
+	}
+	return http.StatusConflict, "limit_exceeded"
+}
 
 func amount(n int64, unit string) string {
 	if unit != "bytes" {

@@ -26,6 +26,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"gatehouse/internal/fault"
 )
 
 // Bundle is a parsed certificate bundle: a leaf certificate, the chain that
@@ -67,6 +69,12 @@ type InputError struct {
 
 // Error returns "part: problem".
 func (e *InputError) Error() string { return e.Part + ": " + e.Problem }
+
+// Is makes an InputError a fault.ErrInvalid.
+func (e *InputError) Is(target error) bool { return target == fault.ErrInvalid }
+
+// FieldName names the input part (fault.Field).
+func (e *InputError) FieldName() string { return e.Part }
 
 // Unwrap returns the underlying error.
 func (e *InputError) Unwrap() error { return e.Err }

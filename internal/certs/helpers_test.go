@@ -26,6 +26,7 @@ import (
 
 	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
+	"gatehouse/internal/waittest"
 )
 
 // testPKI is a root CA and an intermediate that issues test leaves.
@@ -290,13 +291,7 @@ func handshake(t testing.TB, addr, serverName string, tweak func(*tls.Config)) (
 // eventually polls cond until it holds or a deadline passes.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waittest.Until(t, 0, what, cond)
 }
 
 // countingStore counts Gets of bundle records, to observe cache loads.

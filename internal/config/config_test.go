@@ -85,7 +85,7 @@ func TestParseBad(t *testing.T) {
 		{"bad port", base("pools:\n  - name: a\n    members: [{address: \"127.0.0.1:99999\"}]\n"),
 			[]string{`pools[0].members[0].address: "127.0.0.1:99999": port "99999" must be a number from 1 to 65535`}},
 		{"bad algorithm", base("pools:\n  - name: a\n    algorithm: random\n    members: [{address: \"127.0.0.1:1\"}]\n"),
-			[]string{`pools[0].algorithm: "random" must be one of round_robin, weighted_round_robin, least_requests`}},
+			[]string{`pools[0].algorithm: "random" must be one of round_robin, weighted_round_robin, least_requests, consistent_hash`}},
 		{"route to unknown pool", base("routes:\n  - {host: a.test, pool: nope}\n"), []string{`routes[0].pool: "nope" is not a pool defined under pools`}},
 		{"bad wildcard", base("pools:\n  - name: a\n    members: [{address: \"127.0.0.1:1\"}]\nroutes:\n  - {host: \"*.com\", pool: a}\n"),
 			[]string{`routes[0].host: "*.com" is not a valid wildcard (use *.example.com)`}},

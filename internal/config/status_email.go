@@ -45,11 +45,16 @@ type SMTP struct {
 	PasswordFile string `yaml:"password_file"`
 	// CAFile, if set, is the only CA trusted for the server's certificate.
 	CAFile string `yaml:"ca_file"`
+	// Connections is how many SMTP sessions send a notification's
+	// messages in parallel, together within rate_per_second (default 4).
+	Connections int `yaml:"connections"`
 }
 
 // Defaults of StatusEmail's zero fields.
 const (
 	DefaultMailRate          = 50
+	DefaultSMTPConnections   = 4
+	maxSMTPConnections       = 64
 	DefaultConfirmTTL        = 48 * time.Hour
 	DefaultMaxFailures       = 5
 	DefaultSubscribePerIP    = 20
@@ -81,6 +86,9 @@ func (e StatusEmail) WithDefaults() StatusEmail {
 		default:
 			e.SMTP.Port = DefaultSMTPPortStartTLS
 		}
+	}
+	if e.SMTP.Connections == 0 {
+		e.SMTP.Connections = DefaultSMTPConnections
 	}
 	if e.RatePerSecond == 0 {
 		e.RatePerSecond = DefaultMailRate
@@ -145,6 +153,9 @@ func (c *Config) validateStatusEmail(v *validator) {
 		v.add(p+".public_url", "must be set (or status.url): links in emails need an absolute URL")
 	} else if u, err := url.Parse(pub); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		v.add(p+".public_url", "%q is not an absolute http(s) URL", pub)
+	}
+	if e.SMTP.Connections < 0 || e.SMTP.Connections > maxSMTPConnections {
+		v.add(p+".smtp.connections", "%d must be between 1 and %d", e.SMTP.Connections, maxSMTPConnections)
 	}
 	if e.RatePerSecond < 0 || e.RatePerSecond > maxMailRatePerSecond {
 		v.add(p+".rate_per_second", "%g must be between 0 and %d", e.RatePerSecond, maxMailRatePerSecond)

@@ -32,6 +32,7 @@ status:
 		{"bad from", "{smtp: {host: m}, from: \"not an address\"}", `status.email.from: "not an address" is not an email address`},
 		{"relative public url", "{smtp: {host: m}, from: a@b.c, public_url: /status}", `status.email.public_url: "/status" is not an absolute`},
 		{"negative rate", "{smtp: {host: m}, from: a@b.c, rate_per_second: -1}", "status.email.rate_per_second: -1 must be between"},
+		{"too many connections", "{smtp: {host: m, connections: 65}, from: a@b.c}", "status.email.smtp.connections: 65 must be between 1 and 64"},
 		{"ttl too short", "{smtp: {host: m}, from: a@b.c, confirm_ttl: 1m}", "status.email.confirm_ttl: 1m0s must be between 10m and 720h"},
 		{"negative failures", "{smtp: {host: m}, from: a@b.c, max_failures: -2}", "status.email.max_failures: -2 must be between"},
 		{"negative ip rate", "{smtp: {host: m}, from: a@b.c, per_ip_per_hour: -2}", "status.email.per_ip_per_hour: -2 must be between"},

@@ -165,8 +165,11 @@ type Admin struct {
 // Pool is a named group of backend members.
 type Pool struct {
 	Name string `yaml:"name"`
-	// Algorithm is round_robin, weighted_round_robin or least_requests.
-	Algorithm   string      `yaml:"algorithm"`
+	// Algorithm is round_robin, weighted_round_robin, least_requests or
+	// consistent_hash (balancing.go).
+	Algorithm Algorithm `yaml:"algorithm"`
+	// Hash configures consistent_hash (balancing.go).
+	Hash        Hash        `yaml:"hash"`
 	Members     []Member    `yaml:"members"`
 	HealthCheck HealthCheck `yaml:"health_check"`
 	Timeouts    Timeouts    `yaml:"timeouts"`

@@ -47,9 +47,6 @@ const (
 	UnderscorePass   = "pass"
 )
 
-// Algorithms a pool may use.
-var Algorithms = []string{"round_robin", "weighted_round_robin", "least_requests"}
-
 // ApplyDefaults fills every empty field that has a default. Parse calls it.
 func (c *Config) ApplyDefaults() {
 	if c.DataDir == "" {
@@ -107,9 +104,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	for i := range c.Pools {
 		p := &c.Pools[i]
-		if p.Algorithm == "" {
-			p.Algorithm = "round_robin"
-		}
+		p.applyBalancingDefaults()
 		for j := range p.Members {
 			if p.Members[j].Weight == 0 {
 				p.Members[j].Weight = 1
@@ -358,9 +353,7 @@ func (c *Config) validatePools(v *validator) map[string]bool {
 			v.add(pp+".name", "%q is defined twice", p.Name)
 		}
 		names[p.Name] = true
-		if !slices.Contains(Algorithms, p.Algorithm) {
-			v.add(pp+".algorithm", "%q must be one of %s", p.Algorithm, strings.Join(Algorithms, ", "))
-		}
+		p.validateBalancing(v, pp)
 		if len(p.Members) == 0 {
 			v.add(pp+".members", "a pool needs at least one member")
 		}

@@ -9,14 +9,15 @@ package drain
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"gatehouse/internal/fault"
 	"gatehouse/internal/proxy"
 	"gatehouse/internal/store"
 )
@@ -27,11 +28,12 @@ const Prefix = "drain/"
 // Errors of Drain and Undrain.
 var (
 	// ErrNoMatch: the request names no member of any pool.
-	ErrNoMatch = errors.New("drain: no member matches")
-	// ErrUnsafe: the drain would leave a pool without a healthy member.
-	ErrUnsafe = errors.New("drain: refused")
+	ErrNoMatch = fault.New(fault.ErrNotFound, "drain: no member matches")
+	// ErrUnsafe: the drain would leave a pool without a healthy member
+	// (answered 409 unsafe).
+	ErrUnsafe = fault.WithAnswer(fault.ErrConflict, "drain: refused", http.StatusConflict, "unsafe")
 	// ErrBadRequest: the request is malformed.
-	ErrBadRequest = errors.New("drain: bad request")
+	ErrBadRequest = fault.New(fault.ErrInvalid, "drain: bad request")
 )
 
 // Record is the drain of one member, as stored.

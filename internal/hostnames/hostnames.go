@@ -26,6 +26,7 @@ import (
 	"unicode"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/fault"
 	"gatehouse/internal/routes"
 	"gatehouse/internal/store"
 )
@@ -100,6 +101,15 @@ func Key(name string) string { return Prefix + name }
 type InputError struct{ Field, Problem string }
 
 func (e *InputError) Error() string { return e.Field + ": " + e.Problem }
+
+// Is makes an InputError a fault.ErrInvalid.
+func (e *InputError) Is(target error) bool { return target == fault.ErrInvalid }
+
+// FieldName is the field (fault.Field).
+func (e *InputError) FieldName() string { return e.Field }
+
+// Is makes a ConflictError a fault.ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == fault.ErrConflict }
 
 // ConflictError refuses an addition of a name that is already registered.
 type ConflictError struct{ Name string }

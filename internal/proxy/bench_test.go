@@ -142,18 +142,36 @@ func BenchmarkDirect(b *testing.B) {
 	}
 }
 
-// BenchmarkPick measures member selection alone.
+// BenchmarkPick measures member selection alone, for each balancer (the
+// consistent hash by client address, header and cookie).
 func BenchmarkPick(b *testing.B) {
-	for _, algo := range []string{RoundRobin, WeightedRoundRobin, LeastRequests} {
-		b.Run(algo, func(b *testing.B) {
-			pc := poolConfig("p", algo, "a:1", "b:1", "c:1")
+	cases := []struct {
+		name string
+		algo config.Algorithm
+		hash config.Hash
+	}{
+		{"round_robin", config.RoundRobin, config.Hash{}},
+		{"weighted_round_robin", config.WeightedRoundRobin, config.Hash{}},
+		{"least_requests", config.LeastRequests, config.Hash{}},
+		{"consistent_hash/client_ip", config.ConsistentHash, config.Hash{By: config.HashClientIP, LoadFactor: 1.25}},
+		{"consistent_hash/header", config.ConsistentHash, config.Hash{By: config.HashHeader, Name: "X-Tenant", LoadFactor: 1.25}},
+		{"consistent_hash/cookie", config.ConsistentHash, config.Hash{By: config.HashCookie, Name: "sid", LoadFactor: 1.25}},
+	}
+	for _, tc := range cases {
+		b.Run(tc.name, func(b *testing.B) {
+			pc := poolConfig("p", tc.algo, "a:1", "b:1", "c:1")
+			pc.Hash = tc.hash
 			pc.Members[0].Weight = 3
 			p := newPool(pc)
 			p.rebuild()
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
+				r := httptest.NewRequest("GET", "/", nil)
+				r.RemoteAddr = "192.0.2.7:41234"
+				r.Header.Set("X-Tenant", "tenant-42")
+				r.Header.Set("Cookie", "theme=dark; sid=abc123; lang=en")
 				for pb.Next() {
-					if p.pick() == nil {
+					if p.pick(r) == nil {
 						b.Error("no member")
 					}
 				}

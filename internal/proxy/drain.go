@@ -215,7 +215,7 @@ func (px *Proxy) undrain(m *member) {
 	}
 	m.conns.reopen()
 	if m.pool.slowStart > 0 {
-		m.rampFrom.Store(time.Now().UnixNano())
+		m.rampFrom.Store(m.pool.now().UnixNano())
 	}
 	m.pool.rebuild()
 	px.log.Info("member undrained: taking traffic again", "pool", m.pool.name, "member", m.addr, "slow_start", m.pool.slowStart)

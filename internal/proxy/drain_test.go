@@ -47,7 +47,7 @@ func memberStatus(px *Proxy, pool, addr string) MemberStatus {
 // and its upstream connections close.
 func TestDrainUnderLoad(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	pc := poolConfig("p", RoundRobin, a.addr(), b.addr())
+	pc := poolConfig("p", config.RoundRobin, a.addr(), b.addr())
 	pc.Members[0].Zone, pc.Members[1].Zone = "dc1", "dc2"
 	pc.Failover.SlowStart = config.Duration(time.Millisecond)
 	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: "app.test", PathPrefix: "/", Pool: "p"}}}, Options{})
@@ -195,7 +195,7 @@ func TestDrainUpgradeGrace(t *testing.T) {
 	go echo.Serve(ln)
 	t.Cleanup(func() { echo.Close() })
 	other := newBackend(t, "other")
-	pc := poolConfig("p", RoundRobin, ln.Addr().String(), other.addr())
+	pc := poolConfig("p", config.RoundRobin, ln.Addr().String(), other.addr())
 	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: "ws.test", PathPrefix: "/", Pool: "p"}}}, Options{})
 
 	// Open the upgrade through the front until it lands on the echo member.
@@ -261,22 +261,28 @@ func TestDrainUpgradeGrace(t *testing.T) {
 // requests at first and its full share once slow start is over.
 func TestUndrainSlowStart(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	pc := poolConfig("p", RoundRobin, a.addr(), b.addr())
+	pc := poolConfig("p", config.RoundRobin, a.addr(), b.addr())
 	const slow = 400 * time.Millisecond
 	pc.Failover.SlowStart = config.Duration(slow)
-	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: "app.test", PathPrefix: "/", Pool: "p"}}}, Options{})
+	clock := newFakeClock()
+	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: "app.test", PathPrefix: "/", Pool: "p"}}}, Options{Now: clock.Now})
 	f.px.SetDrained(map[string]map[string]Drain{"p": {a.addr(): {}}})
 	if got := count(t, f, "app.test", "/", 20); got["a"] != 0 {
 		t.Fatalf("drained a got %d requests", got["a"])
 	}
-	start := time.Now()
 	f.px.SetDrained(nil)
 	early := count(t, f, "app.test", "/", 100)
-	if time.Since(start) < slow/4 && early["a"] > 35 {
-		// Without slow start a would get 50 of 100.
-		t.Errorf("in the first quarter of slow start a got %d of 100", early["a"])
+	if early["a"] > 35 {
+		// Without slow start a would get 50 of 100; at its start about 5.
+		t.Errorf("at the start of slow start a got %d of 100", early["a"])
 	}
-	time.Sleep(slow - time.Since(start) + 10*time.Millisecond)
+	clock.Advance(slow / 2)
+	mid := count(t, f, "app.test", "/", 100)
+	t.Logf("a's share of 100 requests: %d at the start of slow start, %d halfway", early["a"], mid["a"])
+	if mid["a"] <= early["a"] || mid["a"] >= 50 {
+		t.Errorf("halfway through slow start a got %d of 100 (at the start %d)", mid["a"], early["a"])
+	}
+	clock.Advance(slow/2 + time.Millisecond)
 	if late := count(t, f, "app.test", "/", 100); late["a"] != 50 {
 		t.Errorf("after slow start a got %d of 100, want 50", late["a"])
 	}

@@ -14,7 +14,7 @@ import (
 // zonedConfig is a pool "p" with a1, a2 in dc1 and b1, b2 in dc2 under
 // the priority policy, and a route app.test to it.
 func zonedConfig(returnAfter time.Duration, bs ...*backend) *config.Config {
-	pc := config.Pool{Name: "p", Algorithm: RoundRobin, HealthCheck: fastHealth(), Retries: 2,
+	pc := config.Pool{Name: "p", Algorithm: config.RoundRobin, HealthCheck: fastHealth(), Retries: 2,
 		Failover: config.Failover{Policy: config.FailoverPriority, Zones: []string{"dc1", "dc2"},
 			MinHealthyShare: 0.5, ReturnAfter: config.Duration(returnAfter), SlowStart: config.Duration(time.Millisecond)}}
 	for i, b := range bs {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/waittest"
 )
 
 // backend is a real member server that answers with its name and records
@@ -156,7 +157,7 @@ func (f *front) get(t *testing.T, host, path string) (int, string) {
 }
 
 // poolConfig is a pool of the given backends (addresses) with weights 1.
-func poolConfig(name, algo string, addrs ...string) config.Pool {
+func poolConfig(name string, algo config.Algorithm, addrs ...string) config.Pool {
 	p := config.Pool{Name: name, Algorithm: algo}
 	for _, a := range addrs {
 		p.Members = append(p.Members, config.Member{Address: a})
@@ -174,23 +175,17 @@ func fastHealth() config.HealthCheck {
 	}
 }
 
-// waitFor polls cond until it holds or 5 s pass.
+// waitFor polls cond until it holds or waittest.DefaultWithin passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	waitForWithin(t, 5*time.Second, what, cond)
+	waittest.Until(t, 0, what, cond)
 }
 
 // waitForWithin is waitFor with its own bound, for waits that move megabytes
 // through TLS (slow under the race detector on a busy machine).
 func waitForWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
+	waittest.Until(t, max(d, waittest.DefaultWithin), what, cond)
 }
 
 // memberUp reports the state of a member in px.

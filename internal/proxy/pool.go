@@ -14,13 +14,6 @@ import (
 	"gatehouse/internal/health"
 )
 
-// Algorithms accepted in config.Pool.Algorithm.
-const (
-	RoundRobin         = "round_robin"
-	WeightedRoundRobin = "weighted_round_robin"
-	LeastRequests      = "least_requests"
-)
-
 // maxSchedule bounds the weighted round-robin schedule (the sum of the
 // weights after dividing by their gcd); larger weights are scaled down.
 const maxSchedule = 4096
@@ -55,7 +48,8 @@ type member struct {
 // pool is a group of members with a balancer and its reverse proxy.
 type pool struct {
 	name    string
-	algo    string
+	algo    config.Algorithm
+	bal     balancer
 	members []*member
 	byAddr  map[string]*member
 	retries int
@@ -64,10 +58,10 @@ type pool struct {
 	ejectAfter int32
 
 	rr atomic.Uint64
-	// ready is what pick chooses from: the healthy members, or for
-	// weighted_round_robin the smooth weighted schedule over them. It is
-	// rebuilt on every health transition, so picks never skip members.
-	ready atomic.Pointer[[]*member]
+	// ready is what pick chooses from: the available members and the
+	// balancer's pick set over them (balancer.go). It is rebuilt on every
+	// health transition, so picks never skip members.
+	ready atomic.Pointer[ready]
 	mu    sync.Mutex // mu serialises rebuilds of ready
 
 	// Failover (config.Failover): the zones in order of preference, the
@@ -153,8 +147,9 @@ func newPool(pc config.Pool) *pool {
 		p.minShare = config.DefaultMinHealthyShare
 	}
 	if p.algo == "" {
-		p.algo = RoundRobin
+		p.algo = config.RoundRobin
 	}
+	p.bal, _ = newBalancer(pc) // New rejects an unknown algorithm
 	switch {
 	case p.retries == 0:
 		p.retries = 1
@@ -207,10 +202,11 @@ func (p *pool) rebuild() {
 			healthy = append(healthy, m)
 		}
 	}
-	if p.algo == WeightedRoundRobin {
-		healthy = schedule(healthy)
+	rd := &ready{members: healthy}
+	if len(healthy) > 1 && p.bal != nil {
+		rd.set = p.bal.build(p, healthy)
 	}
-	p.ready.Store(&healthy)
+	p.ready.Store(rd)
 }
 
 // chooseZoneLocked returns the zone the priority policy sends traffic
@@ -293,40 +289,20 @@ func (p *pool) activeZoneName() string {
 	return p.zones[p.activeZone]
 }
 
-// pick chooses a healthy member, or returns nil if there is none. It is
-// lock-free: an atomic counter (round robin over the healthy members or
-// over the precomputed weighted schedule) or two random choices compared
-// by in-flight requests. A member in slow start is passed over with a
-// probability that falls as its ramp goes on.
-func (p *pool) pick() *member {
-	ms := *p.ready.Load()
-	n := len(ms)
-	switch {
-	case n == 0:
+// pick chooses an available member for r, or returns nil if there is
+// none. It is lock-free: the pool's balancer chooses from the pick set
+// built at the last health transition (balancer.go). A member in slow
+// start is passed over with a probability that falls as its ramp goes
+// on.
+func (p *pool) pick(r *http.Request) *member {
+	rd := p.ready.Load()
+	switch len(rd.members) {
+	case 0:
 		return nil
-	case n == 1:
-		return ms[0]
-	case p.algo == LeastRequests:
-		i := rand.IntN(n)
-		j := rand.IntN(n - 1)
-		if j >= i {
-			j++
-		}
-		a, b := ms[i], ms[j]
-		if b.inflight.Load() < a.inflight.Load() || !p.admit(a) {
-			return b
-		}
-		return a
-	default:
-		m := ms[(p.rr.Add(1)-1)%uint64(n)]
-		for range 2 {
-			if p.admit(m) {
-				return m
-			}
-			m = ms[(p.rr.Add(1)-1)%uint64(n)]
-		}
-		return m
+	case 1:
+		return rd.members[0]
 	}
+	return rd.set.pick(r)
 }
 
 // admit reports whether m takes a request now: always, unless it is in
@@ -337,7 +313,7 @@ func (p *pool) admit(m *member) bool {
 	if from == 0 {
 		return true
 	}
-	el := time.Now().UnixNano() - from
+	el := p.now().UnixNano() - from
 	if el >= int64(p.slowStart) {
 		m.rampFrom.CompareAndSwap(from, 0)
 		return true
@@ -348,7 +324,11 @@ func (p *pool) admit(m *member) bool {
 
 // pickExcept chooses a healthy member not in tried, for a retry.
 func (p *pool) pickExcept(tried []*member) *member {
-	ms := *p.ready.Load()
+	rd := p.ready.Load()
+	ms := rd.members
+	if rd.set != nil {
+		ms = rd.set.order()
+	}
 	n := len(ms)
 	if n == 0 {
 		return nil

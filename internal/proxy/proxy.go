@@ -98,7 +98,8 @@ type Options struct {
 	// OnHealthChange, if set, is called after every member transition.
 	OnHealthChange func(pool, address string, up bool)
 	// Now, if set, replaces time.Now for the response cache's freshness
-	// and age (tests inject a clock with it).
+	// and age and for the pools' slow start and zone hysteresis (tests
+	// inject a clock with it).
 	Now func() time.Time
 	// Certificate, if set, returns the certificate the HTTPS listener
 	// serves for a TLS server name ("" for a client that sent none), or
@@ -184,11 +185,9 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 			return nil, fmt.Errorf("pools[%d]: duplicate pool name %q", i, pc.Name)
 		}
 		p := newPool(pc)
-		switch p.algo {
-		case RoundRobin, WeightedRoundRobin, LeastRequests:
-		default:
-			return nil, fmt.Errorf("pool %q: unknown algorithm %q (want %s, %s or %s)",
-				pc.Name, pc.Algorithm, RoundRobin, WeightedRoundRobin, LeastRequests)
+		p.now = px.now
+		if p.bal == nil {
+			return nil, fmt.Errorf("pool %q: unknown algorithm %q (want one of %v)", pc.Name, pc.Algorithm, config.Algorithms)
 		}
 		if len(p.members) != len(p.byAddr) {
 			return nil, fmt.Errorf("pool %q: duplicate member address", pc.Name)
@@ -357,7 +356,7 @@ func (px *Proxy) underscoreHeaders(r *http.Request) bool {
 // ReverseProxy.
 func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute) {
 	p := rt.pool
-	m := p.pick()
+	m := p.pick(r)
 	if m != nil {
 		m.inflight.Add(1)
 		// A drain that began after the pick: the drain reads in-flight
@@ -365,7 +364,7 @@ func (px *Proxy) forward(w http.ResponseWriter, r *http.Request, rt *prefixRoute
 		// request or this request sees the flag and picks again.
 		if m.drained.Load() {
 			m.inflight.Add(-1)
-			if m = p.pick(); m != nil {
+			if m = p.pick(r); m != nil {
 				m.inflight.Add(1)
 			}
 		}
@@ -610,7 +609,7 @@ type PoolStatus struct {
 func (px *Proxy) Pools() []PoolStatus {
 	out := make([]PoolStatus, 0, len(px.pools))
 	for _, p := range px.pools {
-		ps := PoolStatus{Name: p.name, Algorithm: p.algo, Members: make([]MemberStatus, 0, len(p.members)),
+		ps := PoolStatus{Name: p.name, Algorithm: string(p.algo), Members: make([]MemberStatus, 0, len(p.members)),
 			Requests: p.stats.requests.Load(), Failures: p.stats.failures.Load(),
 			UpstreamConns: p.stats.upstreamConns.Load()}
 		ps.Failover, ps.ActiveZone = config.FailoverSpread, p.activeZoneName()

@@ -22,7 +22,7 @@ const host = "app.example.test"
 
 func TestBalancing(t *testing.T) {
 	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
-	weighted := poolConfig("w", WeightedRoundRobin, a.addr(), b.addr(), c.addr())
+	weighted := poolConfig("w", config.WeightedRoundRobin, a.addr(), b.addr(), c.addr())
 	weighted.Members[0].Weight, weighted.Members[1].Weight, weighted.Members[2].Weight = 1, 2, 3
 	tests := []struct {
 		name string
@@ -30,7 +30,7 @@ func TestBalancing(t *testing.T) {
 		n    int
 		want map[string]int
 	}{
-		{"round_robin", poolConfig("rr", RoundRobin, a.addr(), b.addr(), c.addr()), 30,
+		{"round_robin", poolConfig("rr", config.RoundRobin, a.addr(), b.addr(), c.addr()), 30,
 			map[string]int{"a": 10, "b": 10, "c": 10}},
 		{"default_is_round_robin", poolConfig("rr", "", a.addr(), b.addr()), 20,
 			map[string]int{"a": 10, "b": 10}},
@@ -87,7 +87,7 @@ func TestSchedule(t *testing.T) {
 func TestLeastRequestsPrefersIdle(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
 	f := newFront(t, &config.Config{
-		Pools:  []config.Pool{poolConfig("lr", LeastRequests, a.addr(), b.addr())},
+		Pools:  []config.Pool{poolConfig("lr", config.LeastRequests, a.addr(), b.addr())},
 		Routes: []config.Route{{Host: host, Pool: "lr"}},
 	}, Options{})
 
@@ -383,7 +383,7 @@ func TestRetryOnConnectionFailure(t *testing.T) {
 	b := newBackend(t, "b")
 	dead := closedAddr(t)
 	f := newFront(t, &config.Config{
-		Pools:  []config.Pool{poolConfig("p", RoundRobin, dead, b.addr())},
+		Pools:  []config.Pool{poolConfig("p", config.RoundRobin, dead, b.addr())},
 		Routes: []config.Route{{Host: host, Pool: "p"}},
 	}, Options{})
 	if diff := cmp.Diff(count(t, f, host, "/", 10), map[string]int{"b": 10}); diff != "" {
@@ -407,7 +407,7 @@ func TestRetryOnConnectionFailure(t *testing.T) {
 func TestPassiveEjection(t *testing.T) {
 	b := newBackend(t, "b")
 	dead := closedAddr(t)
-	pc := poolConfig("p", RoundRobin, dead, b.addr())
+	pc := poolConfig("p", config.RoundRobin, dead, b.addr())
 	pc.HealthCheck = config.HealthCheck{Path: "/health", Interval: config.Duration(time.Hour), Fall: 2}
 	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: host, Pool: "p"}}}, Options{})
 	if diff := cmp.Diff(count(t, f, host, "/", 10), map[string]int{"b": 10}); diff != "" {
@@ -420,7 +420,7 @@ func TestPassiveEjection(t *testing.T) {
 
 func TestHealthRotation(t *testing.T) {
 	a, b := newBackend(t, "a"), newBackend(t, "b")
-	pc := poolConfig("p", RoundRobin, a.addr(), b.addr())
+	pc := poolConfig("p", config.RoundRobin, a.addr(), b.addr())
 	pc.HealthCheck = fastHealth()
 	changes := make(chan string, 16)
 	f := newFront(t, &config.Config{Pools: []config.Pool{pc}, Routes: []config.Route{{Host: host, Pool: "p"}}},
@@ -449,7 +449,7 @@ func TestHealthRotation(t *testing.T) {
 
 func TestReloadCarriesHealth(t *testing.T) {
 	a, b, c := newBackend(t, "a"), newBackend(t, "b"), newBackend(t, "c")
-	pc := poolConfig("p", RoundRobin, a.addr(), b.addr())
+	pc := poolConfig("p", config.RoundRobin, a.addr(), b.addr())
 	pc.HealthCheck = fastHealth()
 	checker := health.New(health.Options{})
 	defer checker.Close()
@@ -462,7 +462,7 @@ func TestReloadCarriesHealth(t *testing.T) {
 
 	// The new config keeps a and b, adds c, and checks rarely, so any
 	// state below comes from the carry-over.
-	pc2 := poolConfig("p", WeightedRoundRobin, a.addr(), b.addr(), c.addr())
+	pc2 := poolConfig("p", config.WeightedRoundRobin, a.addr(), b.addr(), c.addr())
 	pc2.Members[2].Weight = 3
 	pc2.HealthCheck = fastHealth()
 	pc2.HealthCheck.Interval = config.Duration(time.Hour)
@@ -474,12 +474,12 @@ func TestReloadCarriesHealth(t *testing.T) {
 	old.Close()
 	defer next.Close()
 	want := []PoolStatus{
-		{Name: "p", Algorithm: WeightedRoundRobin, Failover: "spread", Members: []MemberStatus{
+		{Name: "p", Algorithm: string(config.WeightedRoundRobin), Failover: "spread", Members: []MemberStatus{
 			{Address: a.addr(), Up: true, Weight: 1},
 			{Address: b.addr(), Up: false, Weight: 1},
 			{Address: c.addr(), Up: true, Weight: 3},
 		}},
-		{Name: "q", Algorithm: RoundRobin, Failover: "spread", Members: []MemberStatus{{Address: c.addr(), Up: true, Weight: 1}}},
+		{Name: "q", Algorithm: string(config.RoundRobin), Failover: "spread", Members: []MemberStatus{{Address: c.addr(), Up: true, Weight: 1}}},
 	}
 	if diff := cmp.Diff(next.Pools(), want); diff != "" {
 		t.Errorf("Pools after reload (-got +want):\n%s", diff)

@@ -18,6 +18,7 @@ import (
 	"unicode"
 
 	"gatehouse/internal/config"
+	"gatehouse/internal/fault"
 )
 
 // Prefix is the store prefix of the routes: Prefix + ID holds one Route as
@@ -102,6 +103,12 @@ type InputError struct {
 // Error returns "field: problem".
 func (e *InputError) Error() string { return e.Field + ": " + e.Problem }
 
+// Is makes an InputError a fault.ErrInvalid.
+func (e *InputError) Is(target error) bool { return target == fault.ErrInvalid }
+
+// FieldName is the field (fault.Field).
+func (e *InputError) FieldName() string { return e.Field }
+
 func inputErr(field, format string, args ...any) *InputError {
 	return &InputError{Field: field, Problem: fmt.Sprintf(format, args...)}
 }
@@ -116,6 +123,9 @@ type ConflictError struct {
 }
 
 // Error names the route and the reason.
+// Is makes a ConflictError a fault.ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == fault.ErrConflict }
+
 func (e *ConflictError) Error() string {
 	return fmt.Sprintf("route for host %q path_prefix %q: %s", e.Host, e.PathPrefix, e.Reason)
 }

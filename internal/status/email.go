@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gatehouse/internal/config"
@@ -98,10 +99,13 @@ type mailEvent struct {
 	Components []string  `json:"components,omitempty"`
 	CreatedAt  time.Time `json:"created_at"`
 	// Cursor is the last subscriber id handled (sent, refused or not
-	// concerned); sending continues after it.
-	Cursor string `json:"cursor,omitempty"`
-	Sent   int    `json:"sent"`
-	Failed int    `json:"failed"`
+	// concerned); sending continues after it. Done lists the subscribers
+	// after the cursor already handed to the server (messages sent in
+	// parallel finish out of order): they are not sent again.
+	Cursor string   `json:"cursor,omitempty"`
+	Done   []string `json:"done,omitempty"`
+	Sent   int      `json:"sent"`
+	Failed int      `json:"failed"`
 }
 
 // subID is the subscriber id of an address: the same on every node, and
@@ -120,13 +124,10 @@ func randomID() string {
 // emailer is the email side of the portal: configuration, the link key,
 // the SMTP client and the subscribe rate limits.
 type emailer struct {
-	p       *Portal
-	cfg     config.StatusEmail // defaults filled in
-	pub     string             // public URL ending in "/"
-	from    string             // bare sender address
-	client  *mailer.Client
-	limits  *subscribeLimits
-	setupEr error // why sending cannot work (password or CA unreadable)
+	p      *Portal
+	limits *subscribeLimits
+	// c is the configuration in force; a reload replaces it whole.
+	c atomic.Pointer[mailConf]
 
 	// keyMu guards key.
 	keyMu sync.Mutex
@@ -136,7 +137,55 @@ type emailer struct {
 	wake chan struct{}
 }
 
+// mailConf is status.email as loaded, with its SMTP clients. A sending
+// pass works with one mailConf from start to end.
+type mailConf struct {
+	cfg     config.StatusEmail // defaults filled in
+	pub     string             // public URL ending in "/"
+	from    string             // bare sender address
+	client  *mailer.Client     // clients[0]: confirmations
+	clients []*mailer.Client   // one per status.email.smtp.connections
+	setupEr error              // why sending cannot work (password or CA unreadable)
+}
+
+func (e *emailer) conf() *mailConf { return e.c.Load() }
+
 func newEmailer(p *Portal, cfg config.StatusEmail, publicURL string) *emailer {
+	c := newMailConf(cfg, publicURL)
+	e := &emailer{p: p, wake: make(chan struct{}, 1),
+		limits: newSubscribeLimits(c.cfg.PerIPPerHour, c.cfg.PerAddressPerHour)}
+	e.c.Store(c)
+	if c.setupEr != nil {
+		p.log.Error("status email cannot send", "err", c.setupEr)
+	}
+	return e
+}
+
+// reconfigure applies a reloaded status.email: the next message goes
+// through the new server, sender, rate and links; the sessions of the
+// old configuration are closed by the sender when its pass ends.
+func (e *emailer) reconfigure(cfg config.StatusEmail, publicURL string) {
+	c := newMailConf(cfg, publicURL)
+	e.c.Store(c)
+	e.limits.set(c.cfg.PerIPPerHour, c.cfg.PerAddressPerHour)
+	if c.setupEr != nil {
+		e.p.log.Error("status email cannot send", "err", c.setupEr)
+	}
+	e.poke()
+}
+
+// reconfigureMail applies a reloaded status.email; adding or removing the
+// whole section takes effect at the next start.
+func (p *Portal) reconfigureMail(cfg config.Status) {
+	switch {
+	case p.mail != nil && cfg.Email != nil:
+		p.mail.reconfigure(*cfg.Email, cfg.URL)
+	case (p.mail == nil) != (cfg.Email == nil):
+		p.log.Warn("reload: status.email added or removed; this takes effect at the next restart")
+	}
+}
+
+func newMailConf(cfg config.StatusEmail, publicURL string) *mailConf {
 	cfg = cfg.WithDefaults()
 	pub := cfg.PublicURL
 	if pub == "" {
@@ -145,8 +194,7 @@ func newEmailer(p *Portal, cfg config.StatusEmail, publicURL string) *emailer {
 	if pub != "" && !strings.HasSuffix(pub, "/") {
 		pub += "/"
 	}
-	e := &emailer{p: p, cfg: cfg, pub: pub, wake: make(chan struct{}, 1),
-		limits: newSubscribeLimits(cfg.PerIPPerHour, cfg.PerAddressPerHour)}
+	e := &mailConf{cfg: cfg, pub: pub}
 	if a, err := parseFrom(cfg.From); err == nil {
 		e.from = a
 	}
@@ -169,11 +217,18 @@ func newEmailer(p *Portal, cfg config.StatusEmail, publicURL string) *emailer {
 	if u, err := url.Parse(pub); err == nil {
 		mc.HelloName = u.Hostname()
 	}
-	e.client = mailer.New(mc)
-	if e.setupEr != nil {
-		p.log.Error("status email cannot send", "err", e.setupEr)
+	for range cfg.SMTP.Connections {
+		e.clients = append(e.clients, mailer.New(mc))
 	}
+	e.client = e.clients[0]
 	return e
+}
+
+// close ends the SMTP sessions of c.
+func (c *mailConf) close() {
+	for _, cl := range c.clients {
+		cl.Close()
+	}
 }
 
 func parseFrom(s string) (string, error) {
@@ -347,10 +402,12 @@ func (e *emailer) confirm(ctx context.Context, pid, tok string) (EmailSubscriber
 	if err := json.Unmarshal(kv.Value, &ps); err != nil {
 		return EmailSubscriber{}, err
 	}
-	if e.p.now().Sub(ps.CreatedAt) > e.cfg.ConfirmTTL.D() {
+	if e.p.now().Sub(ps.CreatedAt) > e.conf().cfg.ConfirmTTL.D() {
 		return EmailSubscriber{}, ErrBadLink
 	}
-	s, err := e.put(ctx, ps.Email, ps.Components, []store.Cond{{Key: keyMailPending + pid, ModRev: kv.ModRev}}, store.Delete(keyMailPending+pid))
+	// The person confirmed: an earlier unsubscription is lifted.
+	s, err := e.put(ctx, ps.Email, ps.Components, []store.Cond{{Key: keyMailPending + pid, ModRev: kv.ModRev}},
+		store.Delete(keyMailPending+pid), store.Delete(keyMailUnsub+subID(ps.Email)))
 	if errors.Is(err, store.ErrConflict) {
 		return EmailSubscriber{}, ErrBadLink // confirmed twice at once
 	}
@@ -396,13 +453,15 @@ func (e *emailer) subscriber(ctx context.Context, sid, tok string) (EmailSubscri
 	return s, kv.ModRev, nil
 }
 
-// unsubscribe deletes the subscriber sid if tok is its token.
+// unsubscribe deletes the subscriber sid if tok is its token, leaving a
+// tombstone.
 func (e *emailer) unsubscribe(ctx context.Context, sid, tok string) error {
 	_, rev, err := e.subscriber(ctx, sid, tok)
 	if err != nil {
 		return err
 	}
-	_, err = e.p.st.Txn(ctx, []store.Cond{{Key: keyMailSubs + sid, ModRev: rev}}, []store.Op{store.Delete(keyMailSubs + sid)})
+	_, err = e.p.st.Txn(ctx, []store.Cond{{Key: keyMailSubs + sid, ModRev: rev}},
+		[]store.Op{store.Delete(keyMailSubs + sid), tombstoneOp(sid, e.p.now())})
 	return err
 }
 
@@ -429,7 +488,8 @@ func (e *emailer) links(ctx context.Context, s EmailSubscriber) (manage, unsub s
 		return "", "", err
 	}
 	q := "?s=" + s.ID + "&t=" + tok
-	return e.pub + "subscribe/manage" + q, e.pub + "subscribe/unsubscribe" + q, nil
+	pub := e.conf().pub
+	return pub + "subscribe/manage" + q, pub + "subscribe/unsubscribe" + q, nil
 }
 
 // --- operators
@@ -438,6 +498,9 @@ func (e *emailer) links(ctx context.Context, s EmailSubscriber) (manage, unsub s
 type EmailSubscriberRequest struct {
 	Email      string   `json:"email"`
 	Components []string `json:"components,omitempty"`
+	// Resubscribe adds an address that unsubscribed (the person agreed
+	// again); without it such an address is refused.
+	Resubscribe bool `json:"resubscribe,omitempty"`
 }
 
 // ErrEmailDisabled is returned by the email calls when status.email is
@@ -457,7 +520,10 @@ func (p *Portal) AddEmailSubscriber(ctx context.Context, req EmailSubscriberRequ
 	if err != nil {
 		return EmailSubscriber{}, err
 	}
-	return p.mail.put(ctx, a, ids, nil)
+	if err := p.mail.checkTombstone(ctx, "email", a, req.Resubscribe); err != nil {
+		return EmailSubscriber{}, err
+	}
+	return p.mail.put(ctx, a, ids, nil, store.Delete(keyMailUnsub+subID(a)))
 }
 
 // RemoveEmailSubscriber deletes the subscriber of addr.
@@ -610,9 +676,15 @@ func (p *Portal) AddEmailSubscribers(ctx context.Context, reqs []EmailSubscriber
 		if err != nil {
 			return fmt.Errorf("subscribers[%d]: %w", i, err)
 		}
+		if err := p.mail.checkTombstone(ctx, fmt.Sprintf("subscribers[%d].email", i), a, req.Resubscribe); err != nil {
+			return err
+		}
 		s := EmailSubscriber{ID: subID(a), Email: a, Components: ids, CreatedAt: now, ConfirmedAt: now, Nonce: randomID()[:16]}
 		b, _ := json.Marshal(s)
 		ops = append(ops, store.Put(keyMailSubs+s.ID, b))
+		if req.Resubscribe {
+			ops = append(ops, store.Delete(keyMailUnsub+s.ID))
+		}
 	}
 	for len(ops) > 0 {
 		n := min(len(ops), 100) // etcd allows 128 operations per transaction

@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -563,4 +564,130 @@ func testLogger(t *testing.T) *slog.Logger {
 		return nil
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, nil))
+}
+
+// TestEmailParallelResume sends over four SMTP sessions while the server
+// answers 451 for one address in the middle of the batch: the pass stops,
+// every message accepted so far is covered by the recorded progress
+// (cursor or done list), and the retry sends only what is left: each
+// address receives exactly one message.
+func TestEmailParallelResume(t *testing.T) {
+	mf := newMailFixture(t, func(e *config.StatusEmail) { e.SMTP.Connections = 4 })
+	ctx := context.Background()
+	const subs = 40
+	var addrs []string
+	for i := range subs {
+		a := fmt.Sprintf("p%02d@example.org", i)
+		addrs = append(addrs, a)
+		if _, err := mf.p.AddEmailSubscriber(ctx, EmailSubscriberRequest{Email: a}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slices.SortFunc(addrs, func(a, b string) int { return strings.Compare(subID(a), subID(b)) })
+	busy := addrs[subs/2] // sent in the middle of the batch
+	mf.smtp.TempFailRcpt(busy, true)
+	if _, err := mf.p.OpenIncident(ctx, IncidentRequest{Name: "Outage", Body: "Looking."}); err != nil {
+		t.Fatal(err)
+	}
+	var ev mailEvent
+	waitFor(t, "the pass to stop with every accepted message recorded", func() bool {
+		kvs, _, err := mf.st.List(ctx, keyMailEvents, "", 0)
+		if err != nil || len(kvs) != 1 || json.Unmarshal(kvs[0].Value, &ev) != nil {
+			return false
+		}
+		failed := false
+		for _, d := range mf.p.Deliveries("") {
+			failed = failed || (d.Channel == "email" && !d.OK)
+		}
+		if !failed {
+			return false
+		}
+		for _, m := range mf.smtp.Messages() {
+			sid := subID(m.To[0])
+			if sid > ev.Cursor && !slices.Contains(ev.Done, sid) {
+				return false
+			}
+		}
+		return true
+	})
+	if got := len(mf.smtp.Messages()); got < subs/2 || got >= subs {
+		t.Errorf("%d messages accepted before the pass stopped, want at least %d and not all", got, subs/2)
+	}
+	if ev.Cursor >= subID(busy) {
+		t.Errorf("cursor %s passed the address that was not accepted (%s)", ev.Cursor, subID(busy))
+	}
+	t.Logf("stopped with %d accepted, cursor at %d of %d, %d done past it", len(mf.smtp.Messages()), slices.IndexFunc(addrs, func(a string) bool { return subID(a) == ev.Cursor })+1, subs, len(ev.Done))
+	mf.smtp.TempFailRcpt(busy, false)
+	mf.p.mail.poke()
+	mf.drained(t)
+	count := map[string]int{}
+	for _, m := range mf.smtp.Messages() {
+		count[m.To[0]]++
+	}
+	for _, a := range addrs {
+		if count[a] != 1 {
+			t.Errorf("%s received %d messages, want 1", a, count[a])
+		}
+	}
+}
+
+// TestEmailReload changes status.email through Reconfigure (what a reload
+// calls): the next notification goes to the new SMTP server, from the new
+// sender, with links under the new public URL, and the subscribe limits
+// follow.
+func TestEmailReload(t *testing.T) {
+	mf := newMailFixture(t, nil)
+	ctx := context.Background()
+	if _, err := mf.p.AddEmailSubscriber(ctx, EmailSubscriberRequest{Email: "r@example.org"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := mf.p.OpenIncident(ctx, IncidentRequest{Name: "Before", Body: "x"}); err != nil {
+		t.Fatal(err)
+	}
+	mf.drained(t)
+	if n := len(mf.smtp.Messages()); n != 1 {
+		t.Fatalf("old server: %d messages before the reload, want 1", n)
+	}
+
+	other, err := smtptest.Start(smtptest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(other.Close)
+	caFile := filepath.Join(mf.dir, "other-ca.pem")
+	writeFile(t, caFile, other.CAPEM)
+	cfg := testStatus
+	cfg.Email = &config.StatusEmail{
+		SMTP: config.SMTP{Host: "127.0.0.1", Port: other.Port(), CAFile: caFile, Connections: 2},
+		From: "Ops <ops@example.net>", PublicURL: "https://status.example.net/", RatePerSecond: 500,
+		PerIPPerHour: 1,
+	}
+	mf.p.Reconfigure(cfg, nil)
+	mf.clock.Add(time.Minute)
+	if _, err := mf.p.OpenIncident(ctx, IncidentRequest{Name: "After", Body: "y"}); err != nil {
+		t.Fatal(err)
+	}
+	mf.drained(t)
+	if n := len(mf.smtp.Messages()); n != 1 {
+		t.Errorf("old server: %d messages, want still 1", n)
+	}
+	msgs := other.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("new server: %d messages, want 1", len(msgs))
+	}
+	r := parseMail(t, msgs[0])
+	if from := r.header.Get("From"); !strings.Contains(from, "ops@example.net") || msgs[0].From != "ops@example.net" {
+		t.Errorf("From %q, envelope %q: want ops@example.net", from, msgs[0].From)
+	}
+	if l := r.link(t, "/subscribe/unsubscribe"); !strings.HasPrefix(l, "https://status.example.net/") {
+		t.Errorf("unsubscribe link %q is not under the new public URL", l)
+	}
+	if id := r.header.Get("List-Id"); !strings.Contains(id, "status.example.net") {
+		t.Errorf("List-Id %q", id)
+	}
+	// per_ip_per_hour is now 1: the second request from this client is refused.
+	mf.post(t, mf.web.URL+"/subscribe", url.Values{"email": {"a1@example.org"}})
+	if code, _ := mf.post(t, mf.web.URL+"/subscribe", url.Values{"email": {"a2@example.org"}}); code != http.StatusTooManyRequests {
+		t.Errorf("second subscribe after the reload: %d, want 429", code)
+	}
 }

@@ -11,10 +11,12 @@ import (
 //	GET    /v1/status/email/subscribers[?email=ADDR]  one JSON object per line
 //	POST   /v1/status/email/subscribers               {"email", "components"}: confirmed by the operator
 //	DELETE /v1/status/email/subscribers/{email}
+//	POST   /v1/status/email/bounces                   {"email"} or {"dsn"}: a bounce after acceptance
 //
 // The list is streamed (one subscriber per line) so that 100,000
 // subscribers never sit in memory at once.
 func (p *Portal) emailRoutes(mux *http.ServeMux) {
+	p.bounceRoute(mux)
 	mux.HandleFunc("GET /v1/status/email/subscribers", func(w http.ResponseWriter, r *http.Request) {
 		addr := r.URL.Query().Get("email")
 		if p.mail == nil {

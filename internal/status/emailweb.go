@@ -35,17 +35,24 @@ const (
 // subscribeLimits counts subscribe requests per client address and per
 // email address over an hour.
 type subscribeLimits struct {
+	// mu guards the limits and the maps.
+	mu             sync.Mutex
 	perIP, perAddr int
-	// mu guards the maps.
-	mu      sync.Mutex
-	start   time.Time
-	ips     map[string]int
-	addrs   map[string]int
-	refused uint64
+	start          time.Time
+	ips            map[string]int
+	addrs          map[string]int
+	refused        uint64
 }
 
 func newSubscribeLimits(perIP, perAddr int) *subscribeLimits {
 	return &subscribeLimits{perIP: perIP, perAddr: perAddr, ips: map[string]int{}, addrs: map[string]int{}}
+}
+
+// set changes the limits (a reload).
+func (l *subscribeLimits) set(perIP, perAddr int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.perIP, l.perAddr = perIP, perAddr
 }
 
 // allow counts one request from ip for addr and reports whether it is
@@ -194,7 +201,16 @@ func (p *Portal) handleSubscribe(w http.ResponseWriter, r *http.Request) {
 		p.subPage(w, subPage{Root: "", Heading: "Not subscribed", Message: "Give exactly one email address.", Status: http.StatusBadRequest})
 		return
 	}
-	if !p.mail.limits.allow(p.now(), clientIP(r), addr) {
+	allowed := p.mail.limits.allow(p.now(), clientIP(r), addr)
+	if allowed {
+		var err error
+		if allowed, err = p.mail.allowShared(r.Context(), p.now(), clientIP(r), addr); err != nil {
+			p.log.Warn("status email: counting a subscribe request", "err", err)
+			p.subPage(w, subPage{Root: "", Heading: "Not subscribed", Message: "The subscription could not be recorded; try again later.", Status: http.StatusServiceUnavailable})
+			return
+		}
+	}
+	if !allowed {
 		w.Header().Set("Retry-After", "3600")
 		p.subPage(w, subPage{Root: "", Heading: "Too many requests", Message: "Too many subscription requests; try again later.", Status: http.StatusTooManyRequests})
 		return
@@ -358,16 +374,19 @@ func (p *Portal) renderSubscribeLocked(b *siteBuilder) {
 		comps = append(comps, subComp{ID: c.ID, Name: name})
 	}
 	action, origin := "subscribe", "'self'"
-	if p.mail.pub != "" {
-		action = p.mail.pub + "subscribe"
-		if u, err := url.Parse(p.mail.pub); err == nil {
+	if pub := p.mail.conf().pub; pub != "" {
+		action = pub + "subscribe"
+		if u, err := url.Parse(pub); err == nil {
 			origin = "'self' " + u.Scheme + "://" + u.Host
 		}
 	}
-	var buf bytes.Buffer
-	if err := subscribeFormTmpl.Execute(&buf, map[string]any{"Title": p.title, "Action": action, "Components": comps}); err != nil && b.err == nil {
-		b.err = err
-	}
-	b.add("subscribe.html", "text/html; charset=utf-8", buf.Bytes())
-	b.files["subscribe.html"].csp = []string{"default-src 'none'; style-src 'self'; base-uri 'none'; form-action " + origin + "; frame-ancestors 'none'"}
+	data := map[string]any{"Title": p.title, "Action": action, "Components": comps}
+	b.do(func(b *siteBuilder) {
+		var buf bytes.Buffer
+		if err := subscribeFormTmpl.Execute(&buf, data); err != nil && b.err == nil {
+			b.err = err
+		}
+		b.add("subscribe.html", "text/html; charset=utf-8", buf.Bytes())
+		b.files["subscribe.html"].csp = []string{"default-src 'none'; style-src 'self'; base-uri 'none'; form-action " + origin + "; frame-ancestors 'none'"}
+	})
 }

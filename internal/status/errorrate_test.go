@@ -86,8 +86,8 @@ func TestErrorStateThresholds(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &Portal{errRate: tt.cfg.WithDefaults()}
-			if got := p.errorState(tt.requests, tt.failures); got != tt.want {
+			r := rules{errRate: tt.cfg.WithDefaults()}
+			if got := r.errorState(tt.requests, tt.failures); got != tt.want {
 				t.Errorf("got %s, want %s", got, tt.want)
 			}
 		})
@@ -122,7 +122,7 @@ func TestAggregate(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &Portal{nodes: map[string]*nodeView{}, publishEv: 5 * time.Second, errRate: config.ErrorRate{}.WithDefaults()}
+			p := &Portal{nodes: map[string]*nodeView{}, publishEv: 5 * time.Second, rules: rules{errRate: config.ErrorRate{}.WithDefaults()}}
 			for _, o := range tt.obs {
 				p.ingestLocked(o)
 			}

@@ -128,7 +128,7 @@ func (p *Portal) addFeeds(b *siteBuilder, incidents []*Incident, maints []*Maint
 			Published: it.published.UTC().Format(time.RFC3339), Link: atomLink{Rel: "alternate", Type: "text/html", Href: it.link},
 			Content: atomText{Type: "html", Body: it.content}})
 	}
-	b.add("history.atom", "application/atom+xml; charset=utf-8", marshalXML(b, af))
+	b.xml("history.atom", "application/atom+xml; charset=utf-8", af)
 
 	var rf rssFeed
 	rf.Version = "2.0"
@@ -141,7 +141,7 @@ func (p *Portal) addFeeds(b *siteBuilder, incidents []*Incident, maints []*Maint
 		rf.Channel.Items = append(rf.Channel.Items, rssItem{Title: it.title, Link: it.link,
 			GUID: rssGUID{IsPermaLink: "false", Value: it.id}, PubDate: it.published.UTC().Format(time.RFC1123Z), Description: it.content})
 	}
-	b.add("history.rss", "application/rss+xml; charset=utf-8", marshalXML(b, rf))
+	b.xml("history.rss", "application/rss+xml; charset=utf-8", rf)
 }
 
 // feedTitle is the title of the history feeds: the portal's title and
@@ -155,10 +155,13 @@ func feedTitle(title string) string {
 	return t + " status history"
 }
 
-func marshalXML(b *siteBuilder, v any) []byte {
-	out, err := xml.MarshalIndent(v, "", " ")
-	if err != nil && b.err == nil {
-		b.err = err
-	}
-	return append([]byte(xml.Header), out...)
+// xml queues v, encoded as XML, as the document at path.
+func (b *siteBuilder) xml(path, ctype string, v any) {
+	b.do(func(b *siteBuilder) {
+		out, err := xml.MarshalIndent(v, "", " ")
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		b.add(path, ctype, append([]byte(xml.Header), out...))
+	})
 }

@@ -44,6 +44,8 @@ type counterSample struct {
 }
 
 // poolAgg is a pool merged over the fleet's fresh observations.
+// It is also the sample of a component (its pools summed) that the
+// state machine decides on (decide.go).
 type poolAgg struct {
 	healthy, total     int
 	requests, failures uint64 // in the window
@@ -247,32 +249,6 @@ func errorPercent(requests, failures uint64) float64 {
 	return 100 * float64(failures) / float64(requests)
 }
 
-// errorState maps an error rate to a component state; a window with fewer
-// than the minimum of requests says nothing.
-func (p *Portal) errorState(requests, failures uint64) string {
-	e := p.errRate
-	if e.Disabled || requests == 0 || requests < uint64(e.MinRequests) {
-		return Operational
-	}
-	switch pct := errorPercent(requests, failures); {
-	case pct >= e.Major:
-		return Major
-	case pct >= e.Partial:
-		return Partial
-	case pct >= e.Degraded:
-		return Degraded
-	}
-	return Operational
-}
-
-// worse returns the worse of two automatic states.
-func worse(a, b string) string {
-	if rank(b) > rank(a) {
-		return b
-	}
-	return a
-}
-
 // fleetStateLocked is the leader's decisions as written to the store.
 func (p *Portal) fleetStateLocked() fleetState {
 	fs := fleetState{Leader: p.node, At: p.lastTick, Components: make(map[string]componentRecord, len(p.comps))}
@@ -310,7 +286,7 @@ func (p *Portal) applyFleetLocked(fs fleetState) {
 func (p *Portal) Lead(ctx context.Context) {
 	p.mu.Lock()
 	if p.elected {
-		p.mu.Unlock()
+		p.unlock()
 		<-ctx.Done()
 		return
 	}
@@ -318,7 +294,7 @@ func (p *Portal) Lead(ctx context.Context) {
 	if !p.paused {
 		p.startLeadingLocked()
 	}
-	p.mu.Unlock()
+	p.unlock()
 	if p.mail != nil {
 		// Email goes out from the leader only, from the queue in the store.
 		var wg sync.WaitGroup
@@ -328,7 +304,7 @@ func (p *Portal) Lead(ctx context.Context) {
 	<-ctx.Done()
 	p.mu.Lock()
 	p.elected = false
-	p.mu.Unlock()
+	p.unlock()
 	if err := p.stepDown(); err != nil {
 		p.log.Warn("writing status history while stepping down", "err", err)
 	}
@@ -355,7 +331,7 @@ func (p *Portal) startLeadingLocked() {
 func (p *Portal) Pause() error {
 	p.mu.Lock()
 	p.paused = true
-	p.mu.Unlock()
+	p.unlock()
 	return p.stepDown()
 }
 
@@ -383,7 +359,7 @@ func (p *Portal) Resume() {
 		p.pubMu.Unlock()
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if !p.paused {
 		return
 	}
@@ -399,20 +375,22 @@ func (p *Portal) Resume() {
 // shutdown.
 func (p *Portal) stepDown() error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if !p.leading {
+		p.unlock()
 		return nil
 	}
 	p.leading = false
 	p.log.Info("no longer leading the status portal", "node", p.node)
 	if !p.reachable() {
 		p.log.Warn("store unreachable: status history since the last write is not saved", "since", p.lastFlush)
+		p.unlock()
 		return nil
 	}
 	p.accountLocked(p.now())
+	p.unlock()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(p.life), stepDownBudget)
 	defer cancel()
-	return p.flushLocked(ctx)
+	return p.flush(ctx)
 }
 
 // stepDownBudget bounds the writes of a leader stepping down.
@@ -430,7 +408,7 @@ func (p *Portal) reachable() bool {
 // Leading reports whether this node currently decides for the fleet.
 func (p *Portal) Leading() bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	return p.leading
 }
 

@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"gatehouse/internal/store"
+	"gatehouse/internal/fault"
 )
 
 // maxRequestBody bounds management request bodies (a report plus JSON).
@@ -288,23 +288,11 @@ func (p *Portal) reply(w http.ResponseWriter, status int, v any, err error) {
 		writeJSON(w, status, v)
 		return
 	}
-	var in *InputError
-	var nf *NotFoundError
-	switch {
-	case errors.As(err, &in):
-		writeError(w, http.StatusBadRequest, "invalid_input", in.Error())
-	case errors.As(err, &nf):
-		writeError(w, http.StatusNotFound, "not_found", nf.Error())
-	case errors.Is(err, store.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", "changed concurrently on another node; retry")
-	case errors.Is(err, store.ErrTooLarge):
-		writeError(w, http.StatusInsufficientStorage, "quota_exceeded", "the store is full")
-	case errors.Is(err, store.ErrUnavailable), errors.Is(err, store.ErrClosed):
-		writeError(w, http.StatusServiceUnavailable, "store_unavailable", "the store is unavailable")
-	default:
+	status, code := fault.HTTP(err)
+	if status == http.StatusInternalServerError {
 		p.log.Error("status management request failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", "internal error (see the server log)")
 	}
+	writeError(w, status, code, fault.Public(err))
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

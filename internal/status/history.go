@@ -84,18 +84,59 @@ func (p *Portal) accountLocked(now time.Time) {
 // that stopped publishing before deleting it from the store.
 const staleNodeAfter = time.Hour
 
-// flushLocked writes the days accounted since the last flush and, on the
-// leader, its decisions, in one transaction; it also forgets nodes that
-// have not published for staleNodeAfter.
-func (p *Portal) flushLocked(ctx context.Context) error {
+// flush writes the days accounted since the last flush and, on the
+// leader, its decisions (status/state), and deletes the records of stale
+// nodes. The store is written outside the portal's lock: the write is
+// prepared under it, committed without it, and its revisions recorded
+// under it again; flushMu keeps flushes in order, so an older state never
+// overwrites a newer one. Days whose write failed are written next time.
+func (p *Portal) flush(ctx context.Context) error {
+	p.flushMu.Lock()
+	defer p.flushMu.Unlock()
+	p.mu.Lock()
+	w, err := p.prepareFlushLocked()
+	p.mu.Unlock()
+	if err != nil || w == nil {
+		return err
+	}
+	rev, err := p.st.Txn(ctx, nil, w.ops)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		for _, day := range w.days {
+			p.hist.dirty[day] = true
+		}
+		return fmt.Errorf("writing %d days of history: %w", len(w.days), err)
+	}
+	for _, k := range w.keys {
+		if rev > p.revs[k] {
+			p.revs[k] = rev
+		}
+	}
+	if w.fleet != nil && p.leading {
+		p.fleet = *w.fleet
+	}
+	return nil
+}
+
+// flushWrite is a flush prepared under the portal's lock.
+type flushWrite struct {
+	ops   []store.Op
+	keys  []string    // the keys put, whose revisions the portal records
+	days  []string    // the days written, dirty again if the write fails
+	fleet *fleetState // the leader's decisions written; nil on a follower
+}
+
+// prepareFlushLocked takes what flush writes and marks it clean; nil when
+// there is nothing to write.
+func (p *Portal) prepareFlushLocked() (*flushWrite, error) {
 	now := p.now()
 	p.lastFlush = now
 	if p.st == nil || (!p.leading && len(p.hist.dirty) == 0) {
 		clear(p.hist.dirty)
-		return nil
+		return nil, nil
 	}
-	var ops []store.Op
-	var keys []string
+	w := &flushWrite{}
 	for day := range p.hist.dirty {
 		rec, ok := p.hist.days[day]
 		if !ok {
@@ -103,37 +144,33 @@ func (p *Portal) flushLocked(ctx context.Context) error {
 		}
 		b, err := json.Marshal(rec)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		ops = append(ops, store.Put(keyHistory+day, b))
-		keys = append(keys, keyHistory+day)
+		w.ops = append(w.ops, store.Put(keyHistory+day, b))
+		w.keys = append(w.keys, keyHistory+day)
+		w.days = append(w.days, day)
 	}
 	if p.leading {
-		b, err := json.Marshal(p.fleetStateLocked())
+		fs := p.fleetStateLocked()
+		b, err := json.Marshal(fs)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		ops = append(ops, store.Put(keyState, b))
-		keys = append(keys, keyState)
+		w.fleet = &fs
+		w.ops = append(w.ops, store.Put(keyState, b))
+		w.keys = append(w.keys, keyState)
 		for name, nv := range p.nodes {
 			if name != p.node && now.Sub(nv.latest.At) > staleNodeAfter {
-				ops = append(ops, store.Delete(keyNodes+name))
+				w.ops = append(w.ops, store.Delete(keyNodes+name))
 				delete(p.nodes, name)
 			}
 		}
 	}
-	rev, err := p.st.Txn(ctx, nil, ops)
-	if err != nil {
-		return fmt.Errorf("writing %d days of history: %w", len(p.hist.dirty), err)
-	}
-	for _, k := range keys {
-		p.revs[k] = rev
-	}
-	if p.leading {
-		p.fleet = p.fleetStateLocked()
-	}
 	clear(p.hist.dirty)
-	return nil
+	if len(w.ops) == 0 {
+		return nil, nil
+	}
+	return w, nil
 }
 
 // Day is one day of a component's uptime bar.

@@ -145,9 +145,7 @@ func (p *Portal) changedLocked(now time.Time) {
 		p.accountLocked(now) // the time so far belongs to the old states
 	}
 	if p.reevaluateLocked(now) && p.leading {
-		if err := p.flushLocked(context.Background()); err != nil {
-			p.log.Warn("writing status state", "err", err)
-		}
+		p.flushDue = "writing status state"
 	}
 	p.updatedAt = now
 	p.renderLocked()
@@ -166,7 +164,7 @@ func (p *Portal) OpenIncident(ctx context.Context, req IncidentRequest) (Inciden
 		return Incident{}, firstInput(err)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	ids, err := p.resolveComponentsLocked("components", req.Components)
 	if err != nil {
 		return Incident{}, err
@@ -234,7 +232,7 @@ func (p *Portal) UpdateIncident(ctx context.Context, id string, req UpdateReques
 		}
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	cur, err := findLocked(p.incidents, "incident", id)
 	if err != nil {
 		return Incident{}, err
@@ -276,7 +274,7 @@ func (p *Portal) UpdateIncident(ctx context.Context, id string, req UpdateReques
 // Incidents returns every incident, drafts included, newest first.
 func (p *Portal) Incidents() []Incident {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	out := make([]Incident, 0, len(p.incidents))
 	for _, in := range p.incidents {
 		out = append(out, *in)
@@ -288,7 +286,7 @@ func (p *Portal) Incidents() []Incident {
 // Incident returns one incident.
 func (p *Portal) Incident(id string) (Incident, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	in, err := findLocked(p.incidents, "incident", id)
 	if err != nil {
 		return Incident{}, err
@@ -314,7 +312,7 @@ func (p *Portal) PostmortemSkeleton(id string) (string, error) {
 	}
 	p.mu.Lock()
 	names := p.names(in.Components)
-	p.mu.Unlock()
+	p.unlock()
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Post-incident report: %s\n\n", in.Name)
 	for _, sec := range ReportSections {
@@ -352,7 +350,7 @@ func (p *Portal) PublishPostmortem(ctx context.Context, id, markdown string) (In
 		return Incident{}, err
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	cur, err := findLocked(p.incidents, "incident", id)
 	if err != nil {
 		return Incident{}, err
@@ -391,7 +389,7 @@ func (p *Portal) ScheduleMaintenance(ctx context.Context, req MaintenanceRequest
 		return MaintenanceWindow{}, err
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	ids, err := p.resolveComponentsLocked("components", req.Components)
 	if err != nil {
 		return MaintenanceWindow{}, err
@@ -427,7 +425,7 @@ func (p *Portal) SetMaintenanceStatus(ctx context.Context, id, status, body stri
 		return MaintenanceWindow{}, err
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	cur, err := findLocked(p.maints, "maintenance", id)
 	if err != nil {
 		return MaintenanceWindow{}, err
@@ -458,7 +456,7 @@ func (p *Portal) SetMaintenanceStatus(ctx context.Context, id, status, body stri
 // Maintenances returns every maintenance, soonest first.
 func (p *Portal) Maintenances() []MaintenanceWindow {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	var out []MaintenanceWindow
 	for _, m := range p.sortedMaintenancesLocked() {
 		out = append(out, *m)
@@ -475,7 +473,7 @@ func (p *Portal) SetOverride(ctx context.Context, ref string, req OverrideReques
 		return Override{}, err
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	c, err := p.resolveComponentLocked("component", ref)
 	if err != nil {
 		return Override{}, err
@@ -493,7 +491,7 @@ func (p *Portal) SetOverride(ctx context.Context, ref string, req OverrideReques
 // ClearOverride returns a component to its health-driven state.
 func (p *Portal) ClearOverride(ctx context.Context, ref string) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	c, err := p.resolveComponentLocked("component", ref)
 	if err != nil {
 		return err
@@ -512,7 +510,7 @@ func (p *Portal) ClearOverride(ctx context.Context, ref string) error {
 // Components returns every component's state.
 func (p *Portal) Components() []ComponentState {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	out := make([]ComponentState, 0, len(p.comps))
 	for _, c := range p.comps {
 		cs := ComponentState{ID: c.ID, Name: c.Name, Region: c.Region, Status: c.status, Health: c.track.shown,
@@ -543,7 +541,7 @@ func (p *Portal) AddSubscriber(ctx context.Context, req SubscriberRequest) (Subs
 		return Subscriber{}, inputErr("secret", "is %d characters; use at least 16 (or none to have one generated)", len(secret))
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	ids, err := p.resolveComponentsLocked("components", req.Components)
 	if err != nil {
 		return Subscriber{}, err
@@ -569,7 +567,7 @@ func newSecret() string {
 // RemoveSubscriber unregisters a webhook endpoint.
 func (p *Portal) RemoveSubscriber(ctx context.Context, id string) error {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if _, ok := p.subs[id]; !ok {
 		return &NotFoundError{Kind: "subscriber", ID: id}
 	}
@@ -583,7 +581,7 @@ func (p *Portal) RemoveSubscriber(ctx context.Context, id string) error {
 // Subscribers returns the webhook endpoints, secrets removed.
 func (p *Portal) Subscribers() []Subscriber {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	out := make([]Subscriber, 0, len(p.subs))
 	for _, s := range p.subs {
 		s.Secret = ""
@@ -599,7 +597,7 @@ func (p *Portal) Deliveries(subscriber string) []Delivery { return p.hooks.log.l
 
 func (p *Portal) hasSubscriber(id string) bool {
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	_, ok := p.subs[id]
 	return ok
 }

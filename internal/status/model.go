@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"gatehouse/internal/fault"
 )
 
 // Component states, with the value names of the widely used status API.
@@ -207,6 +209,12 @@ type InputError struct {
 
 func (e *InputError) Error() string { return e.Field + ": " + e.Msg }
 
+// Is makes an InputError a fault.ErrInvalid.
+func (e *InputError) Is(target error) bool { return target == fault.ErrInvalid }
+
+// FieldName is the field (fault.Field).
+func (e *InputError) FieldName() string { return e.Field }
+
 func inputErr(field, format string, args ...any) error {
 	return &InputError{Field: field, Msg: fmt.Sprintf(format, args...)}
 }
@@ -218,6 +226,9 @@ type NotFoundError struct {
 }
 
 func (e *NotFoundError) Error() string { return fmt.Sprintf("%s %q: not found", e.Kind, e.ID) }
+
+// Is makes a NotFoundError a fault.ErrNotFound.
+func (e *NotFoundError) Is(target error) bool { return target == fault.ErrNotFound }
 
 const idAlphabet = "0123456789abcdefghijklmnopqrstuvwxyz"
 

@@ -2,6 +2,7 @@ package status
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
@@ -123,9 +124,26 @@ func (p *Portal) Files() map[string][]byte {
 	return out
 }
 
+// siteBuilder collects the documents of one rendering. renderLocked
+// gathers, under the portal's lock, immutable values for every document
+// and queues a job per document; unlock runs the jobs (template
+// execution, JSON, XML, Markdown) after releasing the lock.
 type siteBuilder struct {
 	files map[string]*file
 	err   error
+	jobs  []func(*siteBuilder)
+	seq   uint64 // the snapshot's number: a later one supersedes it
+}
+
+// do queues a job; jobs run in order, and may queue more.
+func (b *siteBuilder) do(job func(*siteBuilder)) { b.jobs = append(b.jobs, job) }
+
+// build runs the queued jobs.
+func (b *siteBuilder) build() {
+	for i := 0; i < len(b.jobs); i++ {
+		b.jobs[i](b)
+	}
+	b.jobs = nil
 }
 
 func (b *siteBuilder) add(path, ctype string, body []byte) {
@@ -136,20 +154,26 @@ func (b *siteBuilder) add(path, ctype string, body []byte) {
 	}
 }
 
+// json queues v, encoded as JSON, as the document at path.
 func (b *siteBuilder) json(path string, v any) {
-	body, err := json.Marshal(v)
-	if err != nil && b.err == nil {
-		b.err = err
-	}
-	b.add(path, "application/json", body)
+	b.do(func(b *siteBuilder) {
+		body, err := json.Marshal(v)
+		if err != nil && b.err == nil {
+			b.err = err
+		}
+		b.add(path, "application/json", body)
+	})
 }
 
+// page queues the page t renders from v as the document at path.
 func (b *siteBuilder) page(t *template.Template, path string, v any) {
-	var buf bytes.Buffer
-	if err := t.ExecuteTemplate(&buf, "layout", v); err != nil && b.err == nil {
-		b.err = err
-	}
-	b.add(path, "text/html; charset=utf-8", buf.Bytes())
+	b.do(func(b *siteBuilder) {
+		var buf bytes.Buffer
+		if err := t.ExecuteTemplate(&buf, "layout", v); err != nil && b.err == nil {
+			b.err = err
+		}
+		b.add(path, "text/html; charset=utf-8", buf.Bytes())
+	})
 }
 
 // View models of the HTML templates.
@@ -241,13 +265,33 @@ func (p *Portal) maintItem(m *MaintenanceWindow) itemView {
 		Updates: newestFirst(m.Updates), ComponentNames: p.names(m.Components)}
 }
 
-// renderLocked renders every document of the site and swaps it in.
+// renderLocked takes the snapshot of everything the site shows and
+// announces pending events; unlock renders the snapshot and swaps it in
+// once the lock is released (renderSite).
 func (p *Portal) renderLocked() {
 	now := p.now()
 	p.lastRender = now
 	m := p.buildAPILocked(now)
 	b := &siteBuilder{files: map[string]*file{}}
+	queueAPI(b, m)
+	b.add("assets/status.css", "text/css; charset=utf-8", styleCSS)
 
+	base := viewBase{Title: p.title, UpdatedAt: p.updatedAt}
+	incidents := p.sortedIncidentsLocked()
+	maints := p.sortedMaintenancesLocked()
+	p.queueIndexLocked(b, base, m, incidents, maints, now)
+	p.queueHistoryLocked(b, base, incidents, maints)
+	p.queueIncidentPagesLocked(b, base, incidents, maints)
+	p.addFeeds(b, incidents, maints)
+
+	p.flushEventsLocked(m)
+	p.snapshots++
+	b.seq = p.snapshots
+	p.pendingSite = b
+}
+
+// queueAPI queues the documents of the status API v2.
+func queueAPI(b *siteBuilder, m *apiModel) {
 	b.json("api/v2/summary.json", Summary{Page: m.page, Components: m.components, Incidents: limit(m.unresolved),
 		ScheduledMaintenances: limit(m.summaryMain), Status: m.status})
 	b.json("api/v2/status.json", StatusDoc{Page: m.page, Status: m.status})
@@ -257,13 +301,13 @@ func (p *Portal) renderLocked() {
 	b.json("api/v2/scheduled-maintenances.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.maints)})
 	b.json("api/v2/scheduled-maintenances/upcoming.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.upcoming)})
 	b.json("api/v2/scheduled-maintenances/active.json", MaintenancesDoc{Page: m.page, ScheduledMaintenances: limit(m.active)})
-	b.add("assets/status.css", "text/css; charset=utf-8", styleCSS)
+}
 
-	base := viewBase{Title: p.title, UpdatedAt: p.updatedAt}
+// queueIndexLocked queues the front page (and the subscription form):
+// active incidents and maintenance, and every component with its uptime.
+func (p *Portal) queueIndexLocked(b *siteBuilder, base viewBase, m *apiModel, incidents []*Incident, maints []*MaintenanceWindow, now time.Time) {
 	idx := indexView{viewBase: base, Banner: m.status}
 	idx.Refresh = true
-	incidents := p.sortedIncidentsLocked()
-	maints := p.sortedMaintenancesLocked()
 	for _, in := range incidents {
 		if in.Unresolved() {
 			idx.Active = append(idx.Active, p.incidentItem(in))
@@ -301,8 +345,11 @@ func (p *Portal) renderLocked() {
 		p.renderSubscribeLocked(b)
 	}
 	b.page(p.tmpl.pages["index"], "index.html", idx)
+}
 
-	// History: incidents and maintenance by month, newest first.
+// queueHistoryLocked queues the history page: incidents and maintenance by
+// month, newest first.
+func (p *Portal) queueHistoryLocked(b *siteBuilder, base viewBase, incidents []*Incident, maints []*MaintenanceWindow) {
 	var items []itemView
 	for _, in := range incidents {
 		items = append(items, p.incidentItem(in))
@@ -323,7 +370,11 @@ func (p *Portal) renderLocked() {
 		hv.Months[len(hv.Months)-1].Items = append(hv.Months[len(hv.Months)-1].Items, it)
 	}
 	b.page(p.tmpl.pages["history"], "history.html", hv)
+}
 
+// queueIncidentPagesLocked queues a page per incident and maintenance, and the
+// post-incident reports.
+func (p *Portal) queueIncidentPagesLocked(b *siteBuilder, base viewBase, incidents []*Incident, maints []*MaintenanceWindow) {
 	sub := base
 	sub.Root = "../"
 	for _, in := range incidents {
@@ -332,13 +383,17 @@ func (p *Portal) renderLocked() {
 		v.PageTitle = in.Name
 		b.page(p.tmpl.pages["incident"], "incidents/"+in.ID+".html", v)
 		if in.Postmortem != "" {
-			var buf bytes.Buffer
-			if err := p.tmpl.md.Convert([]byte(in.Postmortem), &buf); err != nil && b.err == nil {
-				b.err = err
-			}
-			v.Incident.Report = template.HTML(buf.String()) // goldmark output with raw HTML omitted
-			v.PageTitle = "Post-incident report: " + in.Name
-			b.page(p.tmpl.pages["report"], "incidents/"+in.ID+"-report.html", v)
+			md, report, name, id := p.tmpl.md, p.tmpl.pages["report"], in.Name, in.ID
+			postmortem := in.Postmortem
+			b.do(func(b *siteBuilder) {
+				var buf bytes.Buffer
+				if err := md.Convert([]byte(postmortem), &buf); err != nil && b.err == nil {
+					b.err = err
+				}
+				v.Incident.Report = template.HTML(buf.String()) // goldmark output with raw HTML omitted
+				v.PageTitle = "Post-incident report: " + name
+				b.page(report, "incidents/"+id+"-report.html", v)
+			})
 		}
 	}
 	for _, mw := range maints {
@@ -346,13 +401,44 @@ func (p *Portal) renderLocked() {
 		v.PageTitle = mw.Name
 		b.page(p.tmpl.pages["incident"], "incidents/"+mw.ID+".html", v)
 	}
-	p.addFeeds(b, incidents, maints)
+}
 
+// unlock releases p.mu and then renders the snapshot the locked section
+// took and writes the history and decisions it asked for, if any:
+// neither rendering nor these store writes hold the portal's lock.
+func (p *Portal) unlock() {
+	b, due := p.pendingSite, p.flushDue
+	p.pendingSite, p.flushDue = nil, ""
+	p.mu.Unlock()
+	if b != nil {
+		p.renderSite(b)
+	}
+	if due != "" {
+		ctx, cancel := context.WithTimeout(p.life, flushTimeout)
+		defer cancel()
+		if err := p.flush(ctx); err != nil {
+			p.log.Warn(due, "err", err)
+		}
+	}
+}
+
+// flushTimeout bounds a flush of history and decisions to the store.
+const flushTimeout = 10 * time.Second
+
+// renderSite renders a snapshot and swaps it in, unless a later snapshot
+// was swapped in meanwhile (renderings of two snapshots may overlap).
+func (p *Portal) renderSite(b *siteBuilder) {
+	b.build()
 	if b.err != nil {
 		p.log.Error("rendering the status site; keeping the previous rendering", "err", b.err)
 		return
 	}
-	p.flushEventsLocked(m)
+	p.renderMu.Lock()
+	defer p.renderMu.Unlock()
+	if b.seq <= p.renderedSeq {
+		return
+	}
+	p.renderedSeq = b.seq
 	p.renderCount++
 	p.site.Store(&site{rev: p.renderCount, files: b.files})
 	next := make(chan struct{})

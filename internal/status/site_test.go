@@ -268,7 +268,7 @@ func BenchmarkRenderAndExport(b *testing.B) {
 	for b.Loop() {
 		p.mu.Lock()
 		p.renderLocked()
-		p.mu.Unlock()
+		p.unlock()
 		if err := p.Export(dir); err != nil {
 			b.Fatal(err)
 		}

@@ -148,12 +148,8 @@ type component struct {
 	ID, Name, Region, GroupID, Description string
 	Pools                                  []string
 	Position                               int
-	track                                  tracker
-	status                                 string // what the page shows
-	updatedAt                              time.Time
-	healthy, total                         int
-	requests, failures                     uint64 // in the error-rate window
-	healthChanged                          bool   // the last sample changed the tracked state
+	componentState
+	poolAgg // the last sample of its pools, over the error-rate window
 }
 
 // group is a region: a component group of the status API.
@@ -163,13 +159,32 @@ type group struct {
 	Components []*component
 }
 
+// outbox is the work a locked section of the portal leaves for after
+// its lock is released (Portal.unlock), and what orders that work.
+type outbox struct {
+	// pendingSite is the snapshot a locked section took for unlock to
+	// render; snapshots numbers them. Both are guarded by Portal.mu.
+	pendingSite *siteBuilder
+	snapshots   uint64
+	// flushDue asks unlock to flush history and decisions to the store
+	// (history.go flush), and is what a failure is logged as; guarded by
+	// Portal.mu.
+	flushDue string
+	// flushMu orders flushes.
+	flushMu sync.Mutex
+	// renderMu orders the swap of renderings (site.go renderSite) and
+	// guards renderedSeq and renderCount.
+	renderMu    sync.Mutex
+	renderedSeq uint64
+	renderCount uint64
+}
+
 // Portal is the status portal: the model, its persistence and its pages.
 type Portal struct {
 	log       *slog.Logger
 	title     string
 	url       string // public base URL ending in "/", or ""
 	pageID    string
-	hold      time.Duration
 	interval  time.Duration
 	flushEvry time.Duration
 	src       Source
@@ -197,7 +212,7 @@ type Portal struct {
 
 	// mu guards the model below and serialises writes.
 	mu          sync.Mutex
-	errRate     config.ErrorRate
+	rules       // hysteresis and error-rate thresholds (decide.go)
 	comps       []*component
 	byID        map[string]*component
 	groups      []*group // regions in order of first appearance; "" region is not a group
@@ -217,8 +232,8 @@ type Portal struct {
 	lastFlush   time.Time
 	lastRender  time.Time // when the site was last rendered
 	updatedAt   time.Time
-	renderCount uint64
-	events      []pendingEvent // announced at the next render
+	outbox                     // what a locked section leaves for unlock (site.go)
+	events      []pendingEvent // announced at the next snapshot of the site
 
 	mail   *emailer       // nil without status.email (email.go)
 	mailWG sync.WaitGroup // notifications being queued in the store
@@ -306,7 +321,7 @@ func New(cfg config.Status, pools []config.Pool, src Source, opts Options) *Port
 	p.mu.Lock()
 	p.configureLocked(cfg, pools)
 	p.renderLocked()
-	p.mu.Unlock()
+	p.unlock()
 	return p
 }
 
@@ -342,12 +357,11 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 	for _, c := range comps {
 		comp := &component{
 			ID: stableID("component", c.Region+"/"+c.Name), Name: c.Name, Region: c.Region,
-			Description: c.Description, Pools: c.Pools, status: Operational, updatedAt: p.started,
+			Description: c.Description, Pools: c.Pools,
+			componentState: componentState{status: Operational, updatedAt: p.started, track: tracker{shown: Operational}},
 		}
-		comp.track.shown = Operational
 		if prev := old[comp.ID]; prev != nil {
-			comp.track, comp.status, comp.updatedAt = prev.track, prev.status, prev.updatedAt
-			comp.healthy, comp.total, comp.requests, comp.failures = prev.healthy, prev.total, prev.requests, prev.failures
+			comp.componentState, comp.poolAgg = prev.componentState, prev.poolAgg
 		} else if r, ok := p.fleet.Components[comp.ID]; ok {
 			comp.track.shown = r.Health
 		}
@@ -383,8 +397,9 @@ func (p *Portal) configureLocked(cfg config.Status, pools []config.Pool) {
 // their state and history. Settings (title, URL, hysteresis, error-rate
 // thresholds) take effect at once.
 func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
+	p.reconfigureMail(cfg)
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	now := p.now()
 	if p.leading {
 		p.accountLocked(now) // the time so far belongs to the old list
@@ -392,9 +407,7 @@ func (p *Portal) Reconfigure(cfg config.Status, pools []config.Pool) {
 	p.configureLocked(cfg, pools)
 	if p.leading {
 		p.evaluateLocked(now, false)
-		if err := p.flushLocked(p.life); err != nil {
-			p.log.Warn("writing status state", "err", err)
-		}
+		p.flushDue = "writing status state"
 	} else {
 		p.reevaluateLocked(now)
 	}
@@ -421,9 +434,9 @@ func (p *Portal) Start(ctx context.Context) error {
 	obs := p.observe(now)
 	p.mu.Lock()
 	p.ingestLocked(obs)
-	p.showLocked(now, true)
+	p.decideLocked(now, true, nil)
 	p.renderLocked()
-	p.mu.Unlock()
+	p.unlock()
 	p.publish(obs)
 	bg, cancel := context.WithCancel(context.Background())
 	p.cancel = cancel
@@ -486,7 +499,7 @@ func (p *Portal) Tick() {
 		p.publish(obs)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	if own {
 		p.ingestLocked(obs)
 	}
@@ -508,9 +521,7 @@ func (p *Portal) Tick() {
 	}
 	if now.Sub(p.lastFlush) >= p.flushEvry || changed {
 		p.sweepNodesLocked(now)
-		if err := p.flushLocked(p.life); err != nil {
-			p.log.Warn("writing status history", "err", err)
-		}
+		p.flushDue = "writing status history"
 	}
 }
 
@@ -519,57 +530,44 @@ func (p *Portal) Tick() {
 // Changes are announced to webhook subscribers, and a major outage from
 // health or errors opens a draft incident.
 func (p *Portal) evaluateLocked(now time.Time, initial bool) bool {
-	agg := p.aggregateLocked(now)
-	for _, c := range p.comps {
-		c.healthy, c.total, c.requests, c.failures = 0, 0, 0, 0
-		for _, name := range c.Pools {
-			a := agg[name]
-			c.healthy += a.healthy
-			c.total += a.total
-			c.requests += a.requests
-			c.failures += a.failures
-		}
-		c.healthChanged = c.track.observe(worse(stateOf(c.healthy, c.total), p.errorState(c.requests, c.failures)), now, p.hold)
-	}
-	return p.showLocked(now, initial)
+	return p.decideLocked(now, initial, p.aggregateLocked(now))
 }
 
 // reevaluateLocked recomputes what the page shows after an override,
 // incident or maintenance changed, without sampling health.
 func (p *Portal) reevaluateLocked(now time.Time) bool {
-	for _, c := range p.comps {
-		c.healthChanged = false
-	}
-	return p.showLocked(now, false)
+	return p.decideLocked(now, false, nil)
 }
 
-// showLocked sets every component's shown state from overrides,
-// maintenance and tracked health, and reports whether one changed. Only
-// the leader announces changes and opens drafts; a follower takes the
-// time of a change from the leader's decisions when they agree.
-func (p *Portal) showLocked(now time.Time, initial bool) bool {
+// decideLocked runs the state machine (decide.go) for every component
+// and carries out its decisions; agg is the fleet's fresh sample by pool,
+// nil for none. Only the leader announces changes and opens drafts; a
+// follower takes the time of a change from the leader's decisions when
+// they agree. It reports whether a shown state changed.
+func (p *Portal) decideLocked(now time.Time, initial bool, agg map[string]poolAgg) bool {
+	r := p.rules
 	changed := false
 	for _, c := range p.comps {
-		eff := p.effectiveLocked(c, now)
-		if !p.leading {
-			if r, ok := p.fleet.Components[c.ID]; ok && r.Status == eff && !r.UpdatedAt.IsZero() && !r.UpdatedAt.Equal(c.updatedAt) {
-				c.status, c.updatedAt = eff, r.UpdatedAt
-				changed = true
-				continue
+		in := componentInput{id: c.ID, overrides: p.overrides, maints: p.maints, leading: p.leading, initial: initial}
+		if agg != nil {
+			var o poolAgg
+			for _, name := range c.Pools {
+				o.add(agg[name])
 			}
+			c.poolAgg, in.obs = o, &o
 		}
-		if eff == c.status {
+		if rec, ok := p.fleet.Components[c.ID]; ok {
+			in.leader = &rec
+		}
+		d := r.decide(c.componentState, in, now)
+		c.componentState = d.next
+		changed = changed || d.changed
+		if !d.announce {
 			continue
 		}
-		old := c.status
-		c.status, c.updatedAt = eff, now
-		changed = true
-		if initial || !p.leading {
-			continue
-		}
-		p.log.Info("component state changed", "component", c.Region+"/"+c.Name, "from", old, "to", eff)
-		p.hooks.componentUpdate(p, c, old, now)
-		if c.healthChanged && eff == Major {
+		p.log.Info("component state changed", "component", c.Region+"/"+c.Name, "from", d.from, "to", c.status)
+		p.hooks.componentUpdate(p, c, d.from, now)
+		if d.openDraft {
 			p.openDraftLocked(c, now)
 		}
 	}
@@ -577,43 +575,6 @@ func (p *Portal) showLocked(now time.Time, initial bool) bool {
 		p.updatedAt = now
 	}
 	return changed
-}
-
-// effectiveLocked is what the page shows for c: an override wins, then a
-// maintenance window, then health after hysteresis.
-func (p *Portal) effectiveLocked(c *component, now time.Time) string {
-	if o, ok := p.overrides[c.ID]; ok {
-		return o.Status
-	}
-	for _, m := range p.maints {
-		if m.activeAt(now) && slices.Contains(m.Components, c.ID) {
-			return Maintenance
-		}
-	}
-	return c.track.shown
-}
-
-// tracker applies hysteresis: a new state must hold for the hold time
-// before it is shown.
-type tracker struct {
-	shown        string
-	pending      string
-	pendingSince time.Time
-}
-
-func (t *tracker) observe(raw string, now time.Time, hold time.Duration) bool {
-	if raw == t.shown {
-		t.pending = ""
-		return false
-	}
-	if raw != t.pending {
-		t.pending, t.pendingSince = raw, now
-	}
-	if now.Sub(t.pendingSince) >= hold {
-		t.shown, t.pending = raw, ""
-		return true
-	}
-	return false
 }
 
 // openDraftLocked opens an unpublished incident for c unless an open
@@ -768,14 +729,22 @@ func (f *storeFeed) Reset(ctx context.Context, l *store.Listing) error {
 		kvs = append(kvs, kv)
 	}
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	defer p.unlock()
 	cutoff := p.now().AddDate(0, 0, -HistoryKeepDays).Format(dayLayout)
 	var stale []store.Op
 	listed := make(map[string]bool, len(kvs))
+	// The listing was read before the lock was taken: a record this node
+	// wrote since (a revision after the listing's) is newer than what
+	// the listing says of it, and the watch from the listing's revision
+	// delivers it again.
+	asOf := l.Rev()
 	for _, kv := range kvs {
 		listed[kv.Key] = true
 		if strings.HasPrefix(kv.Key, keyHistory) && strings.TrimPrefix(kv.Key, keyHistory) < cutoff {
 			stale = append(stale, store.Delete(kv.Key))
+			continue
+		}
+		if p.revs[kv.Key] > asOf {
 			continue
 		}
 		if err := p.applyLocked(kv); err != nil {
@@ -783,8 +752,8 @@ func (f *storeFeed) Reset(ctx context.Context, l *store.Listing) error {
 		}
 	}
 	// Records deleted while the watch could not tell (compaction).
-	for key := range p.revs {
-		if !listed[key] {
+	for key, rev := range p.revs {
+		if !listed[key] && rev <= asOf {
 			p.removeLocked(key)
 		}
 	}
@@ -806,7 +775,7 @@ func (f *storeFeed) Apply(resps []store.WatchResponse) {
 		events = append(events, r.Events...)
 	}
 	f.p.mu.Lock()
-	defer f.p.mu.Unlock()
+	defer f.p.unlock()
 	f.p.applyEventsLocked(events)
 }
 

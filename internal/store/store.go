@@ -7,29 +7,32 @@
 package store
 
 import (
+	"net/http"
+
 	"context"
 	"errors"
 	"fmt"
+	"gatehouse/internal/fault"
 )
 
 // Contract errors, checked with errors.Is.
 var (
 	// ErrNotFound is returned by Get for a key that does not exist.
-	ErrNotFound = errors.New("store: key not found")
+	ErrNotFound = fault.New(fault.ErrNotFound, "store: key not found")
 	// ErrConflict is returned by Txn when one of its conditions does not hold;
 	// nothing of the transaction was applied.
-	ErrConflict = errors.New("store: condition failed")
+	ErrConflict = fault.New(fault.ErrConflict, "store: condition failed")
 	// ErrCompacted is delivered on a watch whose start revision is older than
 	// the oldest revision the store still keeps; the watcher must revalidate
 	// by listing and watch again from the list's revision.
 	ErrCompacted = errors.New("store: revision compacted")
 	// ErrClosed is returned by calls on a closed store.
-	ErrClosed = errors.New("store: closed")
+	ErrClosed = fault.New(fault.ErrUnavailable, "store: closed")
 	// ErrUnavailable wraps failures to reach a remote store.
-	ErrUnavailable = errors.New("store: unavailable")
+	ErrUnavailable = fault.New(fault.ErrUnavailable, "store: unavailable")
 	// ErrTooLarge is returned when a value or transaction exceeds the
 	// store's size limits or quota; nothing was applied.
-	ErrTooLarge = errors.New("store: too large")
+	ErrTooLarge = fault.WithAnswer(fault.ErrLimit, "store: too large", http.StatusInsufficientStorage, "quota_exceeded")
 )
 
 // KV is a key, its value and the revision of the store at which it was last

@@ -51,6 +51,7 @@ type Server struct {
 	msgs     []Message
 	reject   map[string]bool // recipients answered 550
 	tempFail bool
+	tempRcpt map[string]bool // recipients answered 451
 	onAccept func(Message)
 	count    atomic.Int64
 	notify   chan struct{}
@@ -73,7 +74,7 @@ func Start(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{CAPEM: caPEM, CAPool: pool, implcit: opts.Implicit, user: opts.Username, pass: opts.Password,
-		reject: map[string]bool{}, notify: make(chan struct{}, 1)}
+		reject: map[string]bool{}, tempRcpt: map[string]bool{}, notify: make(chan struct{}, 1)}
 	discard := opts.Discard
 	s.srv = smtp.NewServer(smtp.BackendFunc(func(c *smtp.Conn) (smtp.Session, error) {
 		return &session{s: s, discard: discard}, nil
@@ -157,6 +158,13 @@ func (s *Server) TempFail(on bool) {
 	s.tempFail = on
 }
 
+// TempFailRcpt makes the server answer 451 for rcpt while on.
+func (s *Server) TempFailRcpt(rcpt string, on bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.tempRcpt[rcpt] = on
+}
+
 // OnAccept, if set, is called after each accepted message.
 func (s *Server) OnAccept(f func(Message)) {
 	s.mu.Lock()
@@ -232,8 +240,11 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	ss.s.mu.Lock()
-	rej := ss.s.reject[to]
+	rej, temp := ss.s.reject[to], ss.s.tempRcpt[to]
 	ss.s.mu.Unlock()
+	if temp {
+		return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 2, 0}, Message: "mailbox busy, try again later"}
+	}
 	if rej {
 		return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
 	}
