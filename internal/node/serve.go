@@ -219,6 +219,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 		return nil, err
 	}
 	// --- end status portal
+	audit := admin.NewAudit(n.store, admin.AuditOptions{Logger: log})
+	n.capacity.Register("audit_records", "records", "built in: 100,000 records, 90 days", false, audit.Probe)
 	adminAPI, err := admin.NewServer(admin.Options{
 		Logger:     log,
 		Token:      token,
@@ -233,6 +235,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 		Metrics:    promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
 		Status:     n.portal.ManagementHandler(),
 		Drains:     n.drains,
+		Tokens:     admin.NewTokens(n.store),
+		Audit:      audit,
 	})
 	if err != nil {
 		return nil, err
