@@ -197,6 +197,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	registerClientErrors(metrics, n)
 	metrics.MustRegister(n.transitions)
+	metrics.MustRegister(proxy.Collector(n.edge.Load)) // requests and upstream connections per pool
 	// Response cache answers by result; its bytes are a capacity resource.
 	for result, get := range map[string]func(proxy.CacheStats) uint64{
 		"hit":         func(s proxy.CacheStats) uint64 { return s.Hits },
