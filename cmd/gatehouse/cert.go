@@ -94,7 +94,12 @@ func (cf *clientFlags) client() (*admin.Client, error) {
 func newCertCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "Manage certificates live through the admin API"}
 	cf.register(cmd)
+	cmd.AddCommand(newCertAddCmd(cf), newCertListCmd(cf), newCertShowCmd(cf), newCertRmCmd(cf), newCertImportCmd(cf), newCertExpiringCmd(cf))
+	return cmd
+}
 
+// newCertAddCmd is `gatehouse cert add`.
+func newCertAddCmd(cf *clientFlags) *cobra.Command {
 	var certFile, keyFile string
 	add := &cobra.Command{
 		Use:   "add --cert FILE [--key FILE]",
@@ -132,7 +137,11 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 	add.Flags().StringVar(&certFile, "cert", "", "PEM file with the leaf certificate and its chain (and the key)")
 	add.Flags().StringVar(&keyFile, "key", "", "PEM file with the private key")
 	_ = add.MarkFlagRequired("cert")
+	return add
+}
 
+// newCertListCmd is `gatehouse cert list`.
+func newCertListCmd(cf *clientFlags) *cobra.Command {
 	var limit int
 	list := &cobra.Command{
 		Use:   "list",
@@ -168,7 +177,11 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 	}
 	cf.outputFlag(list)
 	list.Flags().IntVar(&limit, "limit", 0, "show at most this many (0: all)")
+	return list
+}
 
+// newCertShowCmd is `gatehouse cert show`.
+func newCertShowCmd(cf *clientFlags) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show HOSTNAME|ID",
 		Short: "Show the certificates that serve a hostname (or one bundle by id)",
@@ -201,7 +214,11 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		},
 	}
+	return show
+}
 
+// newCertRmCmd is `gatehouse cert rm`.
+func newCertRmCmd(cf *clientFlags) *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm ID",
 		Short: "Remove a certificate bundle; its names stop being served at once",
@@ -218,7 +235,11 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		},
 	}
+	return rm
+}
 
+// newCertImportCmd is `gatehouse cert import`.
+func newCertImportCmd(cf *clientFlags) *cobra.Command {
 	var batch int
 	var offline bool
 	var kekFile string
@@ -252,7 +273,11 @@ load before the node starts (the node must not be running).`,
 	imp.Flags().IntVar(&batch, "batch", 200, "bundles per request")
 	imp.Flags().BoolVar(&offline, "offline", false, "write the store in --data directly (node stopped)")
 	imp.Flags().StringVar(&kekFile, "kek", "", "key-encryption key file for --offline (default <data>/kek)")
+	return imp
+}
 
+// newCertExpiringCmd is `gatehouse cert expiring`.
+func newCertExpiringCmd(cf *clientFlags) *cobra.Command {
 	var within string
 	var expLimit int
 	expiring := &cobra.Command{
@@ -278,9 +303,7 @@ load before the node starts (the node must not be running).`,
 	cf.outputFlag(expiring)
 	expiring.Flags().StringVar(&within, "within", "30d", "horizon: 30d, 72h, ...")
 	expiring.Flags().IntVar(&expLimit, "limit", 1000, "show at most this many")
-
-	cmd.AddCommand(add, list, show, rm, imp, expiring)
-	return cmd
+	return expiring
 }
 
 // importSummary is the outcome of an import. An input is one bundle: a

@@ -22,7 +22,12 @@ expires. Its state: pending_validation → issuing → active → renewing →
 active…, or failed with the CA's reason, the attempt count and the next retry.`,
 	}
 	cf.register(cmd)
+	cmd.AddCommand(newHostnameAddCmd(cf), newHostnameListCmd(cf), newHostnameShowCmd(cf), newHostnameRetryCmd(cf), newHostnameRmCmd(cf))
+	return cmd
+}
 
+// newHostnameAddCmd is `gatehouse hostname add`.
+func newHostnameAddCmd(cf *clientFlags) *cobra.Command {
 	var req admin.HostnameRequest
 	var uploaded bool
 	add := &cobra.Command{
@@ -53,7 +58,11 @@ active…, or failed with the CA's reason, the attempt count and the next retry.
 	add.Flags().StringVar(&req.Pool, "pool", "", "pool of the nodes' configuration")
 	add.Flags().BoolVar(&uploaded, "uploaded", false, "the certificate is uploaded with gatehouse cert add, not ordered")
 	_ = add.MarkFlagRequired("pool")
+	return add
+}
 
+// newHostnameListCmd is `gatehouse hostname list`.
+func newHostnameListCmd(cf *clientFlags) *cobra.Command {
 	var state string
 	list := &cobra.Command{
 		Use:   "list [--state S]",
@@ -77,7 +86,11 @@ active…, or failed with the CA's reason, the attempt count and the next retry.
 	}
 	cf.outputFlag(list)
 	list.Flags().StringVar(&state, "state", "", "only this state: pending_validation, issuing, active, renewing, failed")
+	return list
+}
 
+// newHostnameShowCmd is `gatehouse hostname show`.
+func newHostnameShowCmd(cf *clientFlags) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show one hostname",
@@ -94,7 +107,11 @@ active…, or failed with the CA's reason, the attempt count and the next retry.
 			return printJSON(cmd.OutOrStdout(), h)
 		},
 	}
+	return show
+}
 
+// newHostnameRetryCmd is `gatehouse hostname retry`.
+func newHostnameRetryCmd(cf *clientFlags) *cobra.Command {
 	retry := &cobra.Command{
 		Use:   "retry NAME",
 		Short: "Order now (after fixing what made the last order fail)",
@@ -112,7 +129,11 @@ active…, or failed with the CA's reason, the attempt count and the next retry.
 			return nil
 		},
 	}
+	return retry
+}
 
+// newHostnameRmCmd is `gatehouse hostname rm`.
+func newHostnameRmCmd(cf *clientFlags) *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a hostname: its route and ACME certificate go with it",
@@ -129,8 +150,7 @@ active…, or failed with the CA's reason, the attempt count and the next retry.
 			return nil
 		},
 	}
-	cmd.AddCommand(add, list, show, retry, rm)
-	return cmd
+	return rm
 }
 
 func printHostnames(w io.Writer, hs []hostnames.Hostname) {

@@ -22,7 +22,12 @@ nodes' configuration; a host and path prefix routed by the configuration file
 cannot be redefined here.`,
 	}
 	cf.register(cmd)
+	cmd.AddCommand(newRouteAddCmd(cf), newRouteListCmd(cf), newRouteRmCmd(cf), newRouteSetCmd(cf))
+	return cmd
+}
 
+// newRouteAddCmd is `gatehouse route add`.
+func newRouteAddCmd(cf *clientFlags) *cobra.Command {
 	var req admin.RouteRequest
 	add := &cobra.Command{
 		Use:   "add --host HOST [--path /PREFIX] --pool NAME [--tenant T] [--replace]",
@@ -55,7 +60,11 @@ cannot be redefined here.`,
 	add.Flags().BoolVar(&req.Replace, "replace", false, "replace a route of the same host and path prefix")
 	_ = add.MarkFlagRequired("host")
 	_ = add.MarkFlagRequired("pool")
+	return add
+}
 
+// newRouteListCmd is `gatehouse route list`.
+func newRouteListCmd(cf *clientFlags) *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the dynamic routes (not those of the configuration file)",
@@ -77,7 +86,11 @@ cannot be redefined here.`,
 		},
 	}
 	cf.outputFlag(list)
+	return list
+}
 
+// newRouteRmCmd is `gatehouse route rm`.
+func newRouteRmCmd(cf *clientFlags) *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm ID",
 		Short: "Remove a dynamic route; nodes stop routing it at once",
@@ -94,7 +107,11 @@ cannot be redefined here.`,
 			return nil
 		},
 	}
+	return rm
+}
 
+// newRouteSetCmd is `gatehouse route set`.
+func newRouteSetCmd(cf *clientFlags) *cobra.Command {
 	var pool, tenant string
 	set := &cobra.Command{
 		Use:   "set ID [--pool NAME] [--tenant T]",
@@ -128,9 +145,7 @@ cannot be redefined here.`,
 	}
 	set.Flags().StringVar(&pool, "pool", "", "pool of the nodes' configuration")
 	set.Flags().StringVar(&tenant, "tenant", "", "label: whose route it is (empty clears it)")
-
-	cmd.AddCommand(add, list, rm, set)
-	return cmd
+	return set
 }
 
 func printRoutes(w io.Writer, rs []routes.Route) {

@@ -21,7 +21,12 @@ import (
 func newIncidentCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "incident", Short: "Open, update and resolve status page incidents"}
 	cf.register(cmd)
+	cmd.AddCommand(newIncidentOpenCmd(cf), newIncidentUpdateCmd(cf), newIncidentResolveCmd(cf), newIncidentListCmd(cf), newIncidentPostmortemCmd(cf))
+	return cmd
+}
 
+// newIncidentOpenCmd is `gatehouse incident open`.
+func newIncidentOpenCmd(cf *clientFlags) *cobra.Command {
 	var open status.IncidentRequest
 	openCmd := &cobra.Command{
 		Use:   "open NAME",
@@ -45,7 +50,11 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 	openCmd.Flags().StringVarP(&open.Body, "message", "m", "", "first update's text (required)")
 	openCmd.Flags().StringSliceVar(&open.Components, "component", nil, "affected component (id, Region/Name or unique name); repeatable")
 	openCmd.Flags().BoolVar(&open.Draft, "draft", false, "keep it off the public page until published")
+	return openCmd
+}
 
+// newIncidentUpdateCmd is `gatehouse incident update`.
+func newIncidentUpdateCmd(cf *clientFlags) *cobra.Command {
 	var upd status.UpdateRequest
 	var comps []string
 	updateCmd := &cobra.Command{
@@ -72,7 +81,11 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 	updateCmd.Flags().StringVar(&upd.Impact, "impact", "", "change the impact")
 	updateCmd.Flags().StringSliceVar(&comps, "component", nil, "replace the affected components; repeatable")
 	updateCmd.Flags().BoolVar(&upd.Publish, "publish", false, "publish a draft incident")
+	return updateCmd
+}
 
+// newIncidentResolveCmd is `gatehouse incident resolve`.
+func newIncidentResolveCmd(cf *clientFlags) *cobra.Command {
 	var resolveMsg string
 	resolveCmd := &cobra.Command{
 		Use:   "resolve ID",
@@ -91,7 +104,11 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 		},
 	}
 	resolveCmd.Flags().StringVarP(&resolveMsg, "message", "m", "This incident has been resolved.", "update text")
+	return resolveCmd
+}
 
+// newIncidentListCmd is `gatehouse incident list`.
+func newIncidentListCmd(cf *clientFlags) *cobra.Command {
 	listCmd := &cobra.Command{
 		Use:   "list",
 		Short: "List incidents, drafts included, newest first",
@@ -121,7 +138,11 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 		},
 	}
 	cf.outputFlag(listCmd)
+	return listCmd
+}
 
+// newIncidentPostmortemCmd is `gatehouse incident postmortem`.
+func newIncidentPostmortemCmd(cf *clientFlags) *cobra.Command {
 	var pmOut, pmPublish string
 	pmCmd := &cobra.Command{
 		Use:   "postmortem ID",
@@ -163,9 +184,7 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 	}
 	pmCmd.Flags().StringVarP(&pmOut, "out", "o", "", "write the skeleton to this file instead of standard output")
 	pmCmd.Flags().StringVar(&pmPublish, "publish", "", "publish this Markdown file as the incident's report")
-
-	cmd.AddCommand(openCmd, updateCmd, resolveCmd, listCmd, pmCmd)
-	return cmd
+	return pmCmd
 }
 
 func printIncident(w io.Writer, cf *clientFlags, in status.Incident) error {
