@@ -211,6 +211,15 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "maintenance", Short: "Schedule and run maintenance windows on the status page"}
 	cf.register(cmd)
 
+	cmd.AddCommand(newMaintenanceScheduleCmd(cf),
+		newMaintenanceAdvanceCmd(cf, "start", "start", "Start a maintenance (its components show under maintenance)"),
+		newMaintenanceAdvanceCmd(cf, "verify", "verify", "Mark a maintenance as verifying"),
+		newMaintenanceAdvanceCmd(cf, "complete", "complete", "Complete a maintenance"), newMaintenanceListCmd(cf))
+	return cmd
+}
+
+// newMaintenanceScheduleCmd is `gatehouse maintenance schedule`.
+func newMaintenanceScheduleCmd(cf *clientFlags) *cobra.Command {
 	var req status.MaintenanceRequest
 	var from, until string
 	schedCmd := &cobra.Command{
@@ -251,26 +260,33 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 			req.Drain = &md
 		}
 	}
+	return schedCmd
+}
 
-	advance := func(use, action, short string) *cobra.Command {
-		var msg string
-		c := &cobra.Command{
-			Use: use + " ID", Short: short, Args: cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := cf.client()
-				if err != nil {
-					return err
-				}
-				m, err := c.AdvanceMaintenance(cmd.Context(), args[0], action, msg)
-				if err != nil {
-					return err
-				}
-				return printMaintenance(cmd.OutOrStdout(), cf, m)
-			},
-		}
-		c.Flags().StringVarP(&msg, "message", "m", "", "update text")
-		return c
+// newMaintenanceAdvanceCmd is `gatehouse maintenance start|verify|complete`:
+// it moves a maintenance on by action.
+func newMaintenanceAdvanceCmd(cf *clientFlags, use, action, short string) *cobra.Command {
+	var msg string
+	c := &cobra.Command{
+		Use: use + " ID", Short: short, Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := cf.client()
+			if err != nil {
+				return err
+			}
+			m, err := c.AdvanceMaintenance(cmd.Context(), args[0], action, msg)
+			if err != nil {
+				return err
+			}
+			return printMaintenance(cmd.OutOrStdout(), cf, m)
+		},
 	}
+	c.Flags().StringVarP(&msg, "message", "m", "", "update text")
+	return c
+}
+
+// newMaintenanceListCmd is `gatehouse maintenance list`.
+func newMaintenanceListCmd(cf *clientFlags) *cobra.Command {
 	listCmd := &cobra.Command{
 		Use: "list", Short: "List maintenance windows", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -292,10 +308,7 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 		},
 	}
 	cf.outputFlag(listCmd)
-	cmd.AddCommand(schedCmd, advance("start", "start", "Start a maintenance (its components show under maintenance)"),
-		advance("verify", "verify", "Mark a maintenance as verifying"),
-		advance("complete", "complete", "Complete a maintenance"), listCmd)
-	return cmd
+	return listCmd
 }
 
 func parseWhen(flag, v string) (time.Time, error) {
@@ -325,6 +338,12 @@ func printMaintenance(w io.Writer, cf *clientFlags, m status.MaintenanceWindow) 
 func newComponentCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "component", Short: "Override status page components by hand"}
 	cf.register(cmd)
+	cmd.AddCommand(newComponentSetCmd(cf), newComponentClearCmd(cf), newComponentListCmd(cf))
+	return cmd
+}
+
+// newComponentSetCmd is `gatehouse component set`.
+func newComponentSetCmd(cf *clientFlags) *cobra.Command {
 	var reason string
 	setCmd := &cobra.Command{
 		Use:   "set COMPONENT STATE",
@@ -344,6 +363,11 @@ func newComponentCmd(cf *clientFlags) *cobra.Command {
 		},
 	}
 	setCmd.Flags().StringVar(&reason, "reason", "", "why (kept with the override)")
+	return setCmd
+}
+
+// newComponentClearCmd is `gatehouse component clear`.
+func newComponentClearCmd(cf *clientFlags) *cobra.Command {
 	clearCmd := &cobra.Command{
 		Use:   "clear COMPONENT",
 		Short: "Return a component to its health-driven state",
@@ -360,6 +384,11 @@ func newComponentCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		},
 	}
+	return clearCmd
+}
+
+// newComponentListCmd is `gatehouse component list`.
+func newComponentListCmd(cf *clientFlags) *cobra.Command {
 	listCmd := &cobra.Command{
 		Use: "list", Short: "List components with their state", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -388,8 +417,7 @@ func newComponentCmd(cf *clientFlags) *cobra.Command {
 		},
 	}
 	cf.outputFlag(listCmd)
-	cmd.AddCommand(setCmd, clearCmd, listCmd)
-	return cmd
+	return listCmd
 }
 
 // newStatusCmd is `gatehouse status export --out DIR [--watch]` and
@@ -423,9 +451,14 @@ func newStatusCmd(cf *clientFlags) *cobra.Command {
 // newSubscribersCmd is `gatehouse status subscribers add|list|rm|deliveries`.
 func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "subscribers", Short: "Webhook and email subscribers of the status portal and their delivery log"}
+	cmd.AddCommand(newSubscribersAddCmd(cf), newSubscribersListCmd(cf), newSubscribersRmCmd(cf), newSubscribersDeliveriesCmd(cf), newSubscribersExportCmd(cf), newSubscribersImportCmd(cf), newSubscribersBounceCmd(cf))
+	return cmd
+}
+
+// newSubscribersAddCmd is `gatehouse status subscribers add`.
+func newSubscribersAddCmd(cf *clientFlags) *cobra.Command {
 	var req status.SubscriberRequest
-	var email string     // add --email, rm --email (status_email_cmd.go)
-	var emailList bool   // list --email
+	var email string     // add --email (status_email_cmd.go)
 	var resubscribe bool // add --email --resubscribe
 	addCmd := &cobra.Command{
 		Use:   "add --url URL | --email ADDR",
@@ -461,7 +494,12 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	addCmd.Flags().StringSliceVar(&req.Components, "component", nil, "only updates about this component (id, Region/Name or unique name); repeatable")
 	addCmd.Flags().StringVar(&email, "email", "", "email address to subscribe, confirmed by you")
 	addCmd.Flags().BoolVar(&resubscribe, "resubscribe", false, "with --email: add an address that unsubscribed (only with the person's consent)")
+	return addCmd
+}
 
+// newSubscribersListCmd is `gatehouse status subscribers list`.
+func newSubscribersListCmd(cf *clientFlags) *cobra.Command {
+	var emailList bool // list --email
 	listCmd := &cobra.Command{
 		Use: "list [--email [ADDR]]", Short: "List webhook subscribers, or email subscribers with --email", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -497,6 +535,11 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	}
 	cf.outputFlag(listCmd)
 	listCmd.Flags().BoolVar(&emailList, "email", false, "list email subscribers (of one address if given)")
+	return listCmd
+}
+
+// newSubscribersRmCmd is `gatehouse status subscribers rm`.
+func newSubscribersRmCmd(cf *clientFlags) *cobra.Command {
 	var rmEmail bool
 	rmCmd := &cobra.Command{
 		Use: "rm ID | rm --email ADDR", Short: "Remove a webhook subscriber, or an email subscriber with --email", Args: cobra.ExactArgs(1),
@@ -519,6 +562,12 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 			return nil
 		},
 	}
+	rmCmd.Flags().BoolVar(&rmEmail, "email", false, "the argument is an email address")
+	return rmCmd
+}
+
+// newSubscribersDeliveriesCmd is `gatehouse status subscribers deliveries`.
+func newSubscribersDeliveriesCmd(cf *clientFlags) *cobra.Command {
 	deliveriesCmd := &cobra.Command{
 		Use: "deliveries [ID]", Short: "Show the webhook delivery log (the fleet's last 500 attempts), of one subscriber or all",
 		Args: cobra.MaximumNArgs(1),
@@ -556,9 +605,7 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 			return tw.Flush()
 		},
 	}
-	rmCmd.Flags().BoolVar(&rmEmail, "email", false, "the argument is an email address")
-	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd, newSubscribersExportCmd(cf), newSubscribersImportCmd(cf), newSubscribersBounceCmd(cf))
-	return cmd
+	return deliveriesCmd
 }
 
 // exportSite writes the site once, then, with watch, again after each
