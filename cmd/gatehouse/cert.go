@@ -57,6 +57,18 @@ func envOr(k, def string) string {
 	return def
 }
 
+// withClient returns a cobra RunE that calls run with the admin client of
+// cf (an error building it, such as a bad --output, is returned as is).
+func withClient(cf *clientFlags, run func(cmd *cobra.Command, c *admin.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		return run(cmd, c, args)
+	}
+}
+
 func (cf *clientFlags) client() (*admin.Client, error) {
 	switch cf.output {
 	case "", "table":
@@ -105,11 +117,7 @@ func newCertAddCmd(cf *clientFlags) *cobra.Command {
 		Use:   "add --cert FILE [--key FILE]",
 		Short: "Install a certificate (leaf, chain and key; the key may be in the cert file)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			certPEM, err := os.ReadFile(certFile)
 			if err != nil {
 				return fmt.Errorf("--cert: %w", err)
@@ -132,7 +140,7 @@ func newCertAddCmd(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %s for %s (expires %s)\n", res.Cert.ID, strings.Join(res.Cert.Names, ", "), res.Cert.NotAfter.Format(time.DateOnly))
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringVar(&certFile, "cert", "", "PEM file with the leaf certificate and its chain (and the key)")
 	add.Flags().StringVar(&keyFile, "key", "", "PEM file with the private key")
@@ -147,11 +155,7 @@ func newCertListCmd(cf *clientFlags) *cobra.Command {
 		Use:   "list",
 		Short: "List installed certificates with their status",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			var all []certs.Info
 			after := ""
 			for {
@@ -173,7 +177,7 @@ func newCertListCmd(cf *clientFlags) *cobra.Command {
 			}
 			printCerts(cmd.OutOrStdout(), all)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(list)
 	list.Flags().IntVar(&limit, "limit", 0, "show at most this many (0: all)")
@@ -186,12 +190,9 @@ func newCertShowCmd(cf *clientFlags) *cobra.Command {
 		Use:   "show HOSTNAME|ID",
 		Short: "Show the certificates that serve a hostname (or one bundle by id)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			var list []certs.Info
+			var err error
 			if strings.Contains(args[0], ".") {
 				list, err = c.Lookup(cmd.Context(), args[0])
 			} else {
@@ -212,7 +213,7 @@ func newCertShowCmd(cf *clientFlags) *cobra.Command {
 				printDetail(cmd.OutOrStdout(), in)
 			}
 			return nil
-		},
+		}),
 	}
 	return show
 }
@@ -223,17 +224,13 @@ func newCertRmCmd(cf *clientFlags) *cobra.Command {
 		Use:   "rm ID",
 		Short: "Remove a certificate bundle; its names stop being served at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.RemoveCert(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
 			return nil
-		},
+		}),
 	}
 	return rm
 }
@@ -284,11 +281,7 @@ func newCertExpiringCmd(cf *clientFlags) *cobra.Command {
 		Use:   "expiring [--within 30d]",
 		Short: "List certificates expired or expiring within a duration, soonest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			list, err := c.Expiring(cmd.Context(), within, expLimit)
 			if err != nil {
 				return err
@@ -298,7 +291,7 @@ func newCertExpiringCmd(cf *clientFlags) *cobra.Command {
 			}
 			printCerts(cmd.OutOrStdout(), list)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(expiring)
 	expiring.Flags().StringVar(&within, "within", "30d", "horizon: 30d, 72h, ...")
@@ -515,11 +508,7 @@ func newPoolsCmd(cf *clientFlags) *cobra.Command {
 		Use:   "pools",
 		Short: "Show the backend pools and the health of their members",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			pools, err := c.Pools(cmd.Context())
 			if err != nil {
 				return err
@@ -529,7 +518,7 @@ func newPoolsCmd(cf *clientFlags) *cobra.Command {
 			}
 			printPools(cmd.OutOrStdout(), pools)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(cmd)
 	cf.register(cmd)
@@ -565,17 +554,13 @@ func newReloadCmd(cf *clientFlags) *cobra.Command {
 		Use:   "reload",
 		Short: "Re-read the node's configuration file; a bad file changes nothing",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.Reload(cmd.Context()); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "reloaded")
 			return nil
-		},
+		}),
 	}
 	cf.register(cmd)
 	return cmd
@@ -586,11 +571,7 @@ func newLimitsCmd(cf *clientFlags) *cobra.Command {
 		Use:   "limits",
 		Short: "Show every finite resource: usage against limit",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			res, err := c.Limits(cmd.Context())
 			if err != nil {
 				return err
@@ -600,7 +581,7 @@ func newLimitsCmd(cf *clientFlags) *cobra.Command {
 			}
 			printLimits(cmd.OutOrStdout(), res)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(cmd)
 	cf.register(cmd)

@@ -34,11 +34,7 @@ func newHostnameAddCmd(cf *clientFlags) *cobra.Command {
 		Use:   "add NAME --tenant T --pool P [--uploaded]",
 		Short: "Register a hostname and its route; its certificate is ordered at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			req.Name = args[0]
 			if uploaded {
 				req.Source = hostnames.SourceUploaded
@@ -52,7 +48,7 @@ func newHostnameAddCmd(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %s (tenant %q, pool %s): %s\n", h.Name, h.Tenant, h.Pool, h.State)
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringVar(&req.Tenant, "tenant", "", "the customer the hostname belongs to")
 	add.Flags().StringVar(&req.Pool, "pool", "", "pool of the nodes' configuration")
@@ -68,11 +64,7 @@ func newHostnameListCmd(cf *clientFlags) *cobra.Command {
 		Use:   "list [--state S]",
 		Short: "List hostnames with their state, certificate expiry and next attempt",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			hs, err := c.ListHostnames(cmd.Context(), state)
 			if err != nil {
 				return err
@@ -82,7 +74,7 @@ func newHostnameListCmd(cf *clientFlags) *cobra.Command {
 			}
 			printHostnames(cmd.OutOrStdout(), hs)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(list)
 	list.Flags().StringVar(&state, "state", "", "only this state: pending_validation, issuing, active, renewing, failed")
@@ -95,17 +87,13 @@ func newHostnameShowCmd(cf *clientFlags) *cobra.Command {
 		Use:   "show NAME",
 		Short: "Show one hostname",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			h, err := c.GetHostname(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), h)
-		},
+		}),
 	}
 	return show
 }
@@ -116,18 +104,14 @@ func newHostnameRetryCmd(cf *clientFlags) *cobra.Command {
 		Use:   "retry NAME",
 		Short: "Order now (after fixing what made the last order fail)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			h, err := c.RetryHostname(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s, next attempt now\n", h.Name, h.State)
 			return nil
-		},
+		}),
 	}
 	return retry
 }
@@ -138,17 +122,13 @@ func newHostnameRmCmd(cf *clientFlags) *cobra.Command {
 		Use:   "rm NAME",
 		Short: "Remove a hostname: its route and ACME certificate go with it",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.RemoveHostname(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", hostnames.Normalize(args[0]))
 			return nil
-		},
+		}),
 	}
 	return rm
 }

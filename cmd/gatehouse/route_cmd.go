@@ -33,11 +33,7 @@ func newRouteAddCmd(cf *clientFlags) *cobra.Command {
 		Use:   "add --host HOST [--path /PREFIX] --pool NAME [--tenant T] [--replace]",
 		Short: "Route a host (and path prefix) to a pool",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			r, err := c.AddRoute(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -51,7 +47,7 @@ func newRouteAddCmd(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s%s → %s\n", verb, r.ID, r.Host, r.PathPrefix, r.Pool)
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringVar(&req.Host, "host", "", "hostname, *.example.com or *")
 	add.Flags().StringVar(&req.PathPrefix, "path", "/", "path prefix, starting with /")
@@ -69,11 +65,7 @@ func newRouteListCmd(cf *clientFlags) *cobra.Command {
 		Use:   "list",
 		Short: "List the dynamic routes (not those of the configuration file)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			rs, err := c.ListRoutes(cmd.Context())
 			if err != nil {
 				return err
@@ -83,7 +75,7 @@ func newRouteListCmd(cf *clientFlags) *cobra.Command {
 			}
 			printRoutes(cmd.OutOrStdout(), rs)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(list)
 	return list
@@ -95,17 +87,13 @@ func newRouteRmCmd(cf *clientFlags) *cobra.Command {
 		Use:   "rm ID",
 		Short: "Remove a dynamic route; nodes stop routing it at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.RemoveRoute(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
 			return nil
-		},
+		}),
 	}
 	return rm
 }

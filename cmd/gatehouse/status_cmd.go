@@ -32,18 +32,14 @@ func newIncidentOpenCmd(cf *clientFlags) *cobra.Command {
 		Use:   "open NAME",
 		Short: "Open an incident (published unless --draft)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			open.Name = args[0]
 			in, err := c.OpenIncident(cmd.Context(), open)
 			if err != nil {
 				return err
 			}
 			return printIncident(cmd.OutOrStdout(), cf, in)
-		},
+		}),
 	}
 	openCmd.Flags().StringVar(&open.Impact, "impact", "minor", "impact: none, minor, major or critical")
 	openCmd.Flags().StringVar(&open.Status, "status", "investigating", "status: investigating, identified or monitoring")
@@ -61,11 +57,7 @@ func newIncidentUpdateCmd(cf *clientFlags) *cobra.Command {
 		Use:   "update ID",
 		Short: "Add an update to an incident's timeline",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if cmd.Flags().Changed("component") {
 				upd.Components = comps
 			}
@@ -74,7 +66,7 @@ func newIncidentUpdateCmd(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			return printIncident(cmd.OutOrStdout(), cf, in)
-		},
+		}),
 	}
 	updateCmd.Flags().StringVar(&upd.Status, "status", "", "status: investigating, identified, monitoring or resolved (required)")
 	updateCmd.Flags().StringVarP(&upd.Body, "message", "m", "", "update text (required)")
@@ -91,17 +83,13 @@ func newIncidentResolveCmd(cf *clientFlags) *cobra.Command {
 		Use:   "resolve ID",
 		Short: "Resolve an incident",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			in, err := c.UpdateIncident(cmd.Context(), args[0], status.UpdateRequest{Status: status.Resolved, Body: resolveMsg})
 			if err != nil {
 				return err
 			}
 			return printIncident(cmd.OutOrStdout(), cf, in)
-		},
+		}),
 	}
 	resolveCmd.Flags().StringVarP(&resolveMsg, "message", "m", "This incident has been resolved.", "update text")
 	return resolveCmd
@@ -113,11 +101,7 @@ func newIncidentListCmd(cf *clientFlags) *cobra.Command {
 		Use:   "list",
 		Short: "List incidents, drafts included, newest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			list, err := c.Incidents(cmd.Context())
 			if err != nil {
 				return err
@@ -135,7 +119,7 @@ func newIncidentListCmd(cf *clientFlags) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.ID, st, in.Impact, in.CreatedAt.UTC().Format("2006-01-02 15:04"), in.Name)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cf.outputFlag(listCmd)
 	return listCmd
@@ -148,11 +132,7 @@ func newIncidentPostmortemCmd(cf *clientFlags) *cobra.Command {
 		Use:   "postmortem ID",
 		Short: "Write a post-incident report skeleton prefilled with the timeline, or publish one with --publish FILE",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if pmPublish != "" {
 				md, err := os.ReadFile(pmPublish)
 				if err != nil {
@@ -180,7 +160,7 @@ func newIncidentPostmortemCmd(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; edit it, then: gatehouse incident postmortem %s --publish %s\n", pmOut, args[0], pmOut)
 			return nil
-		},
+		}),
 	}
 	pmCmd.Flags().StringVarP(&pmOut, "out", "o", "", "write the skeleton to this file instead of standard output")
 	pmCmd.Flags().StringVar(&pmPublish, "publish", "", "publish this Markdown file as the incident's report")
@@ -269,17 +249,13 @@ func newMaintenanceAdvanceCmd(cf *clientFlags, use, action, short string) *cobra
 	var msg string
 	c := &cobra.Command{
 		Use: use + " ID", Short: short, Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			m, err := c.AdvanceMaintenance(cmd.Context(), args[0], action, msg)
 			if err != nil {
 				return err
 			}
 			return printMaintenance(cmd.OutOrStdout(), cf, m)
-		},
+		}),
 	}
 	c.Flags().StringVarP(&msg, "message", "m", "", "update text")
 	return c
@@ -289,11 +265,7 @@ func newMaintenanceAdvanceCmd(cf *clientFlags, use, action, short string) *cobra
 func newMaintenanceListCmd(cf *clientFlags) *cobra.Command {
 	listCmd := &cobra.Command{
 		Use: "list", Short: "List maintenance windows", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			list, err := c.Maintenances(cmd.Context())
 			if err != nil {
 				return err
@@ -305,7 +277,7 @@ func newMaintenanceListCmd(cf *clientFlags) *cobra.Command {
 				printMaintenance(cmd.OutOrStdout(), cf, m)
 			}
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(listCmd)
 	return listCmd
@@ -349,18 +321,14 @@ func newComponentSetCmd(cf *clientFlags) *cobra.Command {
 		Use:   "set COMPONENT STATE",
 		Short: "Pin a component to a state (" + strings.Join(status.ComponentStates, ", ") + ") until cleared",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			o, err := c.SetComponent(cmd.Context(), args[0], args[1], reason)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s set to %s until cleared\n", args[0], o.Status)
 			return nil
-		},
+		}),
 	}
 	setCmd.Flags().StringVar(&reason, "reason", "", "why (kept with the override)")
 	return setCmd
@@ -372,17 +340,13 @@ func newComponentClearCmd(cf *clientFlags) *cobra.Command {
 		Use:   "clear COMPONENT",
 		Short: "Return a component to its health-driven state",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.ClearComponent(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s follows its health checks again\n", args[0])
 			return nil
-		},
+		}),
 	}
 	return clearCmd
 }
@@ -391,11 +355,7 @@ func newComponentClearCmd(cf *clientFlags) *cobra.Command {
 func newComponentListCmd(cf *clientFlags) *cobra.Command {
 	listCmd := &cobra.Command{
 		Use: "list", Short: "List components with their state", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			list, err := c.StatusComponents(cmd.Context())
 			if err != nil {
 				return err
@@ -414,7 +374,7 @@ func newComponentListCmd(cf *clientFlags) *cobra.Command {
 					cs.HealthyMembers, cs.TotalMembers, strconv.FormatFloat(cs.ErrorRate, 'f', -1, 64), cs.Requests)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cf.outputFlag(listCmd)
 	return listCmd
@@ -543,11 +503,7 @@ func newSubscribersRmCmd(cf *clientFlags) *cobra.Command {
 	var rmEmail bool
 	rmCmd := &cobra.Command{
 		Use: "rm ID | rm --email ADDR", Short: "Remove a webhook subscriber, or an email subscriber with --email", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if rmEmail {
 				if err := c.RemoveEmailSubscriber(cmd.Context(), args[0]); err != nil {
 					return err
@@ -560,7 +516,7 @@ func newSubscribersRmCmd(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "subscriber %s removed\n", args[0])
 			return nil
-		},
+		}),
 	}
 	rmCmd.Flags().BoolVar(&rmEmail, "email", false, "the argument is an email address")
 	return rmCmd
@@ -571,11 +527,7 @@ func newSubscribersDeliveriesCmd(cf *clientFlags) *cobra.Command {
 	deliveriesCmd := &cobra.Command{
 		Use: "deliveries [ID]", Short: "Show the webhook delivery log (the fleet's last 500 attempts), of one subscriber or all",
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			sub := ""
 			if len(args) == 1 {
 				sub = args[0]
@@ -603,7 +555,7 @@ func newSubscribersDeliveriesCmd(cf *clientFlags) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.At.UTC().Format("2006-01-02 15:04:05"), d.Subscriber, d.Event, d.ID, d.Attempt, result)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	return deliveriesCmd
 }
