@@ -733,10 +733,18 @@ func (f *storeFeed) Reset(ctx context.Context, l *store.Listing) error {
 	cutoff := p.now().AddDate(0, 0, -HistoryKeepDays).Format(dayLayout)
 	var stale []store.Op
 	listed := make(map[string]bool, len(kvs))
+	// The listing was read before the lock was taken: a record this node
+	// wrote since (a revision after the listing's) is newer than what
+	// the listing says of it, and the watch from the listing's revision
+	// delivers it again.
+	asOf := l.Rev()
 	for _, kv := range kvs {
 		listed[kv.Key] = true
 		if strings.HasPrefix(kv.Key, keyHistory) && strings.TrimPrefix(kv.Key, keyHistory) < cutoff {
 			stale = append(stale, store.Delete(kv.Key))
+			continue
+		}
+		if p.revs[kv.Key] > asOf {
 			continue
 		}
 		if err := p.applyLocked(kv); err != nil {
@@ -744,8 +752,8 @@ func (f *storeFeed) Reset(ctx context.Context, l *store.Listing) error {
 		}
 	}
 	// Records deleted while the watch could not tell (compaction).
-	for key := range p.revs {
-		if !listed[key] {
+	for key, rev := range p.revs {
+		if !listed[key] && rev <= asOf {
 			p.removeLocked(key)
 		}
 	}
