@@ -364,6 +364,19 @@ func (n *Node) startBackground(cfg *config.Config) {
 
 // registerResources declares every finite resource of the node.
 func (n *Node) registerResources() {
+	n.registerCacheResources()
+	n.registerSubscribeResources()
+	n.registerListenerResources()
+	n.registerACMEResources()
+	n.registerProcessResources()
+	n.registerStoreResources()
+	n.registerBackendResources()
+	n.registerPoolCapacity()
+}
+
+// registerCacheResources declares certificates, routes, the certificate
+// and response caches, the local bundle cache and HTTPS connections.
+func (n *Node) registerCacheResources() {
 	cfg := n.cfg.Load()
 	r := n.capacity
 	// The limits of certificates, routes and store come from the
@@ -395,7 +408,12 @@ func (n *Node) registerResources() {
 		}
 		return n.srv.Connections("https")
 	})
-	// The public subscribe form's rate-limit tables (status.email).
+}
+
+// registerSubscribeResources declares the public subscribe form's
+// rate-limit tables (status.email).
+func (n *Node) registerSubscribeResources() {
+	r := n.capacity
 	r.Register("status_subscribe_clients", "count", "status.email.per_ip_per_hour", false, func() (int64, int64) {
 		if n.portal == nil {
 			return 0, 0
@@ -410,16 +428,25 @@ func (n *Node) registerResources() {
 		_, addrs, limit := n.portal.SubscribeLimits()
 		return addrs, limit
 	})
-	n.registerListenerResources()
-	n.registerACMEResources()
+}
+
+// registerProcessResources declares file descriptors, memory and the Go
+// heap.
+func (n *Node) registerProcessResources() {
+	r := n.capacity
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
 	r.Register("go_heap", "bytes", "Go soft memory limit (limits.memory_soft_limit)", false, func() (int64, int64) {
 		u, _ := capacity.GoHeap()
 		return u, goMemoryLimit()
 	})
-	// The store's own quota (the embedded store's is limits.store_quota;
-	// etcd's is --quota-backend-bytes, lowered by limits.store_quota).
+}
+
+// registerStoreResources declares the store's own quota (the embedded
+// store's is limits.store_quota; etcd's is --quota-backend-bytes, lowered
+// by limits.store_quota) and, on etcd, whether it answers.
+func (n *Node) registerStoreResources() {
+	r := n.capacity
 	r.Register(capacity.Store, "bytes", "limits.store_quota", true, func() (int64, int64) {
 		sz, ok := n.store.(store.Sizer)
 		if !ok {
@@ -440,7 +467,12 @@ func (n *Node) registerResources() {
 			return 0, 1
 		})
 	}
-	r.Register("backend_connections", "count", "pools[].max_conns_per_member", false, func() (usage, limit int64) {
+}
+
+// registerBackendResources declares the connections to pool members
+// against pools[].max_conns_per_member.
+func (n *Node) registerBackendResources() {
+	n.capacity.Register("backend_connections", "count", "pools[].max_conns_per_member", false, func() (usage, limit int64) {
 		byName := map[string]config.Pool{}
 		for _, p := range n.cfg.Load().Pools {
 			byName[p.Name] = p
@@ -455,7 +487,6 @@ func (n *Node) registerResources() {
 		}
 		return usage, limit
 	})
-	n.registerPoolCapacity()
 }
 
 // poolHealth adapts the live proxy state for the status portal.
