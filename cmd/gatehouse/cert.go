@@ -366,109 +366,131 @@ func runImport(ctx context.Context, add batchAdder, dir string, batch int, out, 
 	if err != nil {
 		return fmt.Errorf("import of %s: %w", dir, err)
 	}
-	start := time.Now()
-	var (
-		mu         sync.Mutex // guards sum, sent, done, lastReport and writes to errOut
-		sum        importSummary
-		sent, done int // bundles handed to add, and answered
-		lastReport = start
-	)
-	// expected is the number of bundles the directory should yield: one per
-	// base name, less the names that only produced refused files.
-	expected := scan.Groups()
-	progress := func(final bool) {
-		now := time.Now()
-		if !final && now.Sub(lastReport) < 2*time.Second {
-			return
-		}
-		lastReport = now
-		total := max(expected, done)
-		if final {
-			total = done
-		}
-		rate := float64(done) / max(now.Sub(start).Seconds(), 0.001)
-		eta := time.Duration(float64(total-done)/max(rate, 0.001)) * time.Second
-		fmt.Fprintf(errOut, "progress: %d/%d bundles, %.0f/s, ETA %s\n", done, total, rate, eta.Round(time.Second))
-	}
-
+	ir := &importRun{errOut: errOut, start: time.Now(), expected: scan.Groups()}
+	ir.lastReport = ir.start
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan []admin.BatchItem)
 	for range importWorkers {
 		g.Go(func() error {
 			for req := range batches {
 				results, err := add(gctx, req)
-				mu.Lock()
-				if err != nil {
-					err = fmt.Errorf("import stopped after %d of %d bundles (%d imported): %w", done, max(expected, sent), sum.Imported, err)
-					mu.Unlock()
+				if err := ir.record(len(req), results, err); err != nil {
 					return err
 				}
-				for _, r := range results {
-					sum.Files++
-					if r.Error != "" {
-						sum.Refused++
-						fmt.Fprintf(errOut, "refused %s: %s\n", r.Source, r.Error)
-						continue
-					}
-					sum.Imported++
-					for _, w := range r.Warnings {
-						fmt.Fprintf(errOut, "warning %s: %s\n", r.Source, w)
-					}
-				}
-				done += len(req)
-				progress(false)
-				mu.Unlock()
 			}
 			return nil
 		})
 	}
 	g.Go(func() error {
 		defer close(batches)
-		req := make([]admin.BatchItem, 0, batch)
-		send := func() error {
-			mu.Lock()
-			sent += len(req)
-			mu.Unlock()
-			select {
-			case batches <- req:
-			case <-gctx.Done():
-				return context.Cause(gctx)
-			}
-			req = make([]admin.BatchItem, 0, batch)
-			return nil
-		}
-		for it, fe := range scan.All() {
-			if fe != nil {
-				mu.Lock()
-				sum.Files++
-				sum.Refused++
-				expected--
-				fmt.Fprintf(errOut, "refused %s: %v\n", fe.Path, fe.Err)
-				mu.Unlock()
-				continue
-			}
-			item := admin.BatchItem{Source: it.Source, CertPEM: string(it.CertPEM)}
-			if it.KeyPEM != nil {
-				item.KeyPEM = string(it.KeyPEM)
-			}
-			if req = append(req, item); len(req) == batch {
-				if err := send(); err != nil {
-					return err
-				}
-			}
-		}
-		if len(req) > 0 {
-			return send()
-		}
-		return nil
+		return ir.feed(gctx, scan, batch, batches)
 	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	progress(true)
-	fmt.Fprintf(out, "import of %s: %d inputs, %d imported, %d refused, in %s\n", dir, sum.Files, sum.Imported, sum.Refused, time.Since(start).Round(time.Millisecond))
+	ir.progress(true)
+	sum := ir.sum
+	fmt.Fprintf(out, "import of %s: %d inputs, %d imported, %d refused, in %s\n", dir, sum.Files, sum.Imported, sum.Refused, time.Since(ir.start).Round(time.Millisecond))
 	if sum.Refused > 0 {
 		return fmt.Errorf("%d of %d inputs refused", sum.Refused, sum.Files)
+	}
+	return nil
+}
+
+// importRun is the progress of one import, shared by its workers and its
+// directory scan.
+type importRun struct {
+	mu         sync.Mutex // guards the fields below and writes to errOut
+	errOut     io.Writer
+	start      time.Time
+	sum        importSummary
+	sent, done int // bundles handed to add, and answered
+	lastReport time.Time
+	// expected is the number of bundles the directory should yield: one
+	// per base name, less the names that only produced refused files.
+	expected int
+}
+
+// progress prints a progress line at most every 2 s, and always when final.
+// The caller holds mu, or is the only goroutine left.
+func (ir *importRun) progress(final bool) {
+	now := time.Now()
+	if !final && now.Sub(ir.lastReport) < 2*time.Second {
+		return
+	}
+	ir.lastReport = now
+	total := max(ir.expected, ir.done)
+	if final {
+		total = ir.done
+	}
+	rate := float64(ir.done) / max(now.Sub(ir.start).Seconds(), 0.001)
+	eta := time.Duration(float64(total-ir.done)/max(rate, 0.001)) * time.Second
+	fmt.Fprintf(ir.errOut, "progress: %d/%d bundles, %.0f/s, ETA %s\n", ir.done, total, rate, eta.Round(time.Second))
+}
+
+// record counts the answer to a batch of n bundles and reports its refusals
+// and warnings; a failed request stops the import.
+func (ir *importRun) record(n int, results []admin.BatchResult, err error) error {
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("import stopped after %d of %d bundles (%d imported): %w", ir.done, max(ir.expected, ir.sent), ir.sum.Imported, err)
+	}
+	for _, r := range results {
+		ir.sum.Files++
+		if r.Error != "" {
+			ir.sum.Refused++
+			fmt.Fprintf(ir.errOut, "refused %s: %s\n", r.Source, r.Error)
+			continue
+		}
+		ir.sum.Imported++
+		for _, w := range r.Warnings {
+			fmt.Fprintf(ir.errOut, "warning %s: %s\n", r.Source, w)
+		}
+	}
+	ir.done += n
+	ir.progress(false)
+	return nil
+}
+
+// feed reads the directory and sends its bundles to batches, batch at a
+// time; files that are no bundle are refused here.
+func (ir *importRun) feed(ctx context.Context, scan *certs.DirScan, batch int, batches chan<- []admin.BatchItem) error {
+	req := make([]admin.BatchItem, 0, batch)
+	send := func() error {
+		ir.mu.Lock()
+		ir.sent += len(req)
+		ir.mu.Unlock()
+		select {
+		case batches <- req:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		req = make([]admin.BatchItem, 0, batch)
+		return nil
+	}
+	for it, fe := range scan.All() {
+		if fe != nil {
+			ir.mu.Lock()
+			ir.sum.Files++
+			ir.sum.Refused++
+			ir.expected--
+			fmt.Fprintf(ir.errOut, "refused %s: %v\n", fe.Path, fe.Err)
+			ir.mu.Unlock()
+			continue
+		}
+		item := admin.BatchItem{Source: it.Source, CertPEM: string(it.CertPEM)}
+		if it.KeyPEM != nil {
+			item.KeyPEM = string(it.KeyPEM)
+		}
+		if req = append(req, item); len(req) == batch {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(req) > 0 {
+		return send()
 	}
 	return nil
 }
