@@ -7,6 +7,8 @@
 //	gatehouse route add|list|rm|set     manage dynamic routes live
 //	gatehouse hostname add|list|show|retry|rm   customer hostnames with ACME certificates
 //	gatehouse upgrade --pid-file FILE   replace the server with the binary at its path
+//	gatehouse token add|list|rotate|rm    named admin tokens with scopes
+//	gatehouse audit [--since 1h]        who changed what through the admin API
 package main
 
 import (
@@ -41,6 +43,6 @@ func newRoot() *cobra.Command {
 	}
 	cf := &clientFlags{}
 	root.AddCommand(newServeCmd(), newDemoCmd(), newCertCmd(cf), newRouteCmd(cf), newHostnameCmd(cf), newPoolsCmd(cf), newReloadCmd(cf), newLimitsCmd(cf),
-		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd(), newUpgradeCmd(cf), newDrainCmd(cf), newUndrainCmd(cf))
+		newIncidentCmd(cf), newMaintenanceCmd(cf), newComponentCmd(cf), newStatusCmd(cf), newStoreCmd(), newUpgradeCmd(cf), newDrainCmd(cf), newUndrainCmd(cf), newTokenCmd(cf), newAuditCmd(cf))
 	return root
 }

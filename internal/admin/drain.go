@@ -45,10 +45,10 @@ type DrainState struct {
 
 func (s *Server) handleDrains() {
 	d := s.opts.Drains
-	s.mux.HandleFunc("GET /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+	s.handleFunc("GET /v1/drain", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, DrainState{Drains: d.List(), Progress: d.Progress(), Capacities: d.Capacities()})
 	})
-	s.mux.HandleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
+	s.handleFunc("POST /v1/drain", func(w http.ResponseWriter, r *http.Request) {
 		req, ok := s.drainRequest(w, r)
 		if !ok {
 			return
@@ -60,7 +60,7 @@ func (s *Server) handleDrains() {
 		}
 		writeJSON(w, http.StatusOK, DrainResponse{Members: recs, Capacities: caps})
 	})
-	s.mux.HandleFunc("POST /v1/undrain", func(w http.ResponseWriter, r *http.Request) {
+	s.handleFunc("POST /v1/undrain", func(w http.ResponseWriter, r *http.Request) {
 		req, ok := s.drainRequest(w, r)
 		if !ok {
 			return

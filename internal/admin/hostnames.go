@@ -32,11 +32,11 @@ type HostnameRequest struct {
 
 // handleHostnames registers the hostname endpoints.
 func (s *Server) handleHostnames() {
-	s.mux.HandleFunc("GET /v1/hostnames", s.listHostnames)
-	s.mux.HandleFunc("POST /v1/hostnames", s.addHostname)
-	s.mux.HandleFunc("GET /v1/hostnames/{name}", s.getHostname)
-	s.mux.HandleFunc("DELETE /v1/hostnames/{name}", s.removeHostname)
-	s.mux.HandleFunc("POST /v1/hostnames/{name}/retry", s.retryHostname)
+	s.handleFunc("GET /v1/hostnames", s.listHostnames)
+	s.handleFunc("POST /v1/hostnames", s.addHostname)
+	s.handleFunc("GET /v1/hostnames/{name}", s.getHostname)
+	s.handleFunc("DELETE /v1/hostnames/{name}", s.removeHostname)
+	s.handleFunc("POST /v1/hostnames/{name}/retry", s.retryHostname)
 }
 
 func (s *Server) listHostnames(w http.ResponseWriter, r *http.Request) {

@@ -32,11 +32,11 @@ type RouteRequest struct {
 
 // handleRoutes registers the dynamic route endpoints.
 func (s *Server) handleRoutes() {
-	s.mux.HandleFunc("GET /v1/routes", s.listRoutes)
-	s.mux.HandleFunc("POST /v1/routes", s.addRoute)
-	s.mux.HandleFunc("GET /v1/routes/{id}", s.getRoute)
-	s.mux.HandleFunc("PUT /v1/routes/{id}", s.updateRoute)
-	s.mux.HandleFunc("DELETE /v1/routes/{id}", s.removeRoute)
+	s.handleFunc("GET /v1/routes", s.listRoutes)
+	s.handleFunc("POST /v1/routes", s.addRoute)
+	s.handleFunc("GET /v1/routes/{id}", s.getRoute)
+	s.handleFunc("PUT /v1/routes/{id}", s.updateRoute)
+	s.handleFunc("DELETE /v1/routes/{id}", s.removeRoute)
 }
 
 func (s *Server) listRoutes(w http.ResponseWriter, r *http.Request) {

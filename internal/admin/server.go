@@ -74,6 +74,12 @@ type Options struct {
 	Status http.Handler
 	// Drains drains and undrains pool members (drain.go).
 	Drains Drains
+	// Tokens holds the named tokens with their scopes (tokens.go); nil:
+	// only the bootstrap Token is accepted.
+	Tokens *Tokens
+	// Audit records every change made through the API (audit.go); nil:
+	// none is recorded.
+	Audit *Audit
 }
 
 // Server is the admin API's http.Handler.
@@ -84,6 +90,8 @@ type Server struct {
 	identity string
 	opts     Options
 	mux      *http.ServeMux
+	// scopes tells the scope each request needs (scopes.go).
+	scopes *scopeTable
 }
 
 // NewServer returns the admin API handler. It refuses to build without a token.
@@ -96,18 +104,18 @@ func NewServer(opts Options) (*Server, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	sum := sha256.Sum256([]byte(opts.Token))
-	s := &Server{log: log.With("component", "admin"), token: []byte(opts.Token), identity: "admin token sha256:" + hex.EncodeToString(sum[:4]), opts: opts, mux: http.NewServeMux()}
-	s.mux.HandleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
+	s := &Server{log: log.With("component", "admin"), token: []byte(opts.Token), identity: "admin token sha256:" + hex.EncodeToString(sum[:4]), opts: opts, mux: http.NewServeMux(), scopes: newScopeTable()}
+	s.handleFunc("GET /v1/health", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	if opts.Certs != nil {
-		s.mux.HandleFunc("GET /v1/certs", s.listCerts)
-		s.mux.HandleFunc("POST /v1/certs", s.addCert)
-		s.mux.HandleFunc("POST /v1/certs/batch", s.addCerts)
-		s.mux.HandleFunc("GET /v1/certs/expiring", s.expiring)
-		s.mux.HandleFunc("GET /v1/certs/{id}", s.getCert)
-		s.mux.HandleFunc("DELETE /v1/certs/{id}", s.removeCert)
-		s.mux.HandleFunc("GET /v1/hosts/{hostname}", s.lookup)
+		s.handleFunc("GET /v1/certs", s.listCerts)
+		s.handleFunc("POST /v1/certs", s.addCert)
+		s.handleFunc("POST /v1/certs/batch", s.addCerts)
+		s.handleFunc("GET /v1/certs/expiring", s.expiring)
+		s.handleFunc("GET /v1/certs/{id}", s.getCert)
+		s.handleFunc("DELETE /v1/certs/{id}", s.removeCert)
+		s.handleFunc("GET /v1/hosts/{hostname}", s.lookup)
 	}
 	if opts.Routes != nil {
 		s.handleRoutes()
@@ -119,23 +127,25 @@ func NewServer(opts Options) (*Server, error) {
 		s.handleHostnames()
 	}
 	if opts.Pools != nil {
-		s.mux.HandleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
+		s.handleFunc("GET /v1/pools", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"pools": opts.Pools()})
 		})
 	}
 	if opts.Limits != nil {
-		s.mux.HandleFunc("GET /v1/limits", func(w http.ResponseWriter, r *http.Request) {
+		s.handleFunc("GET /v1/limits", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, map[string]any{"resources": opts.Limits()})
 		})
 	}
 	if opts.Metrics != nil {
-		s.mux.Handle("GET /metrics", opts.Metrics)
+		s.handle("GET /metrics", opts.Metrics)
 	}
 	if opts.Status != nil {
-		s.mux.Handle("/v1/status/", opts.Status)
+		for _, m := range []string{"GET", "POST", "PUT", "DELETE"} {
+			s.handle(m+" /v1/status/", opts.Status)
+		}
 	}
 	if opts.Reload != nil {
-		s.mux.HandleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
+		s.handleFunc("POST /v1/reload", func(w http.ResponseWriter, r *http.Request) {
 			if err := opts.Reload(r.Context()); err != nil {
 				// A refused config is the operator's input: say exactly why.
 				writeError(w, http.StatusBadRequest, "invalid_config", err.Error())
@@ -144,8 +154,14 @@ func NewServer(opts Options) (*Server, error) {
 			writeJSON(w, http.StatusOK, map[string]string{"status": "reloaded"})
 		})
 	}
+	if opts.Tokens != nil {
+		s.handleTokens()
+	}
+	if opts.Audit != nil {
+		s.handleAudit()
+	}
 	if opts.Upgrade != nil {
-		s.mux.HandleFunc("POST /v1/upgrade", func(w http.ResponseWriter, r *http.Request) {
+		s.handleFunc("POST /v1/upgrade", func(w http.ResponseWriter, r *http.Request) {
 			if err := opts.Upgrade(r.Context()); err != nil {
 				// This process keeps serving; say why the new one did not.
 				writeError(w, http.StatusConflict, "upgrade_failed", err.Error())
@@ -163,10 +179,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(tok), s.token) != 1 {
+	identity, scopes, err := s.authenticate(r.Context(), tok, ok)
+	if err != nil && !errors.Is(err, errBadToken) {
+		s.fail(w, r, err)
+		return
+	}
+	if err != nil {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="gatehouse-admin"`)
 		writeError(w, http.StatusUnauthorized, "unauthorized", "a valid bearer token is required")
 		s.log.Warn("admin request refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "reason", authReason(auth, ok))
+		return
+	}
+	need, pattern := s.scopes.need(r)
+	if !grants(scopes, need) {
+		forbidden(w, need, identity, scopes)
+		s.log.Warn("admin request refused", "method", r.Method, "path", r.URL.Path, "pattern", pattern, "remote", r.RemoteAddr, "identity", identity, "reason", "missing scope "+string(need))
 		return
 	}
 	// Who asked, for the log line of a refused change (capacity.Admit).
@@ -175,9 +202,32 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		id = newRequestID()
 	}
 	w.Header().Set("X-Request-Id", id)
-	r = r.WithContext(capacity.WithCaller(r.Context(), capacity.Caller{Remote: r.RemoteAddr, Identity: s.identity, RequestID: id}))
-	s.mux.ServeHTTP(w, r)
+	r = r.WithContext(capacity.WithCaller(r.Context(), capacity.Caller{Remote: r.RemoteAddr, Identity: identity, RequestID: id}))
+	if s.opts.Audit != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		s.audited(w, r, pattern)
+	} else {
+		s.mux.ServeHTTP(w, r)
+	}
 	s.log.Debug("admin request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "request_id", id, "duration", time.Since(start))
+}
+
+// authenticate returns who presented tok (the bootstrap token, or a named
+// token of the store) and its scopes; errBadToken when it is neither.
+func (s *Server) authenticate(ctx context.Context, tok string, bearer bool) (string, []Scope, error) {
+	if !bearer || tok == "" {
+		return "", nil, errBadToken
+	}
+	if subtle.ConstantTimeCompare([]byte(tok), s.token) == 1 {
+		return s.identity, []Scope{ScopeAdmin}, nil
+	}
+	if s.opts.Tokens == nil {
+		return "", nil, errBadToken
+	}
+	t, err := s.opts.Tokens.Authenticate(ctx, tok)
+	if err != nil {
+		return "", nil, err
+	}
+	return "token " + strconv.Quote(t.Name), t.Scopes, nil
 }
 
 // newRequestID returns a random request id for an admin request that
@@ -445,6 +495,8 @@ type ErrorBody struct {
 		Field string `json:"field,omitempty"`
 		// Limit gives the numbers of a refusal by a limit.
 		Limit *capacity.LimitError `json:"limit,omitempty"`
+		// Scope names the scope a refused request (403) lacks.
+		Scope string `json:"scope,omitempty"`
 	} `json:"error"`
 }
 

@@ -229,6 +229,8 @@ func (n *Node) startListeners(ctx context.Context, cfg *config.Config, kek *cert
 	if err := n.portal.Start(ctx); err != nil {
 		return err
 	}
+	audit := admin.NewAudit(n.store, admin.AuditOptions{Logger: n.log})
+	n.capacity.Register("audit_records", "records", "built in: 100,000 records, 90 days", false, audit.Probe)
 	adminAPI, err := admin.NewServer(admin.Options{
 		Logger:     n.log,
 		Token:      token,
@@ -243,6 +245,8 @@ func (n *Node) startListeners(ctx context.Context, cfg *config.Config, kek *cert
 		Metrics:    promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}),
 		Status:     n.portal.ManagementHandler(),
 		Drains:     n.drains,
+		Tokens:     admin.NewTokens(n.store),
+		Audit:      audit,
 	})
 	if err != nil {
 		return err
