@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -132,6 +133,49 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if !strings.Contains(text("#capacity"), "certificates") {
 		t.Fatal("read token does not see the capacity table")
+	}
+
+	// Hostname search: 60 names of one prefix, paged 50 then 10 by the server.
+	var shop []string
+	for i := range 60 {
+		shop = append(shop, fmt.Sprintf("p%02d.shop.test", i))
+	}
+	tn.addCert(shop...)
+	if _, err := chromedp.Run(ctx, chromedp.WaitEvent(page.LoadEventFired, nil, chromedp.Click(chromedp.ID("hostnames-link")))); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.SendKeys(chromedp.ID("prefix"), "P")); err != nil {
+		t.Fatal(err)
+	}
+	if code := submit("#search"); code != http.StatusOK {
+		t.Fatalf("search: status %d", code)
+	}
+	rows := func() []string {
+		t.Helper()
+		html, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("#names tbody")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return regexp.MustCompile(`p\d\d\.shop\.test`).FindAllString(html, -1)
+	}
+	first := rows()
+	if len(first) != 50 || first[0] != "p00.shop.test" || first[49] != "p49.shop.test" {
+		t.Fatalf("first page: %d names %v", len(first), first)
+	}
+	browsertest.Screenshot(t, ctx, "console-hostnames")
+	if code := submit("#next"); code != http.StatusOK {
+		t.Fatalf("next page: status %d", code)
+	}
+	second := rows()
+	if len(second) != 10 || second[0] != "p50.shop.test" || second[9] != "p59.shop.test" {
+		t.Fatalf("second page: %d names %v", len(second), second)
+	}
+	if main, err := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("main"))); err != nil || strings.Contains(main, `id="next"`) {
+		t.Fatalf("a next link on the last page (%v)", err)
+	}
+	resp, err := chromedp.Run(ctx, chromedp.NavigateResponse(base+"hostnames?prefix=a%2Fb"))
+	if err != nil || resp.Status != http.StatusBadRequest || !strings.Contains(text(".error"), "prefix:") {
+		t.Fatalf("bad prefix: %v %v", err, resp)
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +77,9 @@ type Options struct {
 	Hostnames func() map[string]int
 	// Audit is the audit trail; the overview shows its last entries.
 	Audit *admin.Audit
+	// Search pages through the installed hostnames by prefix
+	// (certs.Manager.SearchNames); nil: no search page.
+	Search func(ctx context.Context, prefix, after string, limit int) ([]certs.NameInfo, bool, error)
 	// Node names the node the console runs on.
 	Node string
 
@@ -111,6 +115,7 @@ func New(opts Options) (*Console, error) {
 		signins:  newLimiter(opts.SigninPerMinute, time.Minute, maxLimiterAddrs, opts.Now),
 		mux:      http.NewServeMux()}
 	c.mux.HandleFunc("GET /console/{$}", c.overview)
+	c.mux.HandleFunc("GET /console/hostnames", c.hostnames)
 	c.mux.HandleFunc("POST /console/signin", c.signin)
 	c.mux.HandleFunc("POST /console/signout", c.signout)
 	c.mux.HandleFunc("GET /console/console.css", func(w http.ResponseWriter, r *http.Request) {
@@ -253,7 +258,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	if c.opts.Levels != nil {
 		warn, crit = c.opts.Levels()
 	}
-	data := map[string]any{"Token": se.name, "Scopes": admin.JoinScopes(scopes, ", "), "CSRF": se.csrf, "Node": c.opts.Node, "Warn": warn, "Crit": crit}
+	data := map[string]any{"Token": se.name, "Scopes": admin.JoinScopes(scopes, ", "), "CSRF": se.csrf, "Node": c.opts.Node, "Warn": warn, "Crit": crit, "Search": c.opts.Search != nil}
 	if c.opts.Limits != nil {
 		var rows []row
 		for _, res := range c.opts.Limits() {
@@ -302,4 +307,44 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 		data["Audit"] = recs
 	}
 	c.render(w, http.StatusOK, "overview.html", data)
+}
+
+// searchPage is how many hostnames a page of the search shows.
+const searchPage = 50
+
+// hostnames is the search page: installed hostnames by name prefix, paged
+// on the server by a cursor (the last name shown).
+func (c *Console) hostnames(w http.ResponseWriter, r *http.Request) {
+	se, _, ok := c.current(r)
+	if !ok {
+		c.signinPage(w, http.StatusOK, "")
+		return
+	}
+	if c.opts.Search == nil {
+		http.NotFound(w, r)
+		return
+	}
+	q := r.URL.Query()
+	prefix, after := strings.TrimSpace(q.Get("prefix")), q.Get("after")
+	data := map[string]any{"Token": se.name, "CSRF": se.csrf, "Node": c.opts.Node, "Prefix": prefix}
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	names, more, err := c.opts.Search(ctx, prefix, after, searchPage)
+	status := http.StatusOK
+	switch {
+	case errors.Is(err, certs.ErrBadPrefix):
+		status = http.StatusBadRequest
+		data["Error"] = "prefix: " + err.Error()
+	case err != nil:
+		status = http.StatusServiceUnavailable
+		data["Error"] = "The search failed: " + err.Error()
+		c.log.Warn("console: hostname search failed", "err", err)
+	default:
+		data["Names"] = names
+		if more && len(names) > 0 {
+			data["Next"] = "/console/hostnames?" + url.Values{"prefix": {prefix}, "after": {names[len(names)-1].Name}}.Encode()
+		}
+		data["After"] = after
+	}
+	c.render(w, status, "hostnames.html", data)
 }

@@ -263,8 +263,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 			}
 			return out
 		},
-		Audit: audit,
-		Node:  hostName(),
+		Audit:  audit,
+		Search: n.certs.SearchNames,
+		Node:   hostName(),
 	})
 	if err != nil {
 		return nil, err
