@@ -114,8 +114,8 @@ func New(opts Options) (*Console, error) {
 		sessions: newSessions(opts.SessionTTL, opts.SessionIdle, opts.MaxSessions, opts.Now),
 		signins:  newLimiter(opts.SigninPerMinute, time.Minute, maxLimiterAddrs, opts.Now),
 		mux:      http.NewServeMux()}
-	c.mux.HandleFunc("GET /console/{$}", c.overview)
-	c.mux.HandleFunc("GET /console/hostnames", c.hostnames)
+	c.mux.HandleFunc("GET /console/{$}", c.signedIn(c.overview))
+	c.mux.HandleFunc("GET /console/hostnames", c.signedIn(c.hostnames))
 	c.mux.HandleFunc("POST /console/signin", c.signin)
 	c.mux.HandleFunc("POST /console/signout", c.signout)
 	c.mux.HandleFunc("GET /console/console.css", func(w http.ResponseWriter, r *http.Request) {
@@ -248,12 +248,20 @@ type row struct {
 // auditEntries is how many of the last changes the overview lists.
 const auditEntries = 20
 
-func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
-	se, scopes, ok := c.current(r)
-	if !ok {
-		c.signinPage(w, http.StatusOK, "")
-		return
+// signedIn serves h to a request with a live session; any other gets the
+// sign-in page.
+func (c *Console) signedIn(h func(w http.ResponseWriter, r *http.Request, se session, scopes []admin.Scope)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		se, scopes, ok := c.current(r)
+		if !ok {
+			c.signinPage(w, http.StatusOK, "")
+			return
+		}
+		h(w, r, se, scopes)
 	}
+}
+
+func (c *Console) overview(w http.ResponseWriter, r *http.Request, se session, scopes []admin.Scope) {
 	warn, crit := float64(capacity.DefaultWarnPercent), float64(capacity.DefaultCriticalPercent)
 	if c.opts.Levels != nil {
 		warn, crit = c.opts.Levels()
@@ -314,12 +322,7 @@ const searchPage = 50
 
 // hostnames is the search page: installed hostnames by name prefix, paged
 // on the server by a cursor (the last name shown).
-func (c *Console) hostnames(w http.ResponseWriter, r *http.Request) {
-	se, _, ok := c.current(r)
-	if !ok {
-		c.signinPage(w, http.StatusOK, "")
-		return
-	}
+func (c *Console) hostnames(w http.ResponseWriter, r *http.Request, se session, _ []admin.Scope) {
 	if c.opts.Search == nil {
 		http.NotFound(w, r)
 		return
