@@ -480,10 +480,14 @@ func (s *Server) handleAudit() {
 
 // Recent returns up to n of the latest records, newest first. It reads the
 // last hour first and widens to a day, then to the whole trail, only while
-// fewer than n were found; it keeps no more than n records in memory.
+// fewer than n were found; it keeps no more than n records in memory and
+// decodes only those it returns.
 func (a *Audit) Recent(ctx context.Context, n int) ([]AuditRecord, error) {
+	if n <= 0 {
+		return nil, nil
+	}
 	now := a.opts.Now()
-	var last []AuditRecord
+	var last []store.KV
 	for _, since := range []time.Time{now.Add(-time.Hour), now.Add(-24 * time.Hour), {}} {
 		last = last[:0]
 		after := ""
@@ -495,15 +499,9 @@ func (a *Audit) Recent(ctx context.Context, n int) ([]AuditRecord, error) {
 			if err != nil {
 				return nil, err
 			}
-			for _, kv := range kvs {
-				var rec AuditRecord
-				if err := json.Unmarshal(kv.Value, &rec); err != nil {
-					return nil, fmt.Errorf("audit record %s: %w", kv.Key, err)
-				}
-				if len(last) == n {
-					last = append(last[:0:0], last[1:]...)
-				}
-				last = append(last, rec)
+			last = append(last, kvs[max(0, len(kvs)-n):]...)
+			if len(last) > n {
+				last = append(last[:0], last[len(last)-n:]...)
 			}
 			if len(kvs) < 1000 {
 				break
@@ -514,6 +512,11 @@ func (a *Audit) Recent(ctx context.Context, n int) ([]AuditRecord, error) {
 			break
 		}
 	}
-	slices.Reverse(last)
-	return last, nil
+	out := make([]AuditRecord, len(last))
+	for i, kv := range last {
+		if err := json.Unmarshal(kv.Value, &out[len(last)-1-i]); err != nil {
+			return nil, fmt.Errorf("audit record %s: %w", kv.Key, err)
+		}
+	}
+	return out, nil
 }

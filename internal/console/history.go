@@ -120,6 +120,7 @@ const (
 // seen. Presentation attributes only: no style attribute, which the
 // console's policy would refuse.
 func sparkline(ps []point, warn, crit float64) template.HTML {
+	ps = downsample(ps, sparkW)
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg class="spark" xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" role="img">`, sparkW, sparkH, sparkW, sparkH)
 	limited := false
@@ -170,4 +171,25 @@ func sparkline(ps []point, warn, crit float64) template.HTML {
 	}
 	b.WriteString(`</svg>`)
 	return template.HTML(b.String()) // built here from numbers only
+}
+
+// downsample cuts a series to at most n points, one per run of adjacent
+// samples, keeping each run's highest usage (a peak stays visible) with the
+// limit of that sample.
+func downsample(ps []point, n int) []point {
+	if len(ps) <= n {
+		return ps
+	}
+	out := make([]point, n)
+	for i := range out {
+		lo, hi := i*len(ps)/n, (i+1)*len(ps)/n
+		best := ps[lo]
+		for _, p := range ps[lo+1 : hi] {
+			if p.usage > best.usage {
+				best = p
+			}
+		}
+		out[i] = best
+	}
+	return out
 }

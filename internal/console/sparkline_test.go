@@ -95,3 +95,27 @@ func TestSparklineOneAndNoPoint(t *testing.T) {
 		t.Fatal("style attribute in the sparkline: the console's policy refuses inline styles")
 	}
 }
+
+// TestSparklineDownsamplesKeepingPeaks draws a day of samples as at most
+// one point per unit of width, a single-sample spike still at the top.
+func TestSparklineDownsamplesKeepingPeaks(t *testing.T) {
+	ps := make([]point, 1440)
+	for i := range ps {
+		ps[i] = point{100, 1000}
+	}
+	ps[777] = point{1000, 1000}
+	d := parseSVG(t, string(sparkline(ps, 80, 95)))
+	y := ys(t, d.Polyline[0].Points)
+	if len(y) != sparkW {
+		t.Fatalf("%d points drawn, want %d", len(y), sparkW)
+	}
+	peaks := 0
+	for _, v := range y {
+		if v == 1 {
+			peaks++
+		}
+	}
+	if peaks != 1 {
+		t.Fatalf("the spike is drawn %d times, want once", peaks)
+	}
+}
