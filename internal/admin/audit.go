@@ -477,3 +477,46 @@ func (s *Server) handleAudit() {
 		writeJSON(w, http.StatusOK, map[string]any{"records": list, "more": more})
 	})
 }
+
+// Recent returns up to n of the latest records, newest first. It reads the
+// last hour first and widens to a day, then to the whole trail, only while
+// fewer than n were found; it keeps no more than n records in memory and
+// decodes only those it returns.
+func (a *Audit) Recent(ctx context.Context, n int) ([]AuditRecord, error) {
+	if n <= 0 {
+		return nil, nil
+	}
+	now := a.opts.Now()
+	var last []store.KV
+	for _, since := range []time.Time{now.Add(-time.Hour), now.Add(-24 * time.Hour), {}} {
+		last = last[:0]
+		after := ""
+		if !since.IsZero() {
+			after = auditSince(since)
+		}
+		for {
+			kvs, _, err := a.st.List(ctx, AuditPrefix, after, 1000)
+			if err != nil {
+				return nil, err
+			}
+			last = append(last, kvs[max(0, len(kvs)-n):]...)
+			if len(last) > n {
+				last = append(last[:0], last[len(last)-n:]...)
+			}
+			if len(kvs) < 1000 {
+				break
+			}
+			after = kvs[len(kvs)-1].Key
+		}
+		if len(last) >= n {
+			break
+		}
+	}
+	out := make([]AuditRecord, len(last))
+	for i, kv := range last {
+		if err := json.Unmarshal(kv.Value, &out[len(last)-1-i]); err != nil {
+			return nil, fmt.Errorf("audit record %s: %w", kv.Key, err)
+		}
+	}
+	return out, nil
+}

@@ -120,6 +120,12 @@ var endpoints = []struct {
 	{"POST /v1/tokens", ScopeAdmin},
 	{"POST /v1/tokens/{name}/rotate", ScopeAdmin},
 	{"DELETE /v1/tokens/{name}", ScopeAdmin},
+
+	// The operator's console (SetConsole): it authenticates by its own
+	// session, not a bearer header, and needs at least the read scope of
+	// the session's token, re-checked on every request.
+	{"GET /console/", ScopeRead},
+	{"POST /console/", ScopeRead},
 }
 
 // scopeTable finds the scope a request needs.

@@ -92,6 +92,23 @@ type Server struct {
 	mux      *http.ServeMux
 	// scopes tells the scope each request needs (scopes.go).
 	scopes *scopeTable
+	// console serves /console/ (SetConsole); nil: not mounted.
+	console http.Handler
+}
+
+// SetConsole mounts the operator's console at /console/. The console
+// authenticates its requests itself (a session cookie, see
+// Server.Authenticate); call SetConsole before the server serves.
+func (s *Server) SetConsole(h http.Handler) {
+	s.console = h
+	s.handle("GET /console/", h)
+	s.handle("POST /console/", h)
+}
+
+// Authenticate checks a token as a bearer header would be checked and
+// returns the name the audit trail gives it and its scopes.
+func (s *Server) Authenticate(ctx context.Context, token string) (string, []Scope, error) {
+	return s.authenticate(ctx, token, true)
 }
 
 // NewServer returns the admin API handler. It refuses to build without a token.
@@ -177,6 +194,14 @@ func NewServer(opts Options) (*Server, error) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	w.Header().Set("Cache-Control", "no-store")
+	if s.console != nil && (r.URL.Path == "/console" || strings.HasPrefix(r.URL.Path, "/console/")) {
+		if r.URL.Path == "/console" {
+			http.Redirect(w, r, "/console/", http.StatusMovedPermanently)
+			return
+		}
+		s.console.ServeHTTP(w, r)
+		return
+	}
 	auth := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
 	identity, scopes, err := s.authenticate(r.Context(), tok, ok)

@@ -14,8 +14,9 @@ import (
 )
 
 // New starts a headless Chromium for t and returns a browser context that
-// is closed when the test ends.
-func New(t *testing.T) context.Context {
+// is closed when the test ends. Extra options are added to the defaults
+// (e.g. a flag to accept a test's self-signed admin certificate).
+func New(t *testing.T, extra ...chromedp.ExecAllocatorOption) context.Context {
 	t.Helper()
 	path := ""
 	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
@@ -43,6 +44,7 @@ func New(t *testing.T) context.Context {
 		chromedp.Flag("disable-quic", true),
 		chromedp.WindowSize(1200, 900),
 	)
+	opts = append(opts, extra...)
 	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelB := chromedp.NewContext(actx)
 	t.Cleanup(func() {

@@ -1,6 +1,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -25,6 +26,7 @@ import (
 	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
 	"gatehouse/internal/config"
+	"gatehouse/internal/console"
 	"gatehouse/internal/drain"
 	"gatehouse/internal/hostnames"
 	"gatehouse/internal/loop"
@@ -39,13 +41,15 @@ import (
 // Node is one running Gatehouse process: store, certificates, proxy, status
 // portal, admin API and their listeners.
 type Node struct {
-	log     *slog.Logger
-	cfg     atomic.Pointer[config.Config]
-	store   store.Store
-	certs   *certs.Manager
-	tickets *tickets.Keys // TLS session ticket keys shared by the fleet
-	edge    atomic.Pointer[proxy.Proxy]
-	routes  *routes.Manager // dynamic routes from the store (serve_routes.go)
+	// capHistory is the console's ring of capacity samples.
+	capHistory *console.History
+	log        *slog.Logger
+	cfg        atomic.Pointer[config.Config]
+	store      store.Store
+	certs      *certs.Manager
+	tickets    *tickets.Keys // TLS session ticket keys shared by the fleet
+	edge       atomic.Pointer[proxy.Proxy]
+	routes     *routes.Manager // dynamic routes from the store (serve_routes.go)
 	// hostnames and acme: customer hostnames and their ACME certificates
 	// (serve_acme.go); acme is nil without an acme: section.
 	hostnames  *hostnames.Manager
@@ -56,7 +60,7 @@ type Node struct {
 	srv        *server.Server
 	reload     func() (*config.Config, error)
 	capacity   *capacity.Registry
-	portal     *status.Portal // the status portal (issue 4)
+	portal     *status.Portal // the status portal
 	stopBG     context.CancelFunc
 	bgDone     chan struct{}
 	// reloadMu serialises reloads.
@@ -251,6 +255,33 @@ func (n *Node) startListeners(ctx context.Context, cfg *config.Config, kek *cert
 	if err != nil {
 		return err
 	}
+	// The operator's console, on the admin listener only.
+	n.capHistory = console.NewHistory(console.DefaultSamples)
+	con, err := console.New(console.Options{
+		Logger:       n.log,
+		Authenticate: adminAPI.Authenticate,
+		Limits:       n.capacity.Snapshot,
+		Levels: func() (float64, float64) {
+			s := n.capacity.Settings()
+			return cmp.Or(s.WarnPercent, capacity.DefaultWarnPercent), cmp.Or(s.CriticalPercent, capacity.DefaultCriticalPercent)
+		},
+		History: n.capHistory,
+		Expiry:  n.certs.ExpiryCounts,
+		Hostnames: func() map[string]int {
+			out := map[string]int{}
+			for st, c := range n.hostnames.Counts() {
+				out[string(st)] = c
+			}
+			return out
+		},
+		Audit:  audit,
+		Search: n.certs.SearchNames,
+		Node:   hostName(),
+	})
+	if err != nil {
+		return err
+	}
+	adminAPI.SetConsole(con)
 	// Session ticket keys come from the store, so that a client resumes on
 	// any node of a fleet.
 	n.tickets = tickets.New(n.store, kek, tickets.Options{Logger: n.log, Period: cfg.TLS.SessionTicketRotation.D()})
@@ -351,6 +382,7 @@ func (n *Node) startBackground(cfg *config.Config) {
 		defer close(n.bgDone)
 		var wg sync.WaitGroup
 		wg.Go(func() { n.capacity.Run(bg) }) // every limits.check_interval
+		wg.Go(func() { n.capHistory.Run(bg, console.DefaultSampleEvery, n.capacity.Snapshot) })
 		wg.Go(func() { n.tuneMemory(bg, 30*time.Second) })
 		wg.Go(func() { n.runACME(bg) })
 		wg.Go(func() {
@@ -703,4 +735,10 @@ func (n *Node) tuneMemory(ctx context.Context, every time.Duration) {
 	}
 	n.applyMemoryLimit()
 	loop.Every(ctx, every, n.applyMemoryLimit)
+}
+
+// hostName names this node on the console ("" when the system will not say).
+func hostName() string {
+	h, _ := os.Hostname()
+	return h
 }
