@@ -11,6 +11,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -20,6 +21,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +36,7 @@ func main() {
 	n := flag.Int("n", 100000, "confirmed subscribers")
 	rate := flag.Float64("rate", 1000, "status.email.rate_per_second")
 	conns := flag.Int("connections", 0, "status.email.smtp.connections (0: the default)")
+	handover := flag.Int("handover-at", 0, "stop the leader once this many messages were recorded as sent, and let a second portal on the same store take over (0: never)")
 	child := flag.Bool("smtp-child", false, "internal: run the SMTP server and report when n messages arrived")
 	flag.Parse()
 	if *child {
@@ -126,14 +129,31 @@ func main() {
 			log.Printf("%s: sending", time.Since(start).Round(time.Second))
 		}
 	}()
+	if *handover > 0 {
+		go func() {
+			for sentSoFar(ctx, st) < *handover {
+				time.Sleep(20 * time.Millisecond)
+			}
+			stopLead()
+			<-leadDone
+			log.Printf("%s: leader stopped after %d messages recorded; a second portal takes over", time.Since(start).Round(time.Millisecond), sentSoFar(ctx, st))
+			p2 := status.New(cfg, nil, nil, status.Options{Store: st, Interval: time.Hour})
+			if err := p2.Start(ctx); err != nil {
+				log.Fatal(err)
+			}
+			p2.Lead(ctx)
+		}()
+	}
 	lines.Scan() // "done": the server has accepted n messages
 	elapsed := time.Since(start)
 	var ru1 syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
 	close(stopSample)
 	<-sampled
-	stopLead()
-	<-leadDone
+	if *handover == 0 {
+		stopLead()
+		<-leadDone
+	}
 	cpu := func(r syscall.Rusage) float64 {
 		return float64(r.Utime.Sec+r.Stime.Sec) + float64(r.Utime.Usec+r.Stime.Usec)/1e6
 	}
@@ -148,7 +168,19 @@ func main() {
 	fmt.Printf("server says\t%s\n", lines.Text())
 }
 
-var _ store.Store
+// sentSoFar reads how many messages the notification's progress record
+// counts as accepted.
+func sentSoFar(ctx context.Context, st store.Store) int {
+	kvs, _, err := st.List(ctx, status.MailKeyPrefix+"events/", "", 1)
+	if err != nil || len(kvs) == 0 {
+		return 0
+	}
+	var ev struct {
+		Sent int `json:"sent"`
+	}
+	json.Unmarshal(kvs[0].Value, &ev)
+	return ev.Sent
+}
 
 // runSMTP serves until n messages were accepted, then says so.
 func runSMTP(n int) {
@@ -159,9 +191,22 @@ func runSMTP(n int) {
 	if err := os.WriteFile("ca.pem", srv.CAPEM, 0o600); err != nil {
 		log.Fatal(err)
 	}
+	var mu sync.Mutex
+	seen := map[string]int{}
+	all := make(chan struct{})
+	srv.OnAccept(func(m smtptest.Message) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[strings.Join(m.To, ",")]++
+		if len(seen) == n {
+			close(all)
+		}
+	})
 	fmt.Println(srv.Port())
-	srv.Wait(int64(n), 24*time.Hour)
+	<-all
 	time.Sleep(500 * time.Millisecond) // a duplicate would show in the count
-	fmt.Printf("done: %d messages accepted\n", srv.Count())
+	mu.Lock()
+	fmt.Printf("done: %d messages accepted for %d recipients (%d duplicates)\n", srv.Count(), len(seen), srv.Count()-int64(len(seen)))
+	mu.Unlock()
 	select {}
 }

@@ -57,6 +57,18 @@ func envOr(k, def string) string {
 	return def
 }
 
+// withClient returns a cobra RunE that calls run with the admin client of
+// cf (an error building it, such as a bad --output, is returned as is).
+func withClient(cf *clientFlags, run func(cmd *cobra.Command, c *admin.Client, args []string) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, args []string) error {
+		c, err := cf.client()
+		if err != nil {
+			return err
+		}
+		return run(cmd, c, args)
+	}
+}
+
 func (cf *clientFlags) client() (*admin.Client, error) {
 	switch cf.output {
 	case "", "table":
@@ -94,17 +106,18 @@ func (cf *clientFlags) client() (*admin.Client, error) {
 func newCertCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "cert", Short: "Manage certificates live through the admin API"}
 	cf.register(cmd)
+	cmd.AddCommand(newCertAddCmd(cf), newCertListCmd(cf), newCertShowCmd(cf), newCertRmCmd(cf), newCertImportCmd(cf), newCertExpiringCmd(cf))
+	return cmd
+}
 
+// newCertAddCmd is `gatehouse cert add`.
+func newCertAddCmd(cf *clientFlags) *cobra.Command {
 	var certFile, keyFile string
 	add := &cobra.Command{
 		Use:   "add --cert FILE [--key FILE]",
 		Short: "Install a certificate (leaf, chain and key; the key may be in the cert file)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			certPEM, err := os.ReadFile(certFile)
 			if err != nil {
 				return fmt.Errorf("--cert: %w", err)
@@ -127,22 +140,22 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %s for %s (expires %s)\n", res.Cert.ID, strings.Join(res.Cert.Names, ", "), res.Cert.NotAfter.Format(time.DateOnly))
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringVar(&certFile, "cert", "", "PEM file with the leaf certificate and its chain (and the key)")
 	add.Flags().StringVar(&keyFile, "key", "", "PEM file with the private key")
 	_ = add.MarkFlagRequired("cert")
+	return add
+}
 
+// newCertListCmd is `gatehouse cert list`.
+func newCertListCmd(cf *clientFlags) *cobra.Command {
 	var limit int
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List installed certificates with their status",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			var all []certs.Info
 			after := ""
 			for {
@@ -164,21 +177,22 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 			}
 			printCerts(cmd.OutOrStdout(), all)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(list)
 	list.Flags().IntVar(&limit, "limit", 0, "show at most this many (0: all)")
+	return list
+}
 
+// newCertShowCmd is `gatehouse cert show`.
+func newCertShowCmd(cf *clientFlags) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show HOSTNAME|ID",
 		Short: "Show the certificates that serve a hostname (or one bundle by id)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			var list []certs.Info
+			var err error
 			if strings.Contains(args[0], ".") {
 				list, err = c.Lookup(cmd.Context(), args[0])
 			} else {
@@ -199,26 +213,30 @@ func newCertCmd(cf *clientFlags) *cobra.Command {
 				printDetail(cmd.OutOrStdout(), in)
 			}
 			return nil
-		},
+		}),
 	}
+	return show
+}
 
+// newCertRmCmd is `gatehouse cert rm`.
+func newCertRmCmd(cf *clientFlags) *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm ID",
 		Short: "Remove a certificate bundle; its names stop being served at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.RemoveCert(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
 			return nil
-		},
+		}),
 	}
+	return rm
+}
 
+// newCertImportCmd is `gatehouse cert import`.
+func newCertImportCmd(cf *clientFlags) *cobra.Command {
 	var batch int
 	var offline bool
 	var kekFile string
@@ -252,18 +270,18 @@ load before the node starts (the node must not be running).`,
 	imp.Flags().IntVar(&batch, "batch", 200, "bundles per request")
 	imp.Flags().BoolVar(&offline, "offline", false, "write the store in --data directly (node stopped)")
 	imp.Flags().StringVar(&kekFile, "kek", "", "key-encryption key file for --offline (default <data>/kek)")
+	return imp
+}
 
+// newCertExpiringCmd is `gatehouse cert expiring`.
+func newCertExpiringCmd(cf *clientFlags) *cobra.Command {
 	var within string
 	var expLimit int
 	expiring := &cobra.Command{
 		Use:   "expiring [--within 30d]",
 		Short: "List certificates expired or expiring within a duration, soonest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			list, err := c.Expiring(cmd.Context(), within, expLimit)
 			if err != nil {
 				return err
@@ -273,14 +291,12 @@ load before the node starts (the node must not be running).`,
 			}
 			printCerts(cmd.OutOrStdout(), list)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(expiring)
 	expiring.Flags().StringVar(&within, "within", "30d", "horizon: 30d, 72h, ...")
 	expiring.Flags().IntVar(&expLimit, "limit", 1000, "show at most this many")
-
-	cmd.AddCommand(add, list, show, rm, imp, expiring)
-	return cmd
+	return expiring
 }
 
 // importSummary is the outcome of an import. An input is one bundle: a
@@ -350,109 +366,131 @@ func runImport(ctx context.Context, add batchAdder, dir string, batch int, out, 
 	if err != nil {
 		return fmt.Errorf("import of %s: %w", dir, err)
 	}
-	start := time.Now()
-	var (
-		mu         sync.Mutex // guards sum, sent, done, lastReport and writes to errOut
-		sum        importSummary
-		sent, done int // bundles handed to add, and answered
-		lastReport = start
-	)
-	// expected is the number of bundles the directory should yield: one per
-	// base name, less the names that only produced refused files.
-	expected := scan.Groups()
-	progress := func(final bool) {
-		now := time.Now()
-		if !final && now.Sub(lastReport) < 2*time.Second {
-			return
-		}
-		lastReport = now
-		total := max(expected, done)
-		if final {
-			total = done
-		}
-		rate := float64(done) / max(now.Sub(start).Seconds(), 0.001)
-		eta := time.Duration(float64(total-done)/max(rate, 0.001)) * time.Second
-		fmt.Fprintf(errOut, "progress: %d/%d bundles, %.0f/s, ETA %s\n", done, total, rate, eta.Round(time.Second))
-	}
-
+	ir := &importRun{errOut: errOut, start: time.Now(), expected: scan.Groups()}
+	ir.lastReport = ir.start
 	g, gctx := errgroup.WithContext(ctx)
 	batches := make(chan []admin.BatchItem)
 	for range importWorkers {
 		g.Go(func() error {
 			for req := range batches {
 				results, err := add(gctx, req)
-				mu.Lock()
-				if err != nil {
-					err = fmt.Errorf("import stopped after %d of %d bundles (%d imported): %w", done, max(expected, sent), sum.Imported, err)
-					mu.Unlock()
+				if err := ir.record(len(req), results, err); err != nil {
 					return err
 				}
-				for _, r := range results {
-					sum.Files++
-					if r.Error != "" {
-						sum.Refused++
-						fmt.Fprintf(errOut, "refused %s: %s\n", r.Source, r.Error)
-						continue
-					}
-					sum.Imported++
-					for _, w := range r.Warnings {
-						fmt.Fprintf(errOut, "warning %s: %s\n", r.Source, w)
-					}
-				}
-				done += len(req)
-				progress(false)
-				mu.Unlock()
 			}
 			return nil
 		})
 	}
 	g.Go(func() error {
 		defer close(batches)
-		req := make([]admin.BatchItem, 0, batch)
-		send := func() error {
-			mu.Lock()
-			sent += len(req)
-			mu.Unlock()
-			select {
-			case batches <- req:
-			case <-gctx.Done():
-				return context.Cause(gctx)
-			}
-			req = make([]admin.BatchItem, 0, batch)
-			return nil
-		}
-		for it, fe := range scan.All() {
-			if fe != nil {
-				mu.Lock()
-				sum.Files++
-				sum.Refused++
-				expected--
-				fmt.Fprintf(errOut, "refused %s: %v\n", fe.Path, fe.Err)
-				mu.Unlock()
-				continue
-			}
-			item := admin.BatchItem{Source: it.Source, CertPEM: string(it.CertPEM)}
-			if it.KeyPEM != nil {
-				item.KeyPEM = string(it.KeyPEM)
-			}
-			if req = append(req, item); len(req) == batch {
-				if err := send(); err != nil {
-					return err
-				}
-			}
-		}
-		if len(req) > 0 {
-			return send()
-		}
-		return nil
+		return ir.feed(gctx, scan, batch, batches)
 	})
 	if err := g.Wait(); err != nil {
 		return err
 	}
-	progress(true)
-	fmt.Fprintf(out, "import of %s: %d inputs, %d imported, %d refused, in %s\n", dir, sum.Files, sum.Imported, sum.Refused, time.Since(start).Round(time.Millisecond))
+	ir.progress(true)
+	sum := ir.sum
+	fmt.Fprintf(out, "import of %s: %d inputs, %d imported, %d refused, in %s\n", dir, sum.Files, sum.Imported, sum.Refused, time.Since(ir.start).Round(time.Millisecond))
 	if sum.Refused > 0 {
 		return fmt.Errorf("%d of %d inputs refused", sum.Refused, sum.Files)
+	}
+	return nil
+}
+
+// importRun is the progress of one import, shared by its workers and its
+// directory scan.
+type importRun struct {
+	mu         sync.Mutex // guards the fields below and writes to errOut
+	errOut     io.Writer
+	start      time.Time
+	sum        importSummary
+	sent, done int // bundles handed to add, and answered
+	lastReport time.Time
+	// expected is the number of bundles the directory should yield: one
+	// per base name, less the names that only produced refused files.
+	expected int
+}
+
+// progress prints a progress line at most every 2 s, and always when final.
+// The caller holds mu, or is the only goroutine left.
+func (ir *importRun) progress(final bool) {
+	now := time.Now()
+	if !final && now.Sub(ir.lastReport) < 2*time.Second {
+		return
+	}
+	ir.lastReport = now
+	total := max(ir.expected, ir.done)
+	if final {
+		total = ir.done
+	}
+	rate := float64(ir.done) / max(now.Sub(ir.start).Seconds(), 0.001)
+	eta := time.Duration(float64(total-ir.done)/max(rate, 0.001)) * time.Second
+	fmt.Fprintf(ir.errOut, "progress: %d/%d bundles, %.0f/s, ETA %s\n", ir.done, total, rate, eta.Round(time.Second))
+}
+
+// record counts the answer to a batch of n bundles and reports its refusals
+// and warnings; a failed request stops the import.
+func (ir *importRun) record(n int, results []admin.BatchResult, err error) error {
+	ir.mu.Lock()
+	defer ir.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("import stopped after %d of %d bundles (%d imported): %w", ir.done, max(ir.expected, ir.sent), ir.sum.Imported, err)
+	}
+	for _, r := range results {
+		ir.sum.Files++
+		if r.Error != "" {
+			ir.sum.Refused++
+			fmt.Fprintf(ir.errOut, "refused %s: %s\n", r.Source, r.Error)
+			continue
+		}
+		ir.sum.Imported++
+		for _, w := range r.Warnings {
+			fmt.Fprintf(ir.errOut, "warning %s: %s\n", r.Source, w)
+		}
+	}
+	ir.done += n
+	ir.progress(false)
+	return nil
+}
+
+// feed reads the directory and sends its bundles to batches, batch at a
+// time; files that are no bundle are refused here.
+func (ir *importRun) feed(ctx context.Context, scan *certs.DirScan, batch int, batches chan<- []admin.BatchItem) error {
+	req := make([]admin.BatchItem, 0, batch)
+	send := func() error {
+		ir.mu.Lock()
+		ir.sent += len(req)
+		ir.mu.Unlock()
+		select {
+		case batches <- req:
+		case <-ctx.Done():
+			return context.Cause(ctx)
+		}
+		req = make([]admin.BatchItem, 0, batch)
+		return nil
+	}
+	for it, fe := range scan.All() {
+		if fe != nil {
+			ir.mu.Lock()
+			ir.sum.Files++
+			ir.sum.Refused++
+			ir.expected--
+			fmt.Fprintf(ir.errOut, "refused %s: %v\n", fe.Path, fe.Err)
+			ir.mu.Unlock()
+			continue
+		}
+		item := admin.BatchItem{Source: it.Source, CertPEM: string(it.CertPEM)}
+		if it.KeyPEM != nil {
+			item.KeyPEM = string(it.KeyPEM)
+		}
+		if req = append(req, item); len(req) == batch {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	if len(req) > 0 {
+		return send()
 	}
 	return nil
 }
@@ -492,11 +530,7 @@ func newPoolsCmd(cf *clientFlags) *cobra.Command {
 		Use:   "pools",
 		Short: "Show the backend pools and the health of their members",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			pools, err := c.Pools(cmd.Context())
 			if err != nil {
 				return err
@@ -506,7 +540,7 @@ func newPoolsCmd(cf *clientFlags) *cobra.Command {
 			}
 			printPools(cmd.OutOrStdout(), pools)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(cmd)
 	cf.register(cmd)
@@ -542,17 +576,13 @@ func newReloadCmd(cf *clientFlags) *cobra.Command {
 		Use:   "reload",
 		Short: "Re-read the node's configuration file; a bad file changes nothing",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.Reload(cmd.Context()); err != nil {
 				return err
 			}
 			fmt.Fprintln(cmd.OutOrStdout(), "reloaded")
 			return nil
-		},
+		}),
 	}
 	cf.register(cmd)
 	return cmd
@@ -563,11 +593,7 @@ func newLimitsCmd(cf *clientFlags) *cobra.Command {
 		Use:   "limits",
 		Short: "Show every finite resource: usage against limit",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			res, err := c.Limits(cmd.Context())
 			if err != nil {
 				return err
@@ -577,7 +603,7 @@ func newLimitsCmd(cf *clientFlags) *cobra.Command {
 			}
 			printLimits(cmd.OutOrStdout(), res)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(cmd)
 	cf.register(cmd)

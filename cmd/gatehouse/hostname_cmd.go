@@ -22,18 +22,19 @@ expires. Its state: pending_validation → issuing → active → renewing →
 active…, or failed with the CA's reason, the attempt count and the next retry.`,
 	}
 	cf.register(cmd)
+	cmd.AddCommand(newHostnameAddCmd(cf), newHostnameListCmd(cf), newHostnameShowCmd(cf), newHostnameRetryCmd(cf), newHostnameRmCmd(cf))
+	return cmd
+}
 
+// newHostnameAddCmd is `gatehouse hostname add`.
+func newHostnameAddCmd(cf *clientFlags) *cobra.Command {
 	var req admin.HostnameRequest
 	var uploaded bool
 	add := &cobra.Command{
 		Use:   "add NAME --tenant T --pool P [--uploaded]",
 		Short: "Register a hostname and its route; its certificate is ordered at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			req.Name = args[0]
 			if uploaded {
 				req.Source = hostnames.SourceUploaded
@@ -47,23 +48,23 @@ active…, or failed with the CA's reason, the attempt count and the next retry.
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "added %s (tenant %q, pool %s): %s\n", h.Name, h.Tenant, h.Pool, h.State)
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringVar(&req.Tenant, "tenant", "", "the customer the hostname belongs to")
 	add.Flags().StringVar(&req.Pool, "pool", "", "pool of the nodes' configuration")
 	add.Flags().BoolVar(&uploaded, "uploaded", false, "the certificate is uploaded with gatehouse cert add, not ordered")
 	_ = add.MarkFlagRequired("pool")
+	return add
+}
 
+// newHostnameListCmd is `gatehouse hostname list`.
+func newHostnameListCmd(cf *clientFlags) *cobra.Command {
 	var state string
 	list := &cobra.Command{
 		Use:   "list [--state S]",
 		Short: "List hostnames with their state, certificate expiry and next attempt",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			hs, err := c.ListHostnames(cmd.Context(), state)
 			if err != nil {
 				return err
@@ -73,64 +74,63 @@ active…, or failed with the CA's reason, the attempt count and the next retry.
 			}
 			printHostnames(cmd.OutOrStdout(), hs)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(list)
 	list.Flags().StringVar(&state, "state", "", "only this state: pending_validation, issuing, active, renewing, failed")
+	return list
+}
 
+// newHostnameShowCmd is `gatehouse hostname show`.
+func newHostnameShowCmd(cf *clientFlags) *cobra.Command {
 	show := &cobra.Command{
 		Use:   "show NAME",
 		Short: "Show one hostname",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			h, err := c.GetHostname(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			return printJSON(cmd.OutOrStdout(), h)
-		},
+		}),
 	}
+	return show
+}
 
+// newHostnameRetryCmd is `gatehouse hostname retry`.
+func newHostnameRetryCmd(cf *clientFlags) *cobra.Command {
 	retry := &cobra.Command{
 		Use:   "retry NAME",
 		Short: "Order now (after fixing what made the last order fail)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			h, err := c.RetryHostname(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s, next attempt now\n", h.Name, h.State)
 			return nil
-		},
+		}),
 	}
+	return retry
+}
 
+// newHostnameRmCmd is `gatehouse hostname rm`.
+func newHostnameRmCmd(cf *clientFlags) *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm NAME",
 		Short: "Remove a hostname: its route and ACME certificate go with it",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.RemoveHostname(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", hostnames.Normalize(args[0]))
 			return nil
-		},
+		}),
 	}
-	cmd.AddCommand(add, list, show, retry, rm)
-	return cmd
+	return rm
 }
 
 func printHostnames(w io.Writer, hs []hostnames.Hostname) {

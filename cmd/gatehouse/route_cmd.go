@@ -22,17 +22,18 @@ nodes' configuration; a host and path prefix routed by the configuration file
 cannot be redefined here.`,
 	}
 	cf.register(cmd)
+	cmd.AddCommand(newRouteAddCmd(cf), newRouteListCmd(cf), newRouteRmCmd(cf), newRouteSetCmd(cf))
+	return cmd
+}
 
+// newRouteAddCmd is `gatehouse route add`.
+func newRouteAddCmd(cf *clientFlags) *cobra.Command {
 	var req admin.RouteRequest
 	add := &cobra.Command{
 		Use:   "add --host HOST [--path /PREFIX] --pool NAME [--tenant T] [--replace]",
 		Short: "Route a host (and path prefix) to a pool",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			r, err := c.AddRoute(cmd.Context(), req)
 			if err != nil {
 				return err
@@ -46,7 +47,7 @@ cannot be redefined here.`,
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s %s: %s%s → %s\n", verb, r.ID, r.Host, r.PathPrefix, r.Pool)
 			return nil
-		},
+		}),
 	}
 	add.Flags().StringVar(&req.Host, "host", "", "hostname, *.example.com or *")
 	add.Flags().StringVar(&req.PathPrefix, "path", "/", "path prefix, starting with /")
@@ -55,16 +56,16 @@ cannot be redefined here.`,
 	add.Flags().BoolVar(&req.Replace, "replace", false, "replace a route of the same host and path prefix")
 	_ = add.MarkFlagRequired("host")
 	_ = add.MarkFlagRequired("pool")
+	return add
+}
 
+// newRouteListCmd is `gatehouse route list`.
+func newRouteListCmd(cf *clientFlags) *cobra.Command {
 	list := &cobra.Command{
 		Use:   "list",
 		Short: "List the dynamic routes (not those of the configuration file)",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			rs, err := c.ListRoutes(cmd.Context())
 			if err != nil {
 				return err
@@ -74,27 +75,31 @@ cannot be redefined here.`,
 			}
 			printRoutes(cmd.OutOrStdout(), rs)
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(list)
+	return list
+}
 
+// newRouteRmCmd is `gatehouse route rm`.
+func newRouteRmCmd(cf *clientFlags) *cobra.Command {
 	rm := &cobra.Command{
 		Use:   "rm ID",
 		Short: "Remove a dynamic route; nodes stop routing it at once",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.RemoveRoute(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", args[0])
 			return nil
-		},
+		}),
 	}
+	return rm
+}
 
+// newRouteSetCmd is `gatehouse route set`.
+func newRouteSetCmd(cf *clientFlags) *cobra.Command {
 	var pool, tenant string
 	set := &cobra.Command{
 		Use:   "set ID [--pool NAME] [--tenant T]",
@@ -128,9 +133,7 @@ cannot be redefined here.`,
 	}
 	set.Flags().StringVar(&pool, "pool", "", "pool of the nodes' configuration")
 	set.Flags().StringVar(&tenant, "tenant", "", "label: whose route it is (empty clears it)")
-
-	cmd.AddCommand(add, list, rm, set)
-	return cmd
+	return set
 }
 
 func printRoutes(w io.Writer, rs []routes.Route) {

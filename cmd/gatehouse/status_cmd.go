@@ -21,42 +21,43 @@ import (
 func newIncidentCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "incident", Short: "Open, update and resolve status page incidents"}
 	cf.register(cmd)
+	cmd.AddCommand(newIncidentOpenCmd(cf), newIncidentUpdateCmd(cf), newIncidentResolveCmd(cf), newIncidentListCmd(cf), newIncidentPostmortemCmd(cf))
+	return cmd
+}
 
+// newIncidentOpenCmd is `gatehouse incident open`.
+func newIncidentOpenCmd(cf *clientFlags) *cobra.Command {
 	var open status.IncidentRequest
 	openCmd := &cobra.Command{
 		Use:   "open NAME",
 		Short: "Open an incident (published unless --draft)",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			open.Name = args[0]
 			in, err := c.OpenIncident(cmd.Context(), open)
 			if err != nil {
 				return err
 			}
 			return printIncident(cmd.OutOrStdout(), cf, in)
-		},
+		}),
 	}
 	openCmd.Flags().StringVar(&open.Impact, "impact", "minor", "impact: none, minor, major or critical")
 	openCmd.Flags().StringVar(&open.Status, "status", "investigating", "status: investigating, identified or monitoring")
 	openCmd.Flags().StringVarP(&open.Body, "message", "m", "", "first update's text (required)")
 	openCmd.Flags().StringSliceVar(&open.Components, "component", nil, "affected component (id, Region/Name or unique name); repeatable")
 	openCmd.Flags().BoolVar(&open.Draft, "draft", false, "keep it off the public page until published")
+	return openCmd
+}
 
+// newIncidentUpdateCmd is `gatehouse incident update`.
+func newIncidentUpdateCmd(cf *clientFlags) *cobra.Command {
 	var upd status.UpdateRequest
 	var comps []string
 	updateCmd := &cobra.Command{
 		Use:   "update ID",
 		Short: "Add an update to an incident's timeline",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if cmd.Flags().Changed("component") {
 				upd.Components = comps
 			}
@@ -65,42 +66,42 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 				return err
 			}
 			return printIncident(cmd.OutOrStdout(), cf, in)
-		},
+		}),
 	}
 	updateCmd.Flags().StringVar(&upd.Status, "status", "", "status: investigating, identified, monitoring or resolved (required)")
 	updateCmd.Flags().StringVarP(&upd.Body, "message", "m", "", "update text (required)")
 	updateCmd.Flags().StringVar(&upd.Impact, "impact", "", "change the impact")
 	updateCmd.Flags().StringSliceVar(&comps, "component", nil, "replace the affected components; repeatable")
 	updateCmd.Flags().BoolVar(&upd.Publish, "publish", false, "publish a draft incident")
+	return updateCmd
+}
 
+// newIncidentResolveCmd is `gatehouse incident resolve`.
+func newIncidentResolveCmd(cf *clientFlags) *cobra.Command {
 	var resolveMsg string
 	resolveCmd := &cobra.Command{
 		Use:   "resolve ID",
 		Short: "Resolve an incident",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			in, err := c.UpdateIncident(cmd.Context(), args[0], status.UpdateRequest{Status: status.Resolved, Body: resolveMsg})
 			if err != nil {
 				return err
 			}
 			return printIncident(cmd.OutOrStdout(), cf, in)
-		},
+		}),
 	}
 	resolveCmd.Flags().StringVarP(&resolveMsg, "message", "m", "This incident has been resolved.", "update text")
+	return resolveCmd
+}
 
+// newIncidentListCmd is `gatehouse incident list`.
+func newIncidentListCmd(cf *clientFlags) *cobra.Command {
 	listCmd := &cobra.Command{
 		Use:   "list",
 		Short: "List incidents, drafts included, newest first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			list, err := c.Incidents(cmd.Context())
 			if err != nil {
 				return err
@@ -118,20 +119,20 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", in.ID, st, in.Impact, in.CreatedAt.UTC().Format("2006-01-02 15:04"), in.Name)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cf.outputFlag(listCmd)
+	return listCmd
+}
 
+// newIncidentPostmortemCmd is `gatehouse incident postmortem`.
+func newIncidentPostmortemCmd(cf *clientFlags) *cobra.Command {
 	var pmOut, pmPublish string
 	pmCmd := &cobra.Command{
 		Use:   "postmortem ID",
 		Short: "Write a post-incident report skeleton prefilled with the timeline, or publish one with --publish FILE",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if pmPublish != "" {
 				md, err := os.ReadFile(pmPublish)
 				if err != nil {
@@ -159,13 +160,11 @@ func newIncidentCmd(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "wrote %s; edit it, then: gatehouse incident postmortem %s --publish %s\n", pmOut, args[0], pmOut)
 			return nil
-		},
+		}),
 	}
 	pmCmd.Flags().StringVarP(&pmOut, "out", "o", "", "write the skeleton to this file instead of standard output")
 	pmCmd.Flags().StringVar(&pmPublish, "publish", "", "publish this Markdown file as the incident's report")
-
-	cmd.AddCommand(openCmd, updateCmd, resolveCmd, listCmd, pmCmd)
-	return cmd
+	return pmCmd
 }
 
 func printIncident(w io.Writer, cf *clientFlags, in status.Incident) error {
@@ -192,6 +191,15 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "maintenance", Short: "Schedule and run maintenance windows on the status page"}
 	cf.register(cmd)
 
+	cmd.AddCommand(newMaintenanceScheduleCmd(cf),
+		newMaintenanceAdvanceCmd(cf, "start", "start", "Start a maintenance (its components show under maintenance)"),
+		newMaintenanceAdvanceCmd(cf, "verify", "verify", "Mark a maintenance as verifying"),
+		newMaintenanceAdvanceCmd(cf, "complete", "complete", "Complete a maintenance"), newMaintenanceListCmd(cf))
+	return cmd
+}
+
+// newMaintenanceScheduleCmd is `gatehouse maintenance schedule`.
+func newMaintenanceScheduleCmd(cf *clientFlags) *cobra.Command {
 	var req status.MaintenanceRequest
 	var from, until string
 	schedCmd := &cobra.Command{
@@ -232,33 +240,32 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 			req.Drain = &md
 		}
 	}
+	return schedCmd
+}
 
-	advance := func(use, action, short string) *cobra.Command {
-		var msg string
-		c := &cobra.Command{
-			Use: use + " ID", Short: short, Args: cobra.ExactArgs(1),
-			RunE: func(cmd *cobra.Command, args []string) error {
-				c, err := cf.client()
-				if err != nil {
-					return err
-				}
-				m, err := c.AdvanceMaintenance(cmd.Context(), args[0], action, msg)
-				if err != nil {
-					return err
-				}
-				return printMaintenance(cmd.OutOrStdout(), cf, m)
-			},
-		}
-		c.Flags().StringVarP(&msg, "message", "m", "", "update text")
-		return c
-	}
-	listCmd := &cobra.Command{
-		Use: "list", Short: "List maintenance windows", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
+// newMaintenanceAdvanceCmd is `gatehouse maintenance start|verify|complete`:
+// it moves a maintenance on by action.
+func newMaintenanceAdvanceCmd(cf *clientFlags, use, action, short string) *cobra.Command {
+	var msg string
+	c := &cobra.Command{
+		Use: use + " ID", Short: short, Args: cobra.ExactArgs(1),
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
+			m, err := c.AdvanceMaintenance(cmd.Context(), args[0], action, msg)
 			if err != nil {
 				return err
 			}
+			return printMaintenance(cmd.OutOrStdout(), cf, m)
+		}),
+	}
+	c.Flags().StringVarP(&msg, "message", "m", "", "update text")
+	return c
+}
+
+// newMaintenanceListCmd is `gatehouse maintenance list`.
+func newMaintenanceListCmd(cf *clientFlags) *cobra.Command {
+	listCmd := &cobra.Command{
+		Use: "list", Short: "List maintenance windows", Args: cobra.NoArgs,
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			list, err := c.Maintenances(cmd.Context())
 			if err != nil {
 				return err
@@ -270,13 +277,10 @@ func newMaintenanceCmd(cf *clientFlags) *cobra.Command {
 				printMaintenance(cmd.OutOrStdout(), cf, m)
 			}
 			return nil
-		},
+		}),
 	}
 	cf.outputFlag(listCmd)
-	cmd.AddCommand(schedCmd, advance("start", "start", "Start a maintenance (its components show under maintenance)"),
-		advance("verify", "verify", "Mark a maintenance as verifying"),
-		advance("complete", "complete", "Complete a maintenance"), listCmd)
-	return cmd
+	return listCmd
 }
 
 func parseWhen(flag, v string) (time.Time, error) {
@@ -306,48 +310,52 @@ func printMaintenance(w io.Writer, cf *clientFlags, m status.MaintenanceWindow) 
 func newComponentCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "component", Short: "Override status page components by hand"}
 	cf.register(cmd)
+	cmd.AddCommand(newComponentSetCmd(cf), newComponentClearCmd(cf), newComponentListCmd(cf))
+	return cmd
+}
+
+// newComponentSetCmd is `gatehouse component set`.
+func newComponentSetCmd(cf *clientFlags) *cobra.Command {
 	var reason string
 	setCmd := &cobra.Command{
 		Use:   "set COMPONENT STATE",
 		Short: "Pin a component to a state (" + strings.Join(status.ComponentStates, ", ") + ") until cleared",
 		Args:  cobra.ExactArgs(2),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			o, err := c.SetComponent(cmd.Context(), args[0], args[1], reason)
 			if err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s set to %s until cleared\n", args[0], o.Status)
 			return nil
-		},
+		}),
 	}
 	setCmd.Flags().StringVar(&reason, "reason", "", "why (kept with the override)")
+	return setCmd
+}
+
+// newComponentClearCmd is `gatehouse component clear`.
+func newComponentClearCmd(cf *clientFlags) *cobra.Command {
 	clearCmd := &cobra.Command{
 		Use:   "clear COMPONENT",
 		Short: "Return a component to its health-driven state",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if err := c.ClearComponent(cmd.Context(), args[0]); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "%s follows its health checks again\n", args[0])
 			return nil
-		},
+		}),
 	}
+	return clearCmd
+}
+
+// newComponentListCmd is `gatehouse component list`.
+func newComponentListCmd(cf *clientFlags) *cobra.Command {
 	listCmd := &cobra.Command{
 		Use: "list", Short: "List components with their state", Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			list, err := c.StatusComponents(cmd.Context())
 			if err != nil {
 				return err
@@ -366,11 +374,10 @@ func newComponentCmd(cf *clientFlags) *cobra.Command {
 					cs.HealthyMembers, cs.TotalMembers, strconv.FormatFloat(cs.ErrorRate, 'f', -1, 64), cs.Requests)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 	cf.outputFlag(listCmd)
-	cmd.AddCommand(setCmd, clearCmd, listCmd)
-	return cmd
+	return listCmd
 }
 
 // newStatusCmd is `gatehouse status export --out DIR [--watch]` and
@@ -404,9 +411,14 @@ func newStatusCmd(cf *clientFlags) *cobra.Command {
 // newSubscribersCmd is `gatehouse status subscribers add|list|rm|deliveries`.
 func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	cmd := &cobra.Command{Use: "subscribers", Short: "Webhook and email subscribers of the status portal and their delivery log"}
+	cmd.AddCommand(newSubscribersAddCmd(cf), newSubscribersListCmd(cf), newSubscribersRmCmd(cf), newSubscribersDeliveriesCmd(cf), newSubscribersExportCmd(cf), newSubscribersImportCmd(cf), newSubscribersBounceCmd(cf))
+	return cmd
+}
+
+// newSubscribersAddCmd is `gatehouse status subscribers add`.
+func newSubscribersAddCmd(cf *clientFlags) *cobra.Command {
 	var req status.SubscriberRequest
-	var email string     // add --email, rm --email (status_email_cmd.go)
-	var emailList bool   // list --email
+	var email string     // add --email (status_email_cmd.go)
 	var resubscribe bool // add --email --resubscribe
 	addCmd := &cobra.Command{
 		Use:   "add --url URL | --email ADDR",
@@ -442,7 +454,12 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	addCmd.Flags().StringSliceVar(&req.Components, "component", nil, "only updates about this component (id, Region/Name or unique name); repeatable")
 	addCmd.Flags().StringVar(&email, "email", "", "email address to subscribe, confirmed by you")
 	addCmd.Flags().BoolVar(&resubscribe, "resubscribe", false, "with --email: add an address that unsubscribed (only with the person's consent)")
+	return addCmd
+}
 
+// newSubscribersListCmd is `gatehouse status subscribers list`.
+func newSubscribersListCmd(cf *clientFlags) *cobra.Command {
+	var emailList bool // list --email
 	listCmd := &cobra.Command{
 		Use: "list [--email [ADDR]]", Short: "List webhook subscribers, or email subscribers with --email", Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -478,14 +495,15 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 	}
 	cf.outputFlag(listCmd)
 	listCmd.Flags().BoolVar(&emailList, "email", false, "list email subscribers (of one address if given)")
+	return listCmd
+}
+
+// newSubscribersRmCmd is `gatehouse status subscribers rm`.
+func newSubscribersRmCmd(cf *clientFlags) *cobra.Command {
 	var rmEmail bool
 	rmCmd := &cobra.Command{
 		Use: "rm ID | rm --email ADDR", Short: "Remove a webhook subscriber, or an email subscriber with --email", Args: cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			if rmEmail {
 				if err := c.RemoveEmailSubscriber(cmd.Context(), args[0]); err != nil {
 					return err
@@ -498,16 +516,18 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "subscriber %s removed\n", args[0])
 			return nil
-		},
+		}),
 	}
+	rmCmd.Flags().BoolVar(&rmEmail, "email", false, "the argument is an email address")
+	return rmCmd
+}
+
+// newSubscribersDeliveriesCmd is `gatehouse status subscribers deliveries`.
+func newSubscribersDeliveriesCmd(cf *clientFlags) *cobra.Command {
 	deliveriesCmd := &cobra.Command{
 		Use: "deliveries [ID]", Short: "Show the webhook delivery log (the fleet's last 500 attempts), of one subscriber or all",
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := cf.client()
-			if err != nil {
-				return err
-			}
+		RunE: withClient(cf, func(cmd *cobra.Command, c *admin.Client, args []string) error {
 			sub := ""
 			if len(args) == 1 {
 				sub = args[0]
@@ -535,11 +555,9 @@ func newSubscribersCmd(cf *clientFlags) *cobra.Command {
 				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", d.At.UTC().Format("2006-01-02 15:04:05"), d.Subscriber, d.Event, d.ID, d.Attempt, result)
 			}
 			return tw.Flush()
-		},
+		}),
 	}
-	rmCmd.Flags().BoolVar(&rmEmail, "email", false, "the argument is an email address")
-	cmd.AddCommand(addCmd, listCmd, rmCmd, deliveriesCmd, newSubscribersExportCmd(cf), newSubscribersImportCmd(cf), newSubscribersBounceCmd(cf))
-	return cmd
+	return deliveriesCmd
 }
 
 // exportSite writes the site once, then, with watch, again after each

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"time"
 
-	"gatehouse/internal/config"
 	"gatehouse/internal/drain"
+	"gatehouse/internal/syntax"
 )
 
 // Drains is what the admin API needs of the drain manager.
@@ -84,7 +84,7 @@ func (s *Server) drainRequest(w http.ResponseWriter, r *http.Request) (drain.Req
 		req.Reason = "admin API"
 	}
 	if in.UpgradeGrace != "" {
-		g, err := config.ParseDuration(in.UpgradeGrace)
+		g, err := syntax.Duration(in.UpgradeGrace)
 		if err != nil || g < 0 || g > 24*time.Hour {
 			writeError(w, http.StatusBadRequest, "invalid_input", "upgrade_grace: "+in.UpgradeGrace+" is not a duration between 0 and 24h")
 			return drain.Request{}, false

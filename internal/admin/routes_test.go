@@ -12,7 +12,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"gatehouse/internal/capacity"
-	"gatehouse/internal/config"
 	"gatehouse/internal/routes"
 	"gatehouse/internal/store/bolt"
 )
@@ -28,11 +27,8 @@ func routeAPI(t *testing.T) (*Client, *bolt.Store) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	cfg := &config.Config{
-		Pools:  []config.Pool{{Name: "a"}, {Name: "b"}},
-		Routes: []config.Route{{Host: "static.test", PathPrefix: "/", Pool: "a"}},
-	}
-	m := routes.NewManager(st, routes.Options{Config: func() *config.Config { return cfg }, MaxRoutes: 2})
+	fixed := &routes.Fixed{Pools: []string{"a", "b"}, Routes: []routes.Route{{Host: "static.test", PathPrefix: "/"}}}
+	m := routes.NewManager(st, routes.Options{Fixed: func() *routes.Fixed { return fixed }, MaxRoutes: 2})
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

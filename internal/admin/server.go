@@ -20,8 +20,8 @@ import (
 
 	"gatehouse/internal/capacity"
 	"gatehouse/internal/certs"
-	"gatehouse/internal/config"
 	"gatehouse/internal/fault"
+	"gatehouse/internal/syntax"
 )
 
 // Request body limits.
@@ -394,7 +394,7 @@ func (s *Server) writeCerts(w http.ResponseWriter, r *http.Request, list []certs
 func (s *Server) expiring(w http.ResponseWriter, r *http.Request) {
 	within := 30 * 24 * time.Hour
 	if v := r.URL.Query().Get("within"); v != "" {
-		d, err := config.ParseDuration(v)
+		d, err := syntax.Duration(v)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, "invalid_input", "within: "+err.Error())
 			return

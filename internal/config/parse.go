@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"gopkg.in/yaml.v3"
+
+	"gatehouse/internal/syntax"
 )
 
 // MaxFileBytes bounds the size of a configuration document.
@@ -293,25 +295,9 @@ func editDistance(a, b string) int {
 	return prev[len(b)]
 }
 
-// ParseDuration accepts Go durations ("1.5s", "200ms", "2m") and whole days ("30d").
-func ParseDuration(s string) (time.Duration, error) {
-	s = strings.TrimSpace(s)
-	if strings.HasSuffix(s, "d") {
-		n, err := strconv.Atoi(strings.TrimSuffix(s, "d"))
-		if err != nil || n < 0 {
-			return 0, fmt.Errorf("%q is not a duration like 30d", s)
-		}
-		return time.Duration(n) * 24 * time.Hour, nil
-	}
-	dur, err := time.ParseDuration(s)
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a duration (use e.g. 500ms, 10s, 2m)", s)
-	}
-	if dur < 0 {
-		return 0, fmt.Errorf("%q is negative", s)
-	}
-	return dur, nil
-}
+// ParseDuration accepts Go durations ("1.5s", "200ms", "2m") and whole days
+// ("30d"); see syntax.Duration.
+func ParseDuration(s string) (time.Duration, error) { return syntax.Duration(s) }
 
 var byteUnits = []struct {
 	suffix string

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"gatehouse/internal/syntax"
 )
 
 // Defaults for fields left empty.
@@ -491,42 +493,8 @@ func (c *Config) validateResponseCache(v *validator) {
 }
 
 // CheckRouteHost reports whether host is acceptable as a route's host, as
-// routes[].host is validated: an exact hostname, a one-label wildcard
-// "*.example.com", or "*" for every host no other route matches. The error
-// says what is wrong without naming the field; "" is refused too.
-func CheckRouteHost(host string) error {
-	h := strings.ToLower(host)
-	switch {
-	case h == "":
-		return errors.New("is required")
-	case h == "*":
-		return nil
-	case strings.HasPrefix(h, "*."):
-		if !validHostname(h[2:]) || !strings.Contains(h[2:], ".") {
-			return fmt.Errorf("%q is not a valid wildcard (use *.example.com)", host)
-		}
-	case !validHostname(h):
-		return fmt.Errorf("%q is not a valid hostname", host)
-	}
-	return nil
-}
+// routes[].host is validated (see syntax.RouteHost).
+func CheckRouteHost(host string) error { return syntax.RouteHost(host) }
 
-// validHostname reports whether s is a DNS hostname (letters, digits, '-' and
-// '_' in labels of 1-63 characters, at most 253 in all).
-func validHostname(s string) bool {
-	s = strings.TrimSuffix(s, ".")
-	if s == "" || len(s) > 253 {
-		return false
-	}
-	for _, label := range strings.Split(s, ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
-				return false
-			}
-		}
-	}
-	return true
-}
+// validHostname reports whether s is a DNS hostname (see syntax.Hostname).
+func validHostname(s string) bool { return syntax.Hostname(s) }

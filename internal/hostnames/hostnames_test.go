@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	"gatehouse/internal/config"
 	"gatehouse/internal/leakcheck"
 	"gatehouse/internal/routes"
 	"gatehouse/internal/store"
@@ -21,8 +20,8 @@ func newTest(t *testing.T, wildcards bool) (*Manager, *routes.Manager, store.Sto
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := &config.Config{Pools: []config.Pool{{Name: "web"}}}
-	rm := routes.NewManager(st, routes.Options{Config: func() *config.Config { return cfg }})
+	fixed := &routes.Fixed{Pools: []string{"web"}}
+	rm := routes.NewManager(st, routes.Options{Fixed: func() *routes.Fixed { return fixed }})
 	if err := rm.Start(t.Context()); err != nil {
 		t.Fatal(err)
 	}

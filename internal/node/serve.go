@@ -75,8 +75,49 @@ type Node struct {
 }
 
 // New wires every part from cfg and starts serving; Run serves until its
-// context ends.
+// context ends. The steps run in this order; a failed step closes what the
+// earlier ones opened.
 func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
+	n, err := newNode(cfg, opts)
+	if err != nil {
+		return nil, err
+	}
+	started := false
+	defer func() {
+		if !started {
+			n.up.stop()
+		}
+	}()
+	kek, err := n.prepareDataDir(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if n.store, err = n.up.openStore(cfg, n.log, n.newStore); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			n.close()
+		}
+	}()
+	if err := n.startCertificates(ctx, cfg, kek); err != nil {
+		return nil, err
+	}
+	if err := n.startRouting(ctx, cfg, kek); err != nil {
+		return nil, err
+	}
+	if err := n.startListeners(ctx, cfg, kek); err != nil {
+		return nil, err
+	}
+	n.startBackground(cfg)
+	ok, started = true, true
+	return n, nil
+}
+
+// newNode returns a Node with its logger, configuration and binary-upgrade
+// hand-over, before anything is opened.
+func newNode(cfg *config.Config, opts Options) (*Node, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
@@ -90,17 +131,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 		n.up = up
 	}
 	n.cfg.Store(cfg)
-	started := false
-	defer func() {
-		if !started {
-			n.up.stop()
-		}
-	}()
+	return n, nil
+}
+
+// prepareDataDir raises the file descriptor limit, creates and checks the
+// data directory and loads (or creates) the key-encryption key.
+func (n *Node) prepareDataDir(cfg *config.Config) (*certs.KEK, error) {
 	soft, hard, err := server.RaiseFileLimit()
 	if err != nil {
-		log.Warn("could not raise the file descriptor limit", "soft", soft, "hard", hard, "err", err)
+		n.log.Warn("could not raise the file descriptor limit", "soft", soft, "hard", hard, "err", err)
 	} else {
-		log.Info("file descriptor limit", "soft", soft, "hard", hard)
+		n.log.Info("file descriptor limit", "soft", soft, "hard", hard)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("data_dir %s: %w", cfg.DataDir, err)
@@ -112,29 +153,19 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 	if kekPath == "" {
 		kekPath = filepath.Join(cfg.DataDir, "kek")
 	}
-	kek, err := certs.LoadOrCreateKEK(kekPath)
-	if err != nil {
-		return nil, err
-	}
-	n.store, err = n.up.openStore(cfg, log, n.newStore)
-	if err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			n.close()
-		}
-	}()
-	// The capacity registry admits changes against the limits a reload
-	// swaps in (limits.go); its resources are registered once every part
-	// is up, before the admin API.
-	n.capacity = capacity.New(capacity.Options{Logger: log, Settings: capacitySettings(cfg)})
+	return certs.LoadOrCreateKEK(kekPath)
+}
+
+// startCertificates creates the capacity registry (it admits changes
+// against the limits a reload swaps in; limits.go) and starts the
+// certificate manager.
+func (n *Node) startCertificates(ctx context.Context, cfg *config.Config, kek *certs.KEK) error {
+	n.capacity = capacity.New(capacity.Options{Logger: n.log, Settings: capacitySettings(cfg)})
 	if err := n.prepareLimits(cfg); err != nil {
-		return nil, err
+		return err
 	}
 	n.certs = certs.NewManager(n.store, kek, certs.Options{
-		Logger:          log,
+		Logger:          n.log,
 		CacheBytes:      int64(cfg.TLS.CacheBytes),
 		UnknownSNI:      cfg.TLS.UnknownSNI,
 		DefaultHostname: cfg.TLS.DefaultHostname,
@@ -149,39 +180,37 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 	})
 	start := time.Now()
 	if err := n.certs.Start(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	log.Info("certificate manager started", "certificates", n.certs.Count(), "loading", n.certs.Loading(), "duration", time.Since(start).Round(time.Millisecond))
+	n.log.Info("certificate manager started", "certificates", n.certs.Count(), "loading", n.certs.Loading(), "duration", time.Since(start).Round(time.Millisecond))
+	return nil
+}
 
+// startRouting builds the proxy and starts what feeds it: dynamic routes,
+// drains and customer hostnames.
+func (n *Node) startRouting(ctx context.Context, cfg *config.Config, kek *certs.KEK) error {
 	p, err := n.newProxy(cfg, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.edge.Store(p)
 	if err := n.startRoutes(ctx, cfg); err != nil {
-		return nil, err
+		return err
 	}
 	if err := n.startDrains(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	if err := n.startHostnames(ctx, cfg, kek); err != nil {
-		return nil, err
-	}
+	return n.startHostnames(ctx, cfg, kek)
+}
 
-	token := cfg.Admin.Token
-	if token == "" {
-		path := cfg.Admin.TokenFile
-		if path == "" {
-			path = filepath.Join(cfg.DataDir, "admin.token")
-		}
-		var created bool
-		token, created, err = server.LoadOrCreateToken(path)
-		if err != nil {
-			return nil, err
-		}
-		if created {
-			log.Info("generated admin token", "file", path)
-		}
+// startListeners registers the node's resources and metrics, starts the
+// status portal, the admin API and the session tickets, then the
+// listeners. The capacity resources are registered once every part is up,
+// before the admin API.
+func (n *Node) startListeners(ctx context.Context, cfg *config.Config, kek *certs.KEK) error {
+	token, err := n.adminToken(cfg)
+	if err != nil {
+		return err
 	}
 	certFile, keyFile := cfg.Admin.CertFile, cfg.Admin.KeyFile
 	if certFile == "" {
@@ -189,39 +218,21 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 	}
 	adminCert, err := server.LoadOrCreateAdminCert(certFile, keyFile)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	n.registerResources()
-	metrics := prometheus.NewRegistry()
-	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(), hostnameCollector{n},
-		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	registerClientErrors(metrics, n)
-	metrics.MustRegister(n.transitions)
-	// Response cache answers by result; its bytes are a capacity resource.
-	for result, get := range map[string]func(proxy.CacheStats) uint64{
-		"hit":         func(s proxy.CacheStats) uint64 { return s.Hits },
-		"miss":        func(s proxy.CacheStats) uint64 { return s.Misses },
-		"revalidated": func(s proxy.CacheStats) uint64 { return s.Revalidated },
-		"stale":       func(s proxy.CacheStats) uint64 { return s.Stale },
-	} {
-		metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
-			Name:        "gatehouse_response_cache_answers_total",
-			Help:        "Answers of caching routes: hit (from the cache), miss (forwarded), revalidated (a member's 304), stale (a stale response in place of an error).",
-			ConstLabels: prometheus.Labels{"result": result},
-		}, func() float64 { return float64(get(n.edge.Load().CacheStats())) }))
-	}
-	// --- status portal (issue 4): store-backed, fed by pool health; its
-	// management API sits behind the admin token.
-	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: log, Store: n.store, Node: n.up.statusNode(), Secrets: kek,
+	metrics := n.newMetrics()
+	// The status portal: store-backed, fed by pool health; its management
+	// API sits behind the admin token.
+	n.portal = status.New(cfg.Status, cfg.Pools, n.poolHealth, status.Options{Logger: n.log, Store: n.store, Node: n.up.statusNode(), Secrets: kek,
 		Drainer: maintDrainer{n}})
 	if err := n.portal.Start(ctx); err != nil {
-		return nil, err
+		return err
 	}
-	// --- end status portal
-	audit := admin.NewAudit(n.store, admin.AuditOptions{Logger: log})
+	audit := admin.NewAudit(n.store, admin.AuditOptions{Logger: n.log})
 	n.capacity.Register("audit_records", "records", "built in: 100,000 records, 90 days", false, audit.Probe)
 	adminAPI, err := admin.NewServer(admin.Options{
-		Logger:     log,
+		Logger:     n.log,
 		Token:      token,
 		Certs:      n.certs,
 		Routes:     n.routes,
@@ -238,22 +249,72 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 		Audit:      audit,
 	})
 	if err != nil {
-		return nil, err
+		return err
 	}
+	// Session ticket keys come from the store, so that a client resumes on
+	// any node of a fleet.
+	n.tickets = tickets.New(n.store, kek, tickets.Options{Logger: n.log, Period: cfg.TLS.SessionTicketRotation.D()})
+	if err := n.tickets.Start(ctx); err != nil {
+		return err
+	}
+	return n.serve(cfg, adminAPI, adminCert)
+}
 
+// adminToken returns admin.token, or the token of admin.token_file (by
+// default in the data directory), created on first start.
+func (n *Node) adminToken(cfg *config.Config) (string, error) {
+	if cfg.Admin.Token != "" {
+		return cfg.Admin.Token, nil
+	}
+	path := cfg.Admin.TokenFile
+	if path == "" {
+		path = filepath.Join(cfg.DataDir, "admin.token")
+	}
+	token, created, err := server.LoadOrCreateToken(path)
+	if err != nil {
+		return "", err
+	}
+	if created {
+		n.log.Info("generated admin token", "file", path)
+	}
+	return token, nil
+}
+
+// newMetrics returns the registry the admin API's /metrics serves.
+func (n *Node) newMetrics() *prometheus.Registry {
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(capacity.NewCollector(n.capacity), expiryCollector{n.certs}, n.listenerCollector(), hostnameCollector{n},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	registerClientErrors(metrics, n)
+	metrics.MustRegister(n.transitions)
+	metrics.MustRegister(proxy.Collector(n.edge.Load)) // requests and upstream connections per pool
+	// Response cache answers by result; its bytes are a capacity resource.
+	for result, get := range map[string]func(proxy.CacheStats) uint64{
+		"hit":         func(s proxy.CacheStats) uint64 { return s.Hits },
+		"miss":        func(s proxy.CacheStats) uint64 { return s.Misses },
+		"revalidated": func(s proxy.CacheStats) uint64 { return s.Revalidated },
+		"stale":       func(s proxy.CacheStats) uint64 { return s.Stale },
+	} {
+		metrics.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name:        "gatehouse_response_cache_answers_total",
+			Help:        "Answers of caching routes: hit (from the cache), miss (forwarded), revalidated (a member's 304), stale (a stale response in place of an error).",
+			ConstLabels: prometheus.Labels{"result": result},
+		}, func() float64 { return float64(get(n.edge.Load().CacheStats())) }))
+	}
+	return metrics
+}
+
+// serve starts the public, status, admin and plain HTTP listeners and
+// tells the portal and the ACME notifier their addresses (webhooks to the
+// node's own listeners are refused).
+func (n *Node) serve(cfg *config.Config, adminAPI http.Handler, adminCert tls.Certificate) error {
 	minVer := uint16(tls.VersionTLS12)
 	if cfg.TLS.MinVersion == "1.3" {
 		minVer = tls.VersionTLS13
 	}
-	// Session ticket keys come from the store, so that a client resumes on
-	// any node of a fleet.
-	n.tickets = tickets.New(n.store, kek, tickets.Options{Logger: log, Period: cfg.TLS.SessionTicketRotation.D()})
-	if err := n.tickets.Start(ctx); err != nil {
-		return nil, err
-	}
 	publicTLS := n.tickets.TLSConfig(n.acmeTLS(n.certs.TLSConfig(&tls.Config{MinVersion: minVer, NextProtos: []string{"h2", "http/1.1"}})))
 	n.srv = server.New(cfg, server.Options{
-		Logger:    log,
+		Logger:    n.log,
 		PublicTLS: publicTLS,
 		Edge:      http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { n.edge.Load().ServeHTTP(w, r) }),
 		Status:    n.portal,
@@ -263,9 +324,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 		PlainHTTP: n.acmeHTTP(),
 	})
 	if err := n.srv.Start(); err != nil {
-		return nil, err
+		return err
 	}
-	// Webhooks to this node's own listeners are refused.
 	own := map[string]string{}
 	for _, name := range []string{"https", "http", "status", "admin"} {
 		if a := n.srv.Addr(name); a != "" {
@@ -276,9 +336,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 	if n.notifier != nil {
 		n.notifier.SetListeners(own)
 	}
+	return nil
+}
+
+// startBackground starts the node's background work, stopped by close:
+// capacity checks, memory tuning, ACME, and the fleet-wide jobs one node
+// runs at a time.
+func (n *Node) startBackground(cfg *config.Config) {
 	bg, cancel := context.WithCancel(context.Background())
 	n.stopBG = cancel
 	n.bgDone = make(chan struct{})
+	log := n.log
 	go func() {
 		defer close(n.bgDone)
 		var wg sync.WaitGroup
@@ -290,20 +358,30 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Node, error) {
 		})
 		wg.Go(func() { runFleetOnce(bg, n.store, "session-tickets", log, n.tickets.RunRotation) })
 		// One node decides the status portal's component states, history,
-		// drafts, maintenance and webhooks for the fleet (issue 4).
+		// drafts, maintenance and webhooks for the fleet.
 		wg.Go(func() { runFleetOnce(bg, n.store, "status", log, n.portal.Lead) })
 		if compact := storeCompaction(n.store, cfg); compact != nil {
 			wg.Go(func() { runFleetOnce(bg, n.store, "compaction", log, compact) })
 		}
 		wg.Wait()
 	}()
-	ok = true
-	started = true
-	return n, nil
 }
 
 // registerResources declares every finite resource of the node.
 func (n *Node) registerResources() {
+	n.registerCacheResources()
+	n.registerSubscribeResources()
+	n.registerListenerResources()
+	n.registerACMEResources()
+	n.registerProcessResources()
+	n.registerStoreResources()
+	n.registerBackendResources()
+	n.registerPoolCapacity()
+}
+
+// registerCacheResources declares certificates, routes, the certificate
+// and response caches, the local bundle cache and HTTPS connections.
+func (n *Node) registerCacheResources() {
 	cfg := n.cfg.Load()
 	r := n.capacity
 	// The limits of certificates, routes and store come from the
@@ -335,7 +413,12 @@ func (n *Node) registerResources() {
 		}
 		return n.srv.Connections("https")
 	})
-	// The public subscribe form's rate-limit tables (status.email).
+}
+
+// registerSubscribeResources declares the public subscribe form's
+// rate-limit tables (status.email).
+func (n *Node) registerSubscribeResources() {
+	r := n.capacity
 	r.Register("status_subscribe_clients", "count", "status.email.per_ip_per_hour", false, func() (int64, int64) {
 		if n.portal == nil {
 			return 0, 0
@@ -350,16 +433,25 @@ func (n *Node) registerResources() {
 		_, addrs, limit := n.portal.SubscribeLimits()
 		return addrs, limit
 	})
-	n.registerListenerResources()
-	n.registerACMEResources()
+}
+
+// registerProcessResources declares file descriptors, memory and the Go
+// heap.
+func (n *Node) registerProcessResources() {
+	r := n.capacity
 	r.Register("file_descriptors", "count", "RLIMIT_NOFILE", false, capacity.OpenFiles)
 	r.Register("memory", "bytes", "cgroup memory.max or physical memory", false, capacity.Memory)
 	r.Register("go_heap", "bytes", "Go soft memory limit (limits.memory_soft_limit)", false, func() (int64, int64) {
 		u, _ := capacity.GoHeap()
 		return u, goMemoryLimit()
 	})
-	// The store's own quota (the embedded store's is limits.store_quota;
-	// etcd's is --quota-backend-bytes, lowered by limits.store_quota).
+}
+
+// registerStoreResources declares the store's own quota (the embedded
+// store's is limits.store_quota; etcd's is --quota-backend-bytes, lowered
+// by limits.store_quota) and, on etcd, whether it answers.
+func (n *Node) registerStoreResources() {
+	r := n.capacity
 	r.Register(capacity.Store, "bytes", "limits.store_quota", true, func() (int64, int64) {
 		sz, ok := n.store.(store.Sizer)
 		if !ok {
@@ -380,7 +472,12 @@ func (n *Node) registerResources() {
 			return 0, 1
 		})
 	}
-	r.Register("backend_connections", "count", "pools[].max_conns_per_member", false, func() (usage, limit int64) {
+}
+
+// registerBackendResources declares the connections to pool members
+// against pools[].max_conns_per_member.
+func (n *Node) registerBackendResources() {
+	n.capacity.Register("backend_connections", "count", "pools[].max_conns_per_member", false, func() (usage, limit int64) {
 		byName := map[string]config.Pool{}
 		for _, p := range n.cfg.Load().Pools {
 			byName[p.Name] = p
@@ -395,7 +492,6 @@ func (n *Node) registerResources() {
 		}
 		return usage, limit
 	})
-	n.registerPoolCapacity()
 }
 
 // poolHealth adapts the live proxy state for the status portal.

@@ -31,11 +31,30 @@ func maxRoutes(cfg *config.Config) int64 {
 func (n *Node) startRoutes(ctx context.Context, cfg *config.Config) error {
 	n.routes = routes.NewManager(n.store, routes.Options{
 		Logger:    n.log,
-		Config:    n.cfg.Load,
+		Fixed:     n.fixedRoutes,
 		Admission: n.capacity,
 		OnChange:  n.applyRoutes,
 	})
 	return n.routes.Start(ctx)
+}
+
+// fixedRoutes maps the current configuration to what it fixes for dynamic
+// routes: the pools a route may name, the file's routes and
+// limits.max_routes.
+func (n *Node) fixedRoutes() *routes.Fixed {
+	cfg := n.cfg.Load()
+	if cfg == nil {
+		return nil
+	}
+	f := &routes.Fixed{Pools: make([]string, len(cfg.Pools)), Routes: make([]routes.Route, len(cfg.Routes)),
+		MaxRoutes: cfg.Limits.MaxRoutes}
+	for i, p := range cfg.Pools {
+		f.Pools[i] = p.Name
+	}
+	for i, r := range cfg.Routes {
+		f.Routes[i] = routes.Route{Host: r.Host, PathPrefix: r.PathPrefix, Pool: r.Pool}
+	}
+	return f
 }
 
 // applyRoutes hands the full set of dynamic routes to the current proxy.

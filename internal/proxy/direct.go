@@ -23,7 +23,9 @@ import (
 // else (request bodies, WebSockets and other upgrades, TE: trailers,
 // pools with MaxConnsPerMember) goes through httputil.ReverseProxy and
 // http.Transport. Both paths send the same headers and map failures to the
-// same answers.
+// same answers: they rewrite the forwarding headers with setForwarded,
+// retry with pool.withRetries and answer failures with answerError
+// (TestOneForwardingBehaviour compares them byte for byte).
 
 // max1xxResponses bounds the informational responses forwarded before
 // the final one (http.Transport's limit).
@@ -155,14 +157,9 @@ func newOutRequest(r *http.Request, ids []string) *outRequest {
 	o := outRequests.Get().(*outRequest)
 	h := o.hdr
 	for k, vv := range r.Header {
-		if hopByHop(k) {
-			continue
+		if !hopByHop(k) {
+			h[k] = vv
 		}
-		switch k {
-		case "Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Real-Ip":
-			continue
-		}
-		h[k] = vv
 	}
 	for _, v := range r.Header["Connection"] {
 		for tok := range strings.SplitSeq(v, ",") {
@@ -175,18 +172,7 @@ func newOutRequest(r *http.Request, ids []string) *outRequest {
 		h["User-Agent"] = emptyValue
 	}
 	h[headerRequestID] = ids
-	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		o.fwd.forIP[0] = ip
-		h["X-Forwarded-For"] = o.fwd.forIP[:]
-		h["X-Real-Ip"] = o.fwd.forIP[:]
-	}
-	o.fwd.host[0] = r.Host
-	h["X-Forwarded-Host"] = o.fwd.host[:]
-	o.fwd.proto[0] = "http"
-	if r.TLS != nil {
-		o.fwd.proto[0] = "https"
-	}
-	h["X-Forwarded-Proto"] = o.fwd.proto[:]
+	setForwarded(h, r, &o.fwd)
 	o.req = http.Request{
 		Method:     r.Method,
 		URL:        r.URL,
@@ -235,42 +221,23 @@ func (px *Proxy) serveDirect(w http.ResponseWriter, r *http.Request, p *pool, m 
 	out := newOutRequest(r, ids)
 	defer out.release()
 	ctx := r.Context()
-	var triedBuf [8]*member
-	tried := triedBuf[:0]
-	cur := m
-	defer func() {
-		if cur != m {
-			cur.inflight.Add(-1)
-		}
-	}()
-	for {
-		tried = append(tried, cur)
-		res, bc, stop, err := p.roundTrip(ctx, cur, &out.req, w)
-		if err == nil {
-			cur.succeeded()
-			px.copyResponse(w, r, p, cur, res, bc, stop, writeIdle)
-			return
-		}
-		if !connFailure(err) || ctx.Err() != nil {
-			px.fail(w, r, p, cur, err)
-			return
-		}
-		cur.failed(err)
-		if len(tried) > p.retries {
-			px.fail(w, r, p, cur, err)
-			return
-		}
-		next := p.pickExcept(tried)
-		if next == nil {
-			px.fail(w, r, p, cur, err)
-			return
-		}
-		if cur != m {
-			cur.inflight.Add(-1)
-		}
-		next.inflight.Add(1)
-		cur = next
+	var (
+		res  *http.Response
+		bc   *backendConn
+		stop func() bool
+	)
+	cur, err := p.withRetries(ctx, m, true, nil, func(cur *member) (err error) {
+		res, bc, stop, err = p.roundTrip(ctx, cur, &out.req, w)
+		return err
+	})
+	if err != nil {
+		px.fail(w, r, p, cur, err)
+		return
 	}
+	if cur != m {
+		defer cur.inflight.Add(-1)
+	}
+	px.copyResponse(w, r, p, cur, res, bc, stop, writeIdle)
 }
 
 // roundTrip sends req to m and reads the response head, forwarding 1xx
@@ -375,10 +342,15 @@ func (p *pool) exchange(bc *backendConn, req *http.Request, now time.Time, w htt
 
 // forward1xx sends the informational response res to the client with
 // its end-to-end fields, then takes them out of w's header again (the
-// server writes the whole header map with a 1xx and keeps it). Fields
-// already set for the final response (X-Request-Id) stay as they are.
+// server writes the whole header map with a 1xx and keeps it). The
+// X-Request-Id already set for the final response is left out of the 1xx,
+// as on the ReverseProxy path.
 func forward1xx(w http.ResponseWriter, res *http.Response) {
 	h := w.Header()
+	if ids, ok := h[headerRequestID]; ok {
+		delete(h, headerRequestID)
+		defer func() { h[headerRequestID] = ids }()
+	}
 	var addedBuf [8]string
 	added := addedBuf[:0]
 	for k, vv := range res.Header {

@@ -23,15 +23,21 @@ const drainPoll = 50 * time.Millisecond
 // that a drain can report them falling to zero and close upgraded ones
 // after their grace. Only dial and close touch it, never a request.
 type liveConns struct {
-	n   atomic.Int64
-	mu  sync.Mutex
-	set map[*trackedConn]struct{}
+	n atomic.Int64
+	// opened, if set, counts every connection tracked (the pool's
+	// upstreamConns).
+	opened *atomic.Uint64
+	mu     sync.Mutex
+	set    map[*trackedConn]struct{}
 }
 
 // track wraps c so that its close is counted.
 func (l *liveConns) track(c net.Conn) net.Conn {
 	tc := &trackedConn{Conn: c, l: l}
 	l.n.Add(1)
+	if l.opened != nil {
+		l.opened.Add(1)
+	}
 	l.mu.Lock()
 	if l.set == nil {
 		l.set = make(map[*trackedConn]struct{})

@@ -106,7 +106,10 @@ type poolStats struct {
 	_        [64]byte
 	requests atomic.Uint64 // requests routed to the pool and answered
 	failures atomic.Uint64 // of which failed: see countAnswer
-	_        [48]byte
+	// upstreamConns counts the connections opened to the pool's members
+	// (both paths): against requests, the upstream reuse.
+	upstreamConns atomic.Uint64
+	_             [40]byte
 }
 
 // countAnswer counts one answered request; failed is a 5xx from a member,

@@ -210,6 +210,7 @@ func New(cfg *config.Config, opts Options) (*Proxy, error) {
 		}
 		p.rebuild()
 		for _, m := range p.members {
+			m.live.opened = &p.stats.upstreamConns
 			m.tr = newTransport(pc, &m.live)
 		}
 		p.transport = &poolTransport{pool: p}
@@ -446,10 +447,9 @@ type forwarded struct {
 	forIP, host, proto [1]string
 }
 
-// rewrite is the ReverseProxy.Rewrite of every pool; it has the semantics
-// of ProxyRequest.SetXForwarded without its per-header allocations, and
-// sets X-Real-Ip to the client's address as well. The outbound body is
-// the clientBody itself (it does not close the inbound body).
+// rewrite is the ReverseProxy.Rewrite of every pool: setForwarded on
+// the outbound header. The outbound body is the clientBody itself (it
+// does not close the inbound body).
 func rewrite(pr *httputil.ProxyRequest) {
 	var f *forwarded
 	if cb, ok := pr.In.Body.(*clientBody); ok {
@@ -460,17 +460,28 @@ func rewrite(pr *httputil.ProxyRequest) {
 	} else {
 		f = new(forwarded)
 	}
-	h := pr.Out.Header
+	setForwarded(pr.Out.Header, pr.In, f)
+}
+
+// setForwarded is the forwarded-header rewrite of both paths: it drops
+// the forwarding headers the client sent (Forwarded, X-Forwarded-*,
+// X-Real-Ip) and sets X-Forwarded-For and X-Real-Ip to the client's
+// address, X-Forwarded-Host to the inbound Host and X-Forwarded-Proto to
+// the inbound scheme. It has the semantics of ProxyRequest.SetXForwarded
+// without its per-header allocations; the values live in f.
+func setForwarded(h http.Header, in *http.Request, f *forwarded) {
+	delete(h, "Forwarded")
+	delete(h, "X-Forwarded-For")
 	delete(h, "X-Real-Ip")
-	if ip, _, err := net.SplitHostPort(pr.In.RemoteAddr); err == nil {
+	if ip, _, err := net.SplitHostPort(in.RemoteAddr); err == nil {
 		f.forIP[0] = ip
 		h["X-Forwarded-For"] = f.forIP[:]
 		h["X-Real-Ip"] = f.forIP[:]
 	}
-	f.host[0] = pr.In.Host
+	f.host[0] = in.Host
 	h["X-Forwarded-Host"] = f.host[:]
 	f.proto[0] = "http"
-	if pr.In.TLS != nil {
+	if in.TLS != nil {
 		f.proto[0] = "https"
 	}
 	h["X-Forwarded-Proto"] = f.proto[:]
@@ -588,6 +599,10 @@ type PoolStatus struct {
 	// connection failure, no healthy member, timeout). Requests whose
 	// client went away before the answer count in neither.
 	Requests, Failures uint64
+	// UpstreamConns counts the connections opened to the pool's members
+	// since the process started (reloads keep counting): per request, the
+	// share of requests that did not reuse a kept-alive connection.
+	UpstreamConns uint64
 }
 
 // Pools returns the state of every pool, in config order.
@@ -595,7 +610,8 @@ func (px *Proxy) Pools() []PoolStatus {
 	out := make([]PoolStatus, 0, len(px.pools))
 	for _, p := range px.pools {
 		ps := PoolStatus{Name: p.name, Algorithm: string(p.algo), Members: make([]MemberStatus, 0, len(p.members)),
-			Requests: p.stats.requests.Load(), Failures: p.stats.failures.Load()}
+			Requests: p.stats.requests.Load(), Failures: p.stats.failures.Load(),
+			UpstreamConns: p.stats.upstreamConns.Load()}
 		ps.Failover, ps.ActiveZone = config.FailoverSpread, p.activeZoneName()
 		if p.priority {
 			ps.Failover = config.FailoverPriority

@@ -65,53 +65,70 @@ type poolTransport struct {
 func (t *poolTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	p := t.pool
 	first := p.byAddr[req.URL.Host]
-	res, err := first.roundTrip(req)
-	if err == nil {
-		first.succeeded()
-		return res, nil
-	}
-	if !connFailure(err) || clientFault(req) {
-		// A reset, timeout or malformed body of the client's is not
-		// the member's failure.
-		return nil, err
-	}
-	first.failed(err)
 	// Only body-less requests are retried: the body of any other request
 	// may already be consumed. ReverseProxy sends a nil Body when the
 	// inbound request had none.
-	if req.Body != nil && req.Body != http.NoBody {
+	replay := req.Body == nil || req.Body == http.NoBody
+	var res *http.Response
+	m, err := p.withRetries(req.Context(), first, replay, func() bool { return clientFault(req) }, func(m *member) (err error) {
+		r := req
+		if m != first {
+			r = new(http.Request)
+			*r = *req
+			u := *req.URL
+			u.Host = m.addr
+			r.URL = &u
+		}
+		res, err = m.roundTrip(r)
+		return err
+	})
+	if err != nil {
 		return nil, err
 	}
+	if m != first {
+		res.Body = countBody(res.Body, m)
+	}
+	return res, nil
+}
+
+// withRetries is the retry loop of both paths. It runs try on first (whose
+// in-flight count the caller raised) and, while try fails because the
+// connection to the member failed before any response (connFailure), the
+// client is still there (ctx, clientFault) and the request may be sent
+// again (replay), on up to p.retries other healthy members, feeding
+// passive ejection. It returns the member that answered, whose in-flight
+// count stays raised (the caller lowers it unless it is first), or the
+// last member tried and its error (then only first's count is raised).
+func (p *pool) withRetries(ctx context.Context, first *member, replay bool, clientFault func() bool, try func(*member) error) (*member, error) {
 	var triedBuf [8]*member
-	tried := append(triedBuf[:0], first)
-	for range p.retries {
-		if req.Context().Err() != nil {
-			break
-		}
-		m := p.pickExcept(tried)
-		if m == nil {
-			break
-		}
+	tried := triedBuf[:0]
+	m := first
+	for {
 		tried = append(tried, m)
-		r2 := new(http.Request)
-		*r2 = *req
-		u := *req.URL
-		u.Host = m.addr
-		r2.URL = &u
-		m.inflight.Add(1)
-		res, err = m.roundTrip(r2)
+		err := try(m)
 		if err == nil {
 			m.succeeded()
-			res.Body = countBody(res.Body, m)
-			return res, nil
+			return m, nil
 		}
-		m.inflight.Add(-1)
-		if !connFailure(err) || clientFault(r2) {
-			return nil, err
+		if m != first {
+			m.inflight.Add(-1)
+		}
+		if !connFailure(err) || ctx.Err() != nil || (clientFault != nil && clientFault()) {
+			// A reset, timeout or malformed body of the client's is
+			// not the member's failure.
+			return m, err
 		}
 		m.failed(err)
+		if !replay || len(tried) > p.retries {
+			return m, err
+		}
+		next := p.pickExcept(tried)
+		if next == nil {
+			return m, err
+		}
+		next.inflight.Add(1)
+		m = next
 	}
-	return nil, err
 }
 
 func (m *member) succeeded() {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"gatehouse/internal/capacity"
-	"gatehouse/internal/config"
 	"gatehouse/internal/store"
 )
 
@@ -30,16 +29,16 @@ const (
 type Options struct {
 	// Logger receives operational messages; nil discards them.
 	Logger *slog.Logger
-	// Config returns the node's current configuration: a route must name
-	// one of its pools and may not redefine one of its routes. Nil: neither
-	// is checked.
-	Config func() *config.Config
+	// Fixed returns what the node's current configuration fixes: a route
+	// must name one of its pools and may not redefine one of its routes.
+	// Nil (or a nil result): neither is checked.
+	Fixed func() *Fixed
 	// Admission decides whether a new route fits the limit in force (the
 	// node's *capacity.Registry, whose limits a reload swaps). Nil: the
 	// manager's own, with the limit of Limit.
 	Admission Admission
 	// MaxRoutes caps the routes in the store when Admission is nil and
-	// Config sets no limits.max_routes (0: DefaultMaxRoutes; negative: no
+	// Fixed sets no MaxRoutes (0: DefaultMaxRoutes; negative: no
 	// cap).
 	MaxRoutes int64
 	// OnChange is called with every route, in no particular order: once
@@ -132,10 +131,8 @@ func (m *Manager) Count() int64 { return m.count.Load() }
 // (0: none): limits.max_routes of the current configuration when it sets
 // one, else Options.MaxRoutes.
 func (m *Manager) Limit() int64 {
-	if m.opts.Config != nil {
-		if cfg := m.opts.Config(); cfg != nil && cfg.Limits.MaxRoutes > 0 {
-			return cfg.Limits.MaxRoutes
-		}
+	if f := m.fixed(); f != nil && f.MaxRoutes > 0 {
+		return f.MaxRoutes
 	}
 	return max(m.opts.MaxRoutes, 0)
 }
@@ -165,11 +162,11 @@ func sortRoutes(rs []Route) {
 	})
 }
 
-func (m *Manager) config() *config.Config {
-	if m.opts.Config == nil {
+func (m *Manager) fixed() *Fixed {
+	if m.opts.Fixed == nil {
 		return nil
 	}
-	return m.opts.Config()
+	return m.opts.Fixed()
 }
 
 // Start lists the routes, calls OnChange with them, then follows changes
@@ -349,7 +346,7 @@ func (m *Manager) Replace(ctx context.Context, r Route) (Route, error) {
 }
 
 func (m *Manager) put(ctx context.Context, in Route, replace bool) (Route, error) {
-	r, err := check(in, m.config())
+	r, err := check(in, m.fixed())
 	if err != nil {
 		return Route{}, err
 	}
@@ -440,7 +437,7 @@ func (m *Manager) get(ctx context.Context, id string) (Route, int64, error) {
 // this node serves the change.
 func (m *Manager) Update(ctx context.Context, id string, u Update) (Route, error) {
 	if u.Pool != nil {
-		if err := checkPool(*u.Pool, m.config()); err != nil {
+		if err := checkPool(*u.Pool, m.fixed()); err != nil {
 			return Route{}, err
 		}
 	}

@@ -13,7 +13,6 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"gatehouse/internal/capacity"
-	"gatehouse/internal/config"
 	"gatehouse/internal/leakcheck"
 	"gatehouse/internal/store"
 	"gatehouse/internal/store/bolt"
@@ -35,11 +34,11 @@ func newClock() *clock           { c := &clock{}; c.set(t0); return c }
 func (c *clock) set(t time.Time) { c.ns.Store(t.UnixNano()) }
 func (c *clock) now() time.Time  { return time.Unix(0, c.ns.Load()).UTC() }
 
-// testConfig has pools a and b and one static route.
-func testConfig() *config.Config {
-	return &config.Config{
-		Pools:  []config.Pool{{Name: "a"}, {Name: "b"}},
-		Routes: []config.Route{{Host: "Static.Example.test", PathPrefix: "/", Pool: "a"}},
+// testFixed has pools a and b and one static route.
+func testFixed() *Fixed {
+	return &Fixed{
+		Pools:  []string{"a", "b"},
+		Routes: []Route{{Host: "Static.Example.test", PathPrefix: "/", Pool: "a"}},
 	}
 }
 
@@ -144,8 +143,8 @@ func startManager(t *testing.T, st store.Store, opts Options) (*Manager, *record
 	t.Helper()
 	rec := newRecorder()
 	opts.OnChange = rec.onChange
-	if opts.Config == nil {
-		opts.Config = testConfig
+	if opts.Fixed == nil {
+		opts.Fixed = testFixed
 	}
 	m := NewManager(st, opts)
 	if err := m.Start(context.Background()); err != nil {
@@ -405,7 +404,7 @@ func TestRelistAfterCompaction(t *testing.T) {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	writer := NewManager(st, Options{Config: testConfig})
+	writer := NewManager(st, Options{Fixed: testFixed})
 	gone, err := writer.Add(ctx, Route{Host: "gone.example.test", Pool: "a"})
 	if err != nil {
 		t.Fatal(err)
@@ -459,11 +458,11 @@ func TestLimitFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	var cur atomic.Pointer[config.Config]
-	cfg := *testConfig()
-	cfg.Limits.MaxRoutes = 1
+	var cur atomic.Pointer[Fixed]
+	cfg := *testFixed()
+	cfg.MaxRoutes = 1
 	cur.Store(&cfg)
-	m, _ := startManager(t, st, Options{Config: cur.Load})
+	m, _ := startManager(t, st, Options{Fixed: cur.Load})
 	ctx := context.Background()
 	if _, err := m.Add(ctx, Route{Host: "one.example.test", Pool: "a"}); err != nil {
 		t.Fatal(err)
@@ -473,7 +472,7 @@ func TestLimitFromConfig(t *testing.T) {
 		t.Fatalf("second Add with limits.max_routes 1: err = %v, want *LimitError at 1", err)
 	}
 	raised := cfg
-	raised.Limits.MaxRoutes = 2
+	raised.MaxRoutes = 2
 	cur.Store(&raised) // a reload
 	if _, err := m.Add(ctx, Route{Host: "two.example.test", Pool: "a"}); err != nil {
 		t.Fatalf("Add after the limit was raised to 2: %v", err)

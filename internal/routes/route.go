@@ -13,12 +13,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
 
-	"gatehouse/internal/config"
 	"gatehouse/internal/fault"
+	"gatehouse/internal/syntax"
 )
 
 // Prefix is the store prefix of the routes: Prefix + ID holds one Route as
@@ -130,24 +131,36 @@ func (e *ConflictError) Error() string {
 	return fmt.Sprintf("route for host %q path_prefix %q: %s", e.Host, e.PathPrefix, e.Reason)
 }
 
-// check normalizes r and validates it against cfg (nil: only the form of
+// Fixed is what the node's configuration fixes for dynamic routes; the node
+// maps its configuration file to it.
+type Fixed struct {
+	// Pools names the pools a route may name.
+	Pools []string
+	// Routes are the configuration file's routes (Host and PathPrefix
+	// count), which a dynamic route may not redefine.
+	Routes []Route
+	// MaxRoutes is limits.max_routes (0: not set).
+	MaxRoutes int64
+}
+
+// check normalizes r and validates it against f (nil: only the form of
 // its fields). It returns the route to store, without times.
-func check(r Route, cfg *config.Config) (Route, error) {
+func check(r Route, f *Fixed) (Route, error) {
 	r.Host, r.PathPrefix = normalize(strings.TrimSpace(r.Host), r.PathPrefix)
-	if err := config.CheckRouteHost(r.Host); err != nil {
+	if err := syntax.RouteHost(r.Host); err != nil {
 		return Route{}, inputErr("host", "%s", err.Error())
 	}
 	if err := checkPathPrefix(r.PathPrefix); err != nil {
 		return Route{}, err
 	}
-	if err := checkPool(r.Pool, cfg); err != nil {
+	if err := checkPool(r.Pool, f); err != nil {
 		return Route{}, err
 	}
 	if err := checkTenant(r.Tenant); err != nil {
 		return Route{}, err
 	}
-	if cfg != nil {
-		for _, sr := range cfg.Routes {
+	if f != nil {
+		for _, sr := range f.Routes {
 			h, p := normalize(sr.Host, sr.PathPrefix)
 			if h == r.Host && p == r.PathPrefix {
 				return Route{}, &ConflictError{Host: r.Host, PathPrefix: r.PathPrefix,
@@ -176,17 +189,12 @@ func checkPathPrefix(p string) error {
 	return nil
 }
 
-func checkPool(pool string, cfg *config.Config) error {
+func checkPool(pool string, f *Fixed) error {
 	if pool == "" {
 		return inputErr("pool", "is required")
 	}
-	if cfg == nil {
+	if f == nil || slices.Contains(f.Pools, pool) {
 		return nil
-	}
-	for _, p := range cfg.Pools {
-		if p.Name == pool {
-			return nil
-		}
 	}
 	return inputErr("pool", "%q is not a pool of this node's configuration", pool)
 }
