@@ -16,24 +16,6 @@ import (
 	"gatehouse/internal/hostnames"
 )
 
-// startACMEWith is startACME with the CA's options (dns-01 records, EAB).
-func startACMEWith(t *testing.T, opts acmetest.Options, acmeTail string) (*testNode, *acmetest.CA) {
-	t.Helper()
-	opts.Log = testWriter{t}
-	ca, err := acmetest.Start(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ca.Close)
-	caFile := filepath.Join(t.TempDir(), "acme-ca.pem")
-	if err := os.WriteFile(caFile, ca.ServerCAPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tn := startTestNode(t, twoPools(t)+fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n%s", ca.URL(), caFile, acmeTail))
-	ca.SetPorts(portOf(t, tn.Addr("http")), portOf(t, tn.Addr("https")))
-	return tn, ca
-}
-
 // TestACMEDNS01: the operator's dns01 hook publishes the TXT record that
 // the CA's DNS lookup reads; a wildcard hostname is issued and serves
 // every name under it; the hook removes its records afterwards.
@@ -54,7 +36,7 @@ esac
 	if err := os.WriteFile(hook, []byte(script), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	tn, ca := startACMEWith(t, acmetest.Options{TXTDir: txt},
+	tn, ca := startACMEWithLog(t, acmetest.Options{TXTDir: txt}, nil,
 		fmt.Sprintf("  challenges: [dns-01]\n  dns01: {command: [/bin/sh, %s], timeout: 20s}\n", hook))
 	ctx := context.Background()
 	roots, err := ca.Roots()
@@ -110,7 +92,7 @@ func TestACMEBadEAB(t *testing.T) {
 			if err := os.WriteFile(hmacFile, []byte(tt.hmac+"\n"), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			tn, ca := startACMEWith(t, acmetest.Options{EAB: map[string]string{"kid-1": good}},
+			tn, ca := startACMEWithLog(t, acmetest.Options{EAB: map[string]string{"kid-1": good}}, nil,
 				fmt.Sprintf("  challenges: [http-01]\n  eab: {key_id: %s, hmac_file: %s}\n", tt.kid, hmacFile))
 			ctx := context.Background()
 			name := "eab.uni-i.test"

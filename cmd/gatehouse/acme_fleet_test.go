@@ -24,6 +24,17 @@ import (
 // acme: section and never orders.
 func startACMEFleet(t *testing.T) ([]*testNode, *acmetest.CA) {
 	t.Helper()
+	ca, base, acmeSection := acmeFleetConfig(t, "/acme-fleet", "http-01, tls-alpn-01")
+	nodes := []*testNode{startTestNode(t, base+acmeSection), startTestNode(t, base+acmeSection), startTestNode(t, base)}
+	ca.SetPorts(portOf(t, nodes[2].Addr("http")), portOf(t, nodes[2].Addr("https")))
+	return nodes, ca
+}
+
+// acmeFleetConfig starts a three-member etcd and an ACME CA and returns
+// the CA, the nodes' shared configuration (etcd under prefix, one KEK,
+// two pools) and the acme: section offering challenges.
+func acmeFleetConfig(t *testing.T, prefix, challenges string) (*acmetest.CA, string, string) {
+	t.Helper()
 	cluster := etcdtest.Start(t, 3)
 	ca, err := acmetest.Start(acmetest.Options{Log: testWriter{t}})
 	if err != nil {
@@ -42,16 +53,14 @@ func startACMEFleet(t *testing.T) ([]*testNode, *acmetest.CA) {
 	base := fmt.Sprintf(`store:
   etcd:
     endpoints: [%s]
-    prefix: /acme-fleet
+    prefix: %s
     request_timeout: 2s
     dial_timeout: 2s
 tls:
   kek_file: %s
-%s`, strings.Join(eps, ", "), filepath.Join(shared, "kek"), twoPools(t))
-	acmeSection := fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n  challenges: [http-01, tls-alpn-01]\n", ca.URL(), caFile)
-	nodes := []*testNode{startTestNode(t, base+acmeSection), startTestNode(t, base+acmeSection), startTestNode(t, base)}
-	ca.SetPorts(portOf(t, nodes[2].Addr("http")), portOf(t, nodes[2].Addr("https")))
-	return nodes, ca
+%s`, strings.Join(eps, ", "), prefix, filepath.Join(shared, "kek"), twoPools(t))
+	acmeSection := fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n  challenges: [%s]\n", ca.URL(), caFile, challenges)
+	return ca, base, acmeSection
 }
 
 // TestACMEFleet: every validation lands on a node that did not place the

@@ -13,10 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"gatehouse/internal/acmetest"
 	"gatehouse/internal/admin"
 	"gatehouse/internal/hostnames"
-	"gatehouse/internal/store/etcd/etcdtest"
 )
 
 // TestACMEOrderingNodeKilled: the node ordering a name is killed (SIGKILL,
@@ -28,31 +26,7 @@ func TestACMEOrderingNodeKilled(t *testing.T) {
 		t.Skip("builds the binary and waits out a 10 s lease; skipped with -short")
 	}
 	bin := gatehouseBinary(t)
-	cluster := etcdtest.Start(t, 3)
-	ca, err := acmetest.Start(acmetest.Options{Log: testWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ca.Close)
-	shared := t.TempDir()
-	caFile := filepath.Join(shared, "acme-ca.pem")
-	if err := os.WriteFile(caFile, ca.ServerCAPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var eps []string
-	for _, ep := range cluster.Endpoints() {
-		eps = append(eps, fmt.Sprintf("%q", ep))
-	}
-	base := fmt.Sprintf(`store:
-  etcd:
-    endpoints: [%s]
-    prefix: /acme-kill
-    request_timeout: 2s
-    dial_timeout: 2s
-tls:
-  kek_file: %s
-%s`, strings.Join(eps, ", "), filepath.Join(shared, "kek"), twoPools(t))
-	acmeSection := fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n  challenges: [http-01]\n", ca.URL(), caFile)
+	ca, base, acmeSection := acmeFleetConfig(t, "/acme-kill", "http-01")
 
 	// Node C answers the CA's validations and takes the admin calls; it
 	// has no acme: section and never orders.

@@ -29,7 +29,16 @@ import (
 // the node's listeners.
 func startACME(t *testing.T, validity uint64, acmeTail string) (*testNode, *acmetest.CA) {
 	t.Helper()
-	ca, err := acmetest.Start(acmetest.Options{Validity: validity, Log: testWriter{t}})
+	return startACMEWithLog(t, acmetest.Options{Validity: validity}, nil, "  email: ops@example.com\n"+acmeTail)
+}
+
+// startACMEWithLog is startACME with the CA's options (dns-01 records,
+// EAB) and the node's warnings also written to logTo (nil: the test log
+// only).
+func startACMEWithLog(t *testing.T, opts acmetest.Options, logTo io.Writer, acmeTail string) (*testNode, *acmetest.CA) {
+	t.Helper()
+	opts.Log = testWriter{t}
+	ca, err := acmetest.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,11 +47,7 @@ func startACME(t *testing.T, validity uint64, acmeTail string) (*testNode, *acme
 	if err := os.WriteFile(caFile, ca.ServerCAPEM(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tn := startTestNode(t, twoPools(t)+fmt.Sprintf(`acme:
-  directories: [%q]
-  ca_file: %s
-  email: ops@example.com
-%s`, ca.URL(), caFile, acmeTail))
+	tn := startTestNodeLog(t, twoPools(t)+fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n%s", ca.URL(), caFile, acmeTail), logTo)
 	ca.SetPorts(portOf(t, tn.Addr("http")), portOf(t, tn.Addr("https")))
 	return tn, ca
 }

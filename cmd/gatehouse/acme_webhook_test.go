@@ -80,7 +80,7 @@ func TestACMEStateWebhook(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs syncBuffer
-	tn, _ := startACMELog(t, &logs, fmt.Sprintf("  challenges: [http-01]\n  webhook:\n    url: %s/hooks\n    secret_file: %s\n    allow_hosts: [127.0.0.1]\n", srv.URL, secretFile))
+	tn, _ := startACMEWithLog(t, acmetest.Options{}, &logs, fmt.Sprintf("  challenges: [http-01]\n  webhook:\n    url: %s/hooks\n    secret_file: %s\n    allow_hosts: [127.0.0.1]\n", srv.URL, secretFile))
 	ctx := context.Background()
 	name := "shop.uni-d.test"
 	if _, err := tn.client.AddHostname(ctx, admin.HostnameRequest{Name: name, Tenant: "uni-d", Pool: "a"}); err != nil {
@@ -166,23 +166,6 @@ func TestACMEStateWebhookBadConfig(t *testing.T) {
 			t.Errorf("%q: start error %v, want it to name %s", tt.tail, err, tt.want)
 		}
 	}
-}
-
-// startACMELog is startACME with the node's warnings also written to w.
-func startACMELog(t *testing.T, w io.Writer, acmeTail string) (*testNode, *acmetest.CA) {
-	t.Helper()
-	ca, err := acmetest.Start(acmetest.Options{Log: testWriter{t}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ca.Close)
-	caFile := filepath.Join(t.TempDir(), "acme-ca.pem")
-	if err := os.WriteFile(caFile, ca.ServerCAPEM(), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	tn := startTestNodeLog(t, twoPools(t)+fmt.Sprintf("acme:\n  directories: [%q]\n  ca_file: %s\n%s", ca.URL(), caFile, acmeTail), w)
-	ca.SetPorts(portOf(t, tn.Addr("http")), portOf(t, tn.Addr("https")))
-	return tn, ca
 }
 
 // startNodeErr loads a config and starts a node from it, returning the
